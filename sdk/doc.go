@@ -1,0 +1,34 @@
+// Package sdk is the dw plugin SDK: the only package a plugin author imports.
+//
+// A dw plugin is a separate executable named dw-plugin-<subsystem> that the
+// dw host starts, talks to over gRPC (hashicorp/go-plugin, AutoMTLS), and
+// supervises. A plugin implements [Subsystem] for its limits struct and calls
+// [Serve] from main:
+//
+//	type Limits struct {
+//		MaxEntries int      `dw:"max_entries" min:"1"`
+//		MaxBytes   sdk.Size `dw:"max_bytes" min:"1KiB"`
+//	}
+//
+//	func main() { sdk.Serve[Limits](cache.New()) }
+//
+// The lifecycle a plugin goes through is documented once, on [Subsystem].
+//
+// Limits are a Go struct with defaults (DefaultLimits) and rules in struct
+// tags (min, max, enum) or a Validate method; the SDK decodes what the host
+// sends onto the defaults with [Decode] and rejects unknown keys, wrong
+// types and out-of-range values with the key path, so the plugin's
+// ApplyLimits only ever sees valid limits.
+//
+// Errors cross the connection as gRPC status codes: return the sentinels of
+// this package (wrapped as you like) and the host sees them with errors.Is;
+// [WithRetryAfter] adds a retry hint that becomes an HTTP Retry-After.
+//
+// Compatibility: a plugin reports the SDK [Version] it was built with; the
+// host accepts it when [Compatible] says so (same major, minor not newer
+// than the host's). The go-plugin protocol version ([ProtocolVersion]) is
+// negotiated separately in the handshake.
+//
+// A plugin served by Serve exits promptly when its host dies, even by
+// kill -9: see watchHost in orphan_linux.go.
+package sdk

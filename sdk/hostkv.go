@@ -1,0 +1,181 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"unicode/utf8"
+
+	"google.golang.org/grpc"
+
+	dwv1 "github.com/datawarehouse/dw/sdk/proto/dw/v1"
+)
+
+// Bounds of the host key-value store.
+const (
+	// MaxKVKeyBytes is the longest key.
+	MaxKVKeyBytes = 1024
+	// MaxKVValueBytes is the largest value. The store keeps state (job
+	// checkpoints, cursors), not data.
+	MaxKVValueBytes = 1 << 20
+)
+
+// ValidateKVKey checks a host KV key: 1 to MaxKVKeyBytes bytes of UTF-8
+// without NUL.
+func ValidateKVKey(key string) error {
+	switch {
+	case key == "":
+		return fmt.Errorf("kv key: %w: must not be empty", ErrInvalidArgument)
+	case len(key) > MaxKVKeyBytes:
+		return fmt.Errorf("kv key: %w: %d bytes, at most %d allowed", ErrInvalidArgument, len(key), MaxKVKeyBytes)
+	case !utf8.ValidString(key):
+		return fmt.Errorf("kv key %q: %w: must be valid UTF-8", key, ErrInvalidArgument)
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] == 0 {
+			return fmt.Errorf("kv key %q: %w: must not contain NUL", key, ErrInvalidArgument)
+		}
+	}
+	return nil
+}
+
+func validateKVValue(key string, v []byte) error {
+	if len(v) > MaxKVValueBytes {
+		return fmt.Errorf("kv put %q: %w: value is %d bytes, at most %d allowed", key, ErrInvalidArgument, len(v), MaxKVValueBytes)
+	}
+	return nil
+}
+
+// kvClient is the plugin side of HostKV.
+type kvClient struct {
+	rpc dwv1.HostKVClient
+}
+
+var _ KV = (*kvClient)(nil)
+
+func newKVClient(conn *grpc.ClientConn) *kvClient {
+	return &kvClient{rpc: dwv1.NewHostKVClient(conn)}
+}
+
+func (c *kvClient) Put(ctx context.Context, key string, value []byte) error {
+	if err := ValidateKVKey(key); err != nil {
+		return err
+	}
+	if err := validateKVValue(key, value); err != nil {
+		return err
+	}
+	if _, err := c.rpc.Put(ctx, &dwv1.KVPutRequest{Key: key, Value: value}); err != nil {
+		return fmt.Errorf("kv put %q: %w", key, FromStatus(err))
+	}
+	return nil
+}
+
+func (c *kvClient) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := ValidateKVKey(key); err != nil {
+		return nil, err
+	}
+	r, err := c.rpc.Get(ctx, &dwv1.KVGetRequest{Key: key})
+	if err != nil {
+		return nil, fmt.Errorf("kv get %q: %w", key, FromStatus(err))
+	}
+	return r.GetValue(), nil
+}
+
+func (c *kvClient) Delete(ctx context.Context, key string) error {
+	if err := ValidateKVKey(key); err != nil {
+		return err
+	}
+	if _, err := c.rpc.Delete(ctx, &dwv1.KVDeleteRequest{Key: key}); err != nil {
+		return fmt.Errorf("kv delete %q: %w", key, FromStatus(err))
+	}
+	return nil
+}
+
+func (c *kvClient) List(ctx context.Context, prefix string, fn func(key string, value []byte) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := c.rpc.List(ctx, &dwv1.KVListRequest{Prefix: prefix})
+	if err != nil {
+		return fmt.Errorf("kv list %q: %w", prefix, FromStatus(err))
+	}
+	for {
+		e, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("kv list %q: %w", prefix, FromStatus(err))
+		}
+		if err := fn(e.GetKey(), e.GetValue()); err != nil {
+			return err
+		}
+	}
+}
+
+// kvServer is the host side of HostKV: it serves one KV (bound by the host
+// to one plugin's key space) to one plugin.
+type kvServer struct {
+	dwv1.UnimplementedHostKVServer
+	kv KV
+}
+
+// RegisterHostKV serves kv as the HostKV service on s. The host calls it
+// with a store bound to one plugin's key space, on a server only that plugin
+// reaches, so that no plugin can name another's keys.
+func RegisterHostKV(s *grpc.Server, kv KV) {
+	dwv1.RegisterHostKVServer(s, &kvServer{kv: kv})
+}
+
+func (s *kvServer) Put(ctx context.Context, r *dwv1.KVPutRequest) (*dwv1.KVPutResponse, error) {
+	if err := ValidateKVKey(r.GetKey()); err != nil {
+		return nil, ToStatus(err)
+	}
+	if err := validateKVValue(r.GetKey(), r.GetValue()); err != nil {
+		return nil, ToStatus(err)
+	}
+	if err := s.kv.Put(ctx, r.GetKey(), r.GetValue()); err != nil {
+		return nil, ToStatus(err)
+	}
+	return &dwv1.KVPutResponse{}, nil
+}
+
+func (s *kvServer) Get(ctx context.Context, r *dwv1.KVGetRequest) (*dwv1.KVGetResponse, error) {
+	if err := ValidateKVKey(r.GetKey()); err != nil {
+		return nil, ToStatus(err)
+	}
+	v, err := s.kv.Get(ctx, r.GetKey())
+	if err != nil {
+		return nil, ToStatus(err)
+	}
+	return &dwv1.KVGetResponse{Value: v}, nil
+}
+
+func (s *kvServer) Delete(ctx context.Context, r *dwv1.KVDeleteRequest) (*dwv1.KVDeleteResponse, error) {
+	if err := ValidateKVKey(r.GetKey()); err != nil {
+		return nil, ToStatus(err)
+	}
+	if err := s.kv.Delete(ctx, r.GetKey()); err != nil {
+		return nil, ToStatus(err)
+	}
+	return &dwv1.KVDeleteResponse{}, nil
+}
+
+func (s *kvServer) List(r *dwv1.KVListRequest, stream dwv1.HostKV_ListServer) error {
+	var n uint32
+	errLimit := errors.New("limit reached")
+	err := s.kv.List(stream.Context(), r.GetPrefix(), func(key string, value []byte) error {
+		if r.GetStartAfter() != "" && key <= r.GetStartAfter() {
+			return nil
+		}
+		if r.GetLimit() > 0 && n >= r.GetLimit() {
+			return errLimit
+		}
+		n++
+		return stream.Send(&dwv1.KVEntry{Key: key, Value: value})
+	})
+	if err != nil && !errors.Is(err, errLimit) {
+		return ToStatus(err)
+	}
+	return nil
+}

@@ -1,0 +1,30 @@
+//go:build !linux
+
+package sdk
+
+import (
+	"os"
+	"strconv"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// watchHost polls the parent pid: on systems without PR_SET_PDEATHSIG and
+// pidfd this is the only portable signal that the host is gone.
+func watchHost(_ hclog.Logger, onGone func(reason string)) (stop func()) {
+	hostPID := os.Getppid()
+	if s := os.Getenv(EnvHostPID); s != "" {
+		if pid, err := strconv.Atoi(s); err == nil && pid > 0 {
+			hostPID = pid
+		}
+	}
+	done := make(chan struct{})
+	fired := false
+	go pollParent(hostPID, done, func(reason string) {
+		if !fired {
+			fired = true
+			onGone(reason)
+		}
+	})
+	return func() { close(done) }
+}

@@ -1,0 +1,124 @@
+package sdk
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+
+	dwv1 "github.com/datawarehouse/dw/sdk/proto/dw/v1"
+)
+
+// EnvLogLevel names the environment variable in which the host passes the
+// log level plugins should log at.
+const EnvLogLevel = "DW_PLUGIN_LOG_LEVEL"
+
+// Shutdown deadlines. The host gives a plugin about two seconds between its
+// graceful shutdown request and a hard kill, and a plugin whose host died
+// must be gone within two seconds.
+const (
+	shutdownTimeout = 1500 * time.Millisecond
+	orphanExitAfter = 1800 * time.Millisecond
+)
+
+// Serve runs impl as a dw plugin and returns when the host has stopped it.
+// It performs the go-plugin handshake (protocol version negotiation, AutoMTLS
+// when the host asks for it), serves ScalableSubsystem, gRPC reflection and
+// any services impl registers through [GRPCRegistrar] on one connection, logs
+// through hclog to the host, and makes the process exit when its host dies,
+// however it dies. Call it from main and nothing else: a plugin must not
+// write to stdout before Serve, as that breaks the handshake.
+func Serve[L any](impl Subsystem[L]) {
+	info := impl.Info()
+	level := hclog.LevelFromString(os.Getenv(EnvLogLevel))
+	if level == hclog.NoLevel {
+		level = hclog.Info
+	}
+	logger := hclog.New(&hclog.LoggerOptions{
+		Name:       info.Name,
+		Level:      level,
+		Output:     os.Stderr,
+		JSONFormat: true,
+	})
+
+	srv := newSubsystemServer(impl, logger)
+
+	var (
+		grpcMu     sync.Mutex
+		grpcServer *grpc.Server
+		stopped    bool
+	)
+	stop := func(reason string) {
+		logger.Warn("stopping plugin", "reason", reason)
+		// Whatever happens below, the process is gone soon.
+		time.AfterFunc(orphanExitAfter, func() {
+			logger.Error("plugin did not stop in time; exiting", "reason", reason)
+			os.Exit(3)
+		})
+		grpcMu.Lock()
+		s := grpcServer
+		stopped = true
+		grpcMu.Unlock()
+		if s != nil {
+			s.Stop()
+		}
+		if s == nil {
+			os.Exit(3)
+		}
+	}
+	unwatch := watchHost(logger, stop)
+	defer unwatch()
+
+	p := &grpcPlugin{register: func(broker *plugin.GRPCBroker, s *grpc.Server) error {
+		srv.dialKV = func(id uint32) (KV, error) {
+			conn, err := broker.Dial(id)
+			if err != nil {
+				return nil, fmt.Errorf("dial host kv (broker id %d): %w", id, err)
+			}
+			return newKVClient(conn), nil
+		}
+		dwv1.RegisterScalableSubsystemServer(s, srv)
+		if r, ok := impl.(GRPCRegistrar); ok {
+			r.RegisterGRPC(s)
+		}
+		for name := range s.GetServiceInfo() {
+			if !internalService(name) {
+				srv.services = append(srv.services, name)
+			}
+		}
+		slices.Sort(srv.services)
+		return nil
+	}}
+
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: HandshakeConfig(),
+		VersionedPlugins: map[int]plugin.PluginSet{
+			protocolVersionServed(): {PluginName: p},
+		},
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			s := grpc.NewServer(opts...)
+			grpcMu.Lock()
+			grpcServer = s
+			if stopped {
+				defer s.Stop()
+			}
+			grpcMu.Unlock()
+			return s
+		},
+		Logger: logger,
+	})
+
+	if sd, ok := impl.(Shutdowner); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		if err := sd.Shutdown(ctx); err != nil {
+			logger.Error("shutdown", "error", err)
+		}
+	}
+}
