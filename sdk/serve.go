@@ -75,26 +75,7 @@ func Serve[L any](impl Subsystem[L]) {
 	unwatch := watchHost(logger, stop)
 	defer unwatch()
 
-	p := &grpcPlugin{register: func(broker *plugin.GRPCBroker, s *grpc.Server) error {
-		srv.dialKV = func(id uint32) (KV, error) {
-			conn, err := broker.Dial(id)
-			if err != nil {
-				return nil, fmt.Errorf("dial host kv (broker id %d): %w", id, err)
-			}
-			return newKVClient(conn), nil
-		}
-		dwv1.RegisterScalableSubsystemServer(s, srv)
-		if r, ok := impl.(GRPCRegistrar); ok {
-			r.RegisterGRPC(s)
-		}
-		for name := range s.GetServiceInfo() {
-			if !internalService(name) {
-				srv.services = append(srv.services, name)
-			}
-		}
-		slices.Sort(srv.services)
-		return nil
-	}}
+	p := newServerPlugin(impl, srv)
 
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: HandshakeConfig(),
@@ -121,4 +102,30 @@ func Serve[L any](impl Subsystem[L]) {
 			logger.Error("shutdown", "error", err)
 		}
 	}
+	srv.close()
+}
+
+// newServerPlugin is the plugin-side go-plugin glue: it registers the
+// contract, the host-services dialer and impl's own services.
+func newServerPlugin[L any](impl Subsystem[L], srv *subsystemServer[L]) *grpcPlugin {
+	return &grpcPlugin{register: func(broker *plugin.GRPCBroker, s *grpc.Server) error {
+		srv.dialKV = func(id uint32) (KV, func() error, error) {
+			conn, err := broker.Dial(id)
+			if err != nil {
+				return nil, nil, fmt.Errorf("dial host kv (broker id %d): %w", id, err)
+			}
+			return newKVClient(conn), conn.Close, nil
+		}
+		dwv1.RegisterScalableSubsystemServer(s, srv)
+		if r, ok := impl.(GRPCRegistrar); ok {
+			r.RegisterGRPC(s)
+		}
+		for name := range s.GetServiceInfo() {
+			if !internalService(name) {
+				srv.services = append(srv.services, name)
+			}
+		}
+		slices.Sort(srv.services)
+		return nil
+	}}
 }

@@ -22,8 +22,10 @@ type subsystemServer[L any] struct {
 	impl     Subsystem[L]
 	logger   hclog.Logger
 	services []string
-	// dialKV connects to the host's KV service for a broker id.
-	dialKV func(id uint32) (KV, error)
+	// dialKV connects to the host's KV service for a broker id; the
+	// returned closer ends the connection.
+	dialKV func(id uint32) (KV, func() error, error)
+	closeKV func() error
 
 	mu         sync.Mutex // serialises Configure and ApplyLimits
 	configured bool
@@ -112,11 +114,11 @@ func (s *subsystemServer[L]) Configure(ctx context.Context, req *dwv1.ConfigureR
 		Logger:      s.logger,
 	}
 	if id := req.GetHostServicesBrokerId(); id != 0 && s.dialKV != nil {
-		kv, err := s.dialKV(id)
+		kv, closeKV, err := s.dialKV(id)
 		if err != nil {
 			return nil, ToStatus(fmt.Errorf("configure %s: connect to host services: %w", cfg.Subsystem, err))
 		}
-		cfg.KV = kv
+		cfg.KV, s.closeKV = kv, closeKV
 	}
 	if err := s.impl.Configure(ctx, cfg); err != nil {
 		return nil, ToStatus(fmt.Errorf("configure %s: %w", cfg.Subsystem, err))
@@ -178,6 +180,17 @@ func (s *subsystemServer[L]) GetLimits(context.Context, *dwv1.GetLimitsRequest) 
 		return nil, ToStatus(err)
 	}
 	return &dwv1.GetLimitsResponse{Limits: st, Generation: gen}, nil
+}
+
+// close releases the host-services connection.
+func (s *subsystemServer[L]) close() {
+	s.mu.Lock()
+	closeKV := s.closeKV
+	s.closeKV = nil
+	s.mu.Unlock()
+	if closeKV != nil {
+		_ = closeKV()
+	}
 }
 
 func (s *subsystemServer[L]) isConfigured() bool {

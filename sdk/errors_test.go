@@ -1,0 +1,92 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+func TestErrorsRoundTrip(t *testing.T) {
+	for _, s := range sentinels {
+		wrapped := fmt.Errorf("get object %q: %w", "a/b", s.err)
+		st := ToStatus(wrapped)
+		if got := status.Code(st); got != s.code {
+			t.Errorf("%v: code %v, want %v", s.err, got, s.code)
+		}
+		back := FromStatus(st)
+		if !errors.Is(back, s.err) {
+			t.Errorf("%v: FromStatus(ToStatus) = %v, does not match the sentinel", s.err, back)
+		}
+		if back.Error() != wrapped.Error() {
+			t.Errorf("%v: message %q, want %q", s.err, back.Error(), wrapped.Error())
+		}
+		for _, other := range sentinels {
+			if other.err != s.err && errors.Is(back, other.err) {
+				t.Errorf("%v also matches %v", s.err, other.err)
+			}
+		}
+	}
+}
+
+func TestRetryAfterCrossesTheWire(t *testing.T) {
+	err := WithRetryAfter(fmt.Errorf("queue full: %w", ErrBackpressure), 1500*time.Millisecond)
+	back := FromStatus(ToStatus(err))
+	if !errors.Is(back, ErrBackpressure) {
+		t.Fatalf("lost the sentinel: %v", back)
+	}
+	d, ok := RetryAfter(back)
+	if !ok || d != 1500*time.Millisecond {
+		t.Fatalf("RetryAfter = %v, %v", d, ok)
+	}
+	if WithRetryAfter(nil, time.Second) != nil {
+		t.Fatal("WithRetryAfter(nil) must be nil")
+	}
+}
+
+func TestFromStatusPlainCodes(t *testing.T) {
+	tests := []struct {
+		code codes.Code
+		want error
+	}{
+		{codes.NotFound, ErrNotFound},
+		{codes.Unavailable, ErrPluginShutdown},
+		{codes.ResourceExhausted, ErrBackpressure},
+		{codes.DeadlineExceeded, context.DeadlineExceeded},
+		{codes.Canceled, context.Canceled},
+		{codes.PermissionDenied, ErrPermissionDenied},
+	}
+	for _, tt := range tests {
+		got := FromStatus(status.Error(tt.code, "boom"))
+		if !errors.Is(got, tt.want) {
+			t.Errorf("code %v: %v does not match %v", tt.code, got, tt.want)
+		}
+	}
+	plain := errors.New("not grpc")
+	if FromStatus(plain) != plain {
+		t.Error("a non-status error must pass through")
+	}
+	if FromStatus(nil) != nil || ToStatus(nil) != nil {
+		t.Error("nil must stay nil")
+	}
+	if got := status.Code(ToStatus(context.DeadlineExceeded)); got != codes.DeadlineExceeded {
+		t.Errorf("deadline: %v", got)
+	}
+	unknown := ToStatus(errors.New("disk on fire"))
+	if status.Code(unknown) != codes.Unknown {
+		t.Errorf("unknown error code: %v", status.Code(unknown))
+	}
+}
+
+// An error that came from a plugin and is sent on again keeps its status.
+func TestForwardedStatusKeepsCode(t *testing.T) {
+	back := FromStatus(ToStatus(fmt.Errorf("x: %w", ErrQuotaExceeded)))
+	again := FromStatus(ToStatus(fmt.Errorf("host: %w", back)))
+	if !errors.Is(again, ErrQuotaExceeded) {
+		t.Fatalf("forwarded error lost its sentinel: %v", again)
+	}
+}
