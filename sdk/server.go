@@ -24,7 +24,7 @@ type subsystemServer[L any] struct {
 	services []string
 	// dialKV connects to the host's KV service for a broker id; the
 	// returned closer ends the connection.
-	dialKV func(id uint32) (KV, func() error, error)
+	dialKV  func(id uint32) (KV, func() error, error)
 	closeKV func() error
 
 	mu         sync.Mutex // serialises Configure and ApplyLimits
