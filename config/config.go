@@ -1,0 +1,405 @@
+package config
+
+import (
+	_ "embed" // for DefaultYAML
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DefaultYAML is the default configuration file, config/dw.yaml, as embedded
+// in the binary. Every load starts from it.
+//
+//go:embed dw.yaml
+var DefaultYAML []byte
+
+// MaxFileSize is the largest configuration file, in bytes, that [Load] and
+// [Parse] accept.
+const MaxFileSize = 4 << 20
+
+// MaxStartTimeout is the largest plugins.start_timeout allowed.
+const MaxStartTimeout = 10 * time.Minute
+
+// Config is a loaded, validated host configuration.
+type Config struct {
+	// Server is the HTTP API listener (key server).
+	Server Server
+	// Log configures the host's log output (key log).
+	Log Log
+	// DataDir is the folder the host and its plugins keep their data in (key
+	// data_dir). Parse and Load make it absolute, relative to the process
+	// working directory. Relative paths in subsystem settings are resolved
+	// against it by whoever uses them.
+	DataDir string
+	// Plugins configures plugin discovery and launch (key plugins).
+	Plugins Plugins
+	// Subsystems holds one section per subsystem name (key subsystems),
+	// first-party and third-party alike.
+	Subsystems map[string]Subsystem
+}
+
+// Server configures the host's HTTP API.
+type Server struct {
+	// Listen is the host:port the API listens on (key listen). A listen
+	// address that is not loopback needs at least one token.
+	Listen string
+	// Auth lists the callers allowed to use the API (key auth).
+	Auth Auth
+}
+
+// Auth configures bearer-token authentication of the HTTP API.
+type Auth struct {
+	// Tokens are the accepted tokens (key tokens). Empty means no
+	// authentication, which is only allowed on a loopback listener.
+	Tokens []Token
+}
+
+// Token names one accepted bearer token. The token itself is never in the
+// configuration: it is read from the environment variable TokenEnv.
+type Token struct {
+	// Name is the caller identity the token stands for (key name).
+	Name string
+	// TokenEnv is the name of the environment variable holding the token
+	// (key token_env).
+	TokenEnv string
+}
+
+// Log configures the host's log output.
+type Log struct {
+	// Level is one of trace, debug, info, warn, error (key level).
+	Level string
+	// Format is text or json (key format).
+	Format string
+}
+
+// Plugins configures plugin discovery and launch.
+type Plugins struct {
+	// Dir is the folder searched for dw-plugin-<name> executables (key dir).
+	// Parse and Load make it absolute, relative to the process working
+	// directory.
+	Dir string
+	// StartTimeout bounds a plugin's start-up handshake (key start_timeout,
+	// a duration string such as "10s"); more than 0 and at most
+	// [MaxStartTimeout].
+	StartTimeout time.Duration
+	// Checksums optionally pins plugin binaries: binary name
+	// (dw-plugin-<name>) to the lower-case hex SHA-256 of its file (key
+	// checksums).
+	Checksums map[string]string
+}
+
+// Subsystem is the section of one subsystem, subsystems.<name>.
+type Subsystem struct {
+	// Enabled says whether the host starts the subsystem's plugin (key
+	// enabled); true when the section exists without it.
+	Enabled bool
+	// Settings holds every key of the section except enabled and limits,
+	// passed through to the plugin verbatim. A change restarts the plugin.
+	// Never nil after Parse.
+	Settings map[string]any
+	// Limits is the section's limits mapping, passed through verbatim; the
+	// plugin's ValidateLimits judges it. A change is applied live. Never nil
+	// after Parse.
+	Limits map[string]any
+}
+
+// Allowed values of the host's enumerated keys.
+var (
+	logLevels  = []string{"trace", "debug", "info", "warn", "error"}
+	logFormats = []string{"text", "json"}
+)
+
+var (
+	// subsystemNameRE is what a subsystem name must match.
+	subsystemNameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
+	// checksumKeyRE is what a plugins.checksums key must match.
+	checksumKeyRE = regexp.MustCompile(`^dw-plugin-[a-z][a-z0-9_-]{0,62}$`)
+	// sha256RE is what a plugins.checksums value must match.
+	sha256RE = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
+	// envNameRE is what an environment variable name must match.
+	envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// PluginBinaryPrefix starts the file name of every plugin binary:
+// dw-plugin-<subsystem>.
+const PluginBinaryPrefix = "dw-plugin-"
+
+// Validate checks the values of c: listen address, log level and format,
+// folders, start timeout, checksums, subsystem names and tokens (whose
+// environment variables must be set). It returns nil or an [*Error] listing
+// every problem, sorted by key path. Parse and Load call it.
+func (c *Config) Validate() error {
+	issues := c.check(lookupOS)
+	if len(issues) == 0 {
+		return nil
+	}
+	ps := make([]Problem, len(issues))
+	for i, is := range issues {
+		ps[i] = Problem{Path: is.path.String(), Message: is.msg}
+	}
+	sortProblems(ps)
+	return &Error{Problems: ps}
+}
+
+// check returns what is wrong with the values of c, reading token
+// variables with lookup.
+func (c *Config) check(lookup func(string) (string, bool)) []issue {
+	var issues []issue
+	add := func(p keyPath, format string, args ...any) {
+		issues = append(issues, issue{path: p, msg: fmt.Sprintf(format, args...)})
+	}
+
+	listen := keyPath{"server", "listen"}
+	hint, listenOK := checkHostPort(c.Server.Listen)
+	if !listenOK {
+		add(listen, "must be host:port%s, got %s", hint, describe(c.Server.Listen))
+	}
+
+	names := map[string]int{}
+	values := map[string]int{}
+	for i, t := range c.Server.Auth.Tokens {
+		at := keyPath{"server", "auth", "tokens", i}
+		switch j, dup := names[t.Name]; {
+		case t.Name == "":
+			add(at.key("name"), "must not be empty")
+		case dup:
+			add(at.key("name"), "duplicate token name %s (also server.auth.tokens[%d])", describe(t.Name), j)
+		default:
+			names[t.Name] = i
+		}
+		env := at.key("token_env")
+		switch {
+		case t.TokenEnv == "":
+			add(env, "must name the environment variable holding the token")
+		case !envNameRE.MatchString(t.TokenEnv):
+			add(env, "must be an environment variable name (letters, digits, _), got %s", describe(t.TokenEnv))
+		default:
+			v, ok := lookup(t.TokenEnv)
+			switch j, dup := values[v]; {
+			case !ok:
+				add(env, "environment variable %s is not set", t.TokenEnv)
+			case v == "":
+				add(env, "environment variable %s is empty", t.TokenEnv)
+			case dup:
+				add(env, "environment variable %s holds the same token as server.auth.tokens[%d]", t.TokenEnv, j)
+			default:
+				values[v] = i
+			}
+		}
+	}
+	if listenOK && len(c.Server.Auth.Tokens) == 0 && !isLoopback(c.Server.Listen) {
+		add(listen, "%s is not a loopback address and server.auth.tokens is empty; add a token or listen on 127.0.0.1", c.Server.Listen)
+	}
+
+	if !slices.Contains(logLevels, c.Log.Level) {
+		add(keyPath{"log", "level"}, "must be one of %s, got %s", strings.Join(logLevels, ", "), describe(c.Log.Level))
+	}
+	if !slices.Contains(logFormats, c.Log.Format) {
+		add(keyPath{"log", "format"}, "must be one of %s, got %s", strings.Join(logFormats, ", "), describe(c.Log.Format))
+	}
+
+	if c.DataDir == "" {
+		add(keyPath{"data_dir"}, "must be a folder path, got \"\"")
+	}
+	if c.Plugins.Dir == "" {
+		add(keyPath{"plugins", "dir"}, "must be a folder path, got \"\"")
+	}
+	if d := c.Plugins.StartTimeout; d <= 0 || d > MaxStartTimeout {
+		add(keyPath{"plugins", "start_timeout"}, "must be more than 0s and at most 10m, got %q", d.String())
+	}
+	for key, sum := range c.Plugins.Checksums {
+		at := keyPath{"plugins", "checksums", key}
+		if !checksumKeyRE.MatchString(key) {
+			add(at, "key must be %s<name>, the file name of a plugin binary, where <name> is %s", PluginBinaryPrefix, subsystemNameRule)
+			continue
+		}
+		if !sha256RE.MatchString(sum) {
+			add(at, "must be a 64-character hex SHA-256, got %s", describe(sum))
+		}
+	}
+
+	for name := range c.Subsystems {
+		if !subsystemNameRE.MatchString(name) {
+			add(keyPath{"subsystems", name}, "subsystem name must be %s", subsystemNameRule)
+		}
+	}
+	return issues
+}
+
+// subsystemNameRule describes subsystemNameRE to people.
+const subsystemNameRule = "a lower-case letter followed by up to 62 lower-case letters, digits, _ or -"
+
+// checkHostPort returns "" when s is host:port with a numeric port from 0
+// to 65535, else what to add to "must be host:port".
+func checkHostPort(s string) (hint string, ok bool) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", false
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return " with a port from 0 to 65535", false
+	}
+	if strings.ContainsAny(host, " \t\r\n/") {
+		return " with an IP address or host name as host", false
+	}
+	return "", true
+}
+
+// isLoopback reports whether the host of the host:port address s is a
+// loopback address (127.0.0.0/8, ::1) or localhost.
+func isLoopback(s string) bool {
+	host, _, err := net.SplitHostPort(s)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// lookupOS looks an environment variable up in the process environment.
+func lookupOS(name string) (string, bool) { return os.LookupEnv(name) }
+
+// TokenValues reads every token of server.auth.tokens from its environment
+// variable and returns token value to token name, for the host's
+// authentication. It fails when a variable is unset or empty, or when two
+// tokens have the same value.
+func (c *Config) TokenValues() (map[string]string, error) {
+	return c.tokenValues(lookupOS)
+}
+
+// tokenValues is TokenValues with a given variable lookup.
+func (c *Config) tokenValues(lookup func(string) (string, bool)) (map[string]string, error) {
+	out := make(map[string]string, len(c.Server.Auth.Tokens))
+	for i, t := range c.Server.Auth.Tokens {
+		v, ok := lookup(t.TokenEnv)
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("config: server.auth.tokens[%d].token_env: environment variable %s is not set", i, t.TokenEnv)
+		case v == "":
+			return nil, fmt.Errorf("config: server.auth.tokens[%d].token_env: environment variable %s is empty", i, t.TokenEnv)
+		}
+		if prev, dup := out[v]; dup {
+			return nil, fmt.Errorf("config: server.auth.tokens[%d].token_env: environment variable %s holds the same token as the token named %q", i, t.TokenEnv, prev)
+		}
+		out[v] = t.Name
+	}
+	return out, nil
+}
+
+// Redacted returns c as a map with the key names of the config file, for
+// display and logs. Token environment variable names are shown, token values
+// never (they are not part of the configuration). In subsystem settings and
+// limits, values under keys that look secret (password, secret, credential,
+// token, …_key; but not …_env, which name a variable) are replaced by
+// "<redacted>", and so are passwords in URLs ("postgres://u:<redacted>@h/db").
+// The map shares nothing with c.
+func (c *Config) Redacted() map[string]any {
+	tokens := make([]any, 0, len(c.Server.Auth.Tokens))
+	for _, t := range c.Server.Auth.Tokens {
+		tokens = append(tokens, map[string]any{"name": t.Name, "token_env": t.TokenEnv})
+	}
+	checksums := make(map[string]any, len(c.Plugins.Checksums))
+	for k, v := range c.Plugins.Checksums {
+		checksums[k] = v
+	}
+	subsystems := make(map[string]any, len(c.Subsystems))
+	for name, s := range c.Subsystems {
+		sec := make(map[string]any, len(s.Settings)+2)
+		for k, v := range s.Settings {
+			sec[k] = redact(k, v)
+		}
+		sec["enabled"] = s.Enabled
+		limits := make(map[string]any, len(s.Limits))
+		for k, v := range s.Limits {
+			limits[k] = redact(k, v)
+		}
+		sec["limits"] = limits
+		subsystems[name] = sec
+	}
+	return map[string]any{
+		"server": map[string]any{
+			"listen": c.Server.Listen,
+			"auth":   map[string]any{"tokens": tokens},
+		},
+		"log":      map[string]any{"level": c.Log.Level, "format": c.Log.Format},
+		"data_dir": c.DataDir,
+		"plugins": map[string]any{
+			"dir":           c.Plugins.Dir,
+			"start_timeout": c.Plugins.StartTimeout.String(),
+			"checksums":     checksums,
+		},
+		"subsystems": subsystems,
+	}
+}
+
+// redacted replaces secret values in Redacted.
+const redacted = "<redacted>"
+
+// redact deep-copies v, the value of key, replacing secrets.
+func redact(key string, v any) any {
+	if secretKey(key) {
+		if v == nil {
+			return nil
+		}
+		return redacted
+	}
+	switch v := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, e := range v {
+			out[k] = redact(k, e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(v))
+		for i, e := range v {
+			out[i] = redact(key, e)
+		}
+		return out
+	case string:
+		return redactURL(v)
+	default:
+		return v
+	}
+}
+
+// secretKey reports whether a settings key looks like it holds a secret.
+func secretKey(key string) bool {
+	k := strings.ToLower(key)
+	if strings.HasSuffix(k, "_env") || strings.HasSuffix(k, "-env") {
+		return false
+	}
+	for _, w := range []string{"password", "passwd", "secret", "credential", "private_key", "api_key", "apikey"} {
+		if strings.Contains(k, w) {
+			return true
+		}
+	}
+	return k == "token" || k == "key" || strings.HasSuffix(k, "_token") || strings.HasSuffix(k, "_key")
+}
+
+// redactURL hides the password of a URL with user info; other strings are
+// returned as they are.
+func redactURL(s string) string {
+	if !strings.Contains(s, "://") || !strings.Contains(s, "@") {
+		return s
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	if _, has := u.User.Password(); !has {
+		return s
+	}
+	u.User = url.UserPassword(u.User.Username(), redacted)
+	// url.URL.String escapes "<" and ">" in user info; show them plainly.
+	return strings.Replace(u.String(), url.QueryEscape(redacted), redacted, 1)
+}
