@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -178,7 +179,7 @@ func FromStatus(err error) error {
 		}
 	}
 	if sentinel == nil {
-		sentinel = sentinelForCode(st.Code())
+		sentinel = sentinelForCode(st.Code(), st.Message())
 	}
 	var out error = &remoteError{msg: st.Message(), sentinel: sentinel, st: st}
 	if sentinel == nil {
@@ -190,7 +191,17 @@ func FromStatus(err error) error {
 	return out
 }
 
-func sentinelForCode(c codes.Code) error {
+// sentinelForCode maps a status that carries no dw ErrorInfo (from grpc-go
+// itself, or from a plugin not built on this SDK) to a sentinel.
+func sentinelForCode(c codes.Code, msg string) error {
+	switch {
+	case c == codes.Canceled && strings.Contains(msg, "client connection is closing"):
+		// The host closed the plugin's connection: the plugin is going away.
+		return ErrPluginShutdown
+	case c == codes.ResourceExhausted && strings.Contains(msg, "larger than max"):
+		// grpc-go's message size limit: not load, so no retry would help.
+		return nil
+	}
 	switch c {
 	case codes.NotFound:
 		return ErrNotFound

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -66,6 +67,12 @@ func TestFromStatusPlainCodes(t *testing.T) {
 			t.Errorf("code %v: %v does not match %v", tt.code, got, tt.want)
 		}
 	}
+	if got := FromStatus(status.Error(codes.Canceled, "grpc: the client connection is closing")); !errors.Is(got, ErrPluginShutdown) {
+		t.Errorf("closing connection: %v is not ErrPluginShutdown", got)
+	}
+	if got := FromStatus(status.Error(codes.ResourceExhausted, "grpc: received message larger than max (5000000 vs. 4194304)")); errors.Is(got, ErrBackpressure) {
+		t.Errorf("an oversized message is not backpressure: %v", got)
+	}
 	plain := errors.New("not grpc")
 	if FromStatus(plain) != plain {
 		t.Error("a non-status error must pass through")
@@ -88,5 +95,17 @@ func TestForwardedStatusKeepsCode(t *testing.T) {
 	again := FromStatus(ToStatus(fmt.Errorf("host: %w", back)))
 	if !errors.Is(again, ErrQuotaExceeded) {
 		t.Fatalf("forwarded error lost its sentinel: %v", again)
+	}
+}
+
+func TestCallerMetadata(t *testing.T) {
+	if got := Caller(context.Background()); got != AnonymousCaller {
+		t.Fatalf("no metadata: %q", got)
+	}
+	out := WithCaller(context.Background(), "alice")
+	md, _ := metadata.FromOutgoingContext(out)
+	in := metadata.NewIncomingContext(context.Background(), md)
+	if got := Caller(in); got != "alice" {
+		t.Fatalf("Caller = %q", got)
 	}
 }

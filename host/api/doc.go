@@ -1,0 +1,28 @@
+// Package api is the dw host's admin HTTP API: health and readiness probes,
+// Prometheus metrics (the host's and every plugin's), the plugin list and
+// restarts, each subsystem's limits, metrics and health, and a JSON gateway
+// to the plugins' domain gRPC methods (see package rpcgateway).
+//
+// The package serves an http.Handler; the caller runs the http.Server, its
+// listener and its shutdown. It consumes the plugin manager through the
+// small [Plugins] interface.
+//
+// Conventions every endpoint follows:
+//
+//   - Responses are JSON; errors are {"error":{"code":"...","message":"..."}}
+//     with a status chosen in one place, [WriteError], from the sdk sentinel
+//     errors (sdk.ErrNotFound → 404 not_found, sdk.ErrBackpressure → 429
+//     backpressure with Retry-After, a plugin that is down → 503, …).
+//   - With tokens configured, every endpoint except GET /healthz and
+//     GET /readyz needs "Authorization: Bearer <token>"; the token's name is
+//     the caller identity ([Caller]) and is passed to plugins as the gRPC
+//     metadata dw-caller.
+//   - {name} path values must match ^[a-z][a-z0-9_-]{0,62}$.
+//   - Unknown paths answer 404 and known paths with the wrong method 405
+//     with Allow, both as JSON errors.
+//   - Every request is measured in dw_http_request_duration_seconds by
+//     route pattern and status code.
+//
+// More routes (the config endpoints) are added with [Server.Handle] and get
+// the same authentication, metrics, logging and panic recovery.
+package api

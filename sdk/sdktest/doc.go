@@ -1,0 +1,68 @@
+// Package sdktest is the conformance harness for dw plugins: it starts a
+// plugin binary the way the dw host does and checks that it keeps the
+// contract of the SDK — the same suite dw's own plugins pass.
+//
+// Run it from a test of your plugin, after building the binary:
+//
+//	func TestConformance(t *testing.T) {
+//		bin := filepath.Join(t.TempDir(), "dw-plugin-foo")
+//		if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+//			t.Fatalf("build: %v\n%s", err, out)
+//		}
+//		sdktest.Run(t, bin, sdktest.Options{
+//			Settings:      map[string]any{"root": "files"},
+//			ValidLimits:   []map[string]any{{}, {"max_entries": 5}},
+//			InvalidLimits: []map[string]any{{"max_entries": 0}},
+//		})
+//	}
+//
+// Every check becomes a subtest (TestConformance/handshake, …), so a failure
+// names the broken part of the contract. Or check a built binary from the
+// command line, which prints the same report:
+//
+//	dw plugin check ./bin/dw-plugin-foo
+//
+// [Check] is what both use: it returns a [Report] that [Report.WriteText]
+// prints, one line per check.
+//
+// # The checks
+//
+// In order, on one plugin process (and a second one for the last check):
+//
+//   - handshake: the go-plugin handshake succeeds (AutoMTLS, within
+//     StartTimeout) and negotiates sdk.ProtocolVersion. Anything the plugin
+//     prints to stdout before the handshake is reported as such.
+//   - get_info: name, version and sdk_version are set, and the sdk_version
+//     is one this SDK's host accepts (sdk.Compatible). A name that does not
+//     match the binary's dw-plugin-<name> is a warning.
+//   - configure: Configure with Options.Settings, a fresh temporary data
+//     folder and an in-memory host key-value store succeeds, and the limits
+//     in force afterwards are the defaults GetInfo reports.
+//   - validate_limits: every valid candidate is accepted; every invalid one
+//     — an unknown key, a value of the wrong type for each default key, and
+//     Options.InvalidLimits — is rejected with sdk.ErrInvalidLimits and an
+//     error naming the key path (limits.<key>); and validating changes
+//     nothing.
+//   - apply_limits: applying each valid candidate twice gives the same
+//     result both times and the result ValidateLimits announced; GetLimits
+//     then echoes it with its generation; invalid candidates are refused
+//     and leave the limits in force unchanged.
+//   - metrics: GetMetrics answers with a known backpressure state; metric
+//     names and label names are snake_case; no name and label set appears
+//     twice; a name is always of one kind; counters are not negative and do
+//     not go down.
+//   - health: CheckHealth answers with a known status, for the plugin and
+//     for each (named, unique) component.
+//   - shutdown: go-plugin's Kill returns and the process has exited by
+//     itself, with status 0, within ShutdownWithin, leaving no process of
+//     its process group behind.
+//   - host_death: the plugin is started under an intermediate parent that is
+//     then killed with SIGKILL, as if the host crashed; the plugin must be
+//     gone within OrphanWithin (Linux only; skipped elsewhere).
+//
+// Checks run even when an earlier one failed, as far as they can; those
+// that cannot are skipped with the reason.
+//
+// [Start] launches a plugin for a test of its own domain services, and
+// [MemKV] is an in-memory sdk.KV for unit tests of Configure.
+package sdktest
