@@ -95,6 +95,12 @@ func Serve[L any](impl Subsystem[L]) {
 		Logger: logger,
 	})
 
+	// However Shutdown behaves, the process ends soon: the host hard-kills
+	// after about two seconds anyway, and an exit of our own is cleaner.
+	time.AfterFunc(shutdownTimeout+250*time.Millisecond, func() {
+		logger.Error("shutdown overran its deadline; exiting")
+		os.Exit(3)
+	})
 	if sd, ok := impl.(Shutdowner); ok {
 		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		defer cancel()

@@ -121,7 +121,7 @@ func (s *subsystemServer[L]) Configure(ctx context.Context, req *dwv1.ConfigureR
 		cfg.KV, s.closeKV = kv, closeKV
 	}
 	if err := s.impl.Configure(ctx, cfg); err != nil {
-		return nil, ToStatus(fmt.Errorf("configure %s: %w", cfg.Subsystem, err))
+		return nil, ToStatus(err)
 	}
 	s.configured = true
 	// Defaults are in force until the host applies its limits.
@@ -154,7 +154,7 @@ func (s *subsystemServer[L]) ApplyLimits(ctx context.Context, req *dwv1.ApplyLim
 		return nil, ToStatus(err)
 	}
 	if err := s.impl.ApplyLimits(ctx, l); err != nil {
-		return nil, ToStatus(fmt.Errorf("apply limits: %w", err))
+		return nil, ToStatus(err)
 	}
 	s.current, s.currentMap, s.generation = l, enc, req.GetGeneration()
 	st, err := structOf(enc)
@@ -205,7 +205,10 @@ func (s *subsystemServer[L]) GetMetrics(ctx context.Context, _ *dwv1.GetMetricsR
 	}
 	m, err := s.impl.Metrics(ctx)
 	if err != nil {
-		return nil, ToStatus(fmt.Errorf("metrics: %w", err))
+		return nil, ToStatus(err)
+	}
+	if m.Backpressure < BackpressureNone || m.Backpressure > BackpressureSaturated {
+		return nil, ToStatus(fmt.Errorf("plugin bug: backpressure %d is not none, elevated or saturated", m.Backpressure))
 	}
 	return metricsToProto(m), nil
 }
@@ -214,7 +217,16 @@ func (s *subsystemServer[L]) CheckHealth(ctx context.Context, _ *dwv1.CheckHealt
 	if !s.isConfigured() {
 		return &dwv1.CheckHealthResponse{Status: dwv1.HealthStatus_HEALTH_STATUS_NOT_SERVING, Message: "waiting for Configure"}, nil
 	}
-	return healthToProto(s.impl.Health(ctx)), nil
+	h := s.impl.Health(ctx)
+	if !h.Status.valid() {
+		return nil, ToStatus(fmt.Errorf("plugin bug: health status %d is not serving, degraded or not_serving", h.Status))
+	}
+	for _, c := range h.Components {
+		if !c.Status.valid() {
+			return nil, ToStatus(fmt.Errorf("plugin bug: component %q has health status %d, not serving, degraded or not_serving", c.Name, c.Status))
+		}
+	}
+	return healthToProto(h), nil
 }
 
 func metricsToProto(m Metrics) *dwv1.GetMetricsResponse {

@@ -239,6 +239,8 @@ func (h HealthStatus) String() string {
 	return "unknown"
 }
 
+func (h HealthStatus) valid() bool { return h >= HealthServing && h <= HealthNotServing }
+
 // Health is a plugin's answer to CheckHealth.
 type Health struct {
 	Status     HealthStatus

@@ -46,7 +46,7 @@ func (s *sloppy) ApplyLimits(context.Context, limits) error {
 
 func (*sloppy) Metrics(context.Context) (sdk.Metrics, error) {
 	return sdk.Metrics{
-		Backpressure: sdk.Backpressure(7),
+		Backpressure: sdk.BackpressureElevated,
 		Values: []sdk.Metric{
 			sdk.Gauge("QueueDepth", "not snake_case", 1),
 			sdk.Counter("jobs", "", 1, "kind", "x"),
