@@ -899,6 +899,7 @@ func TestDecodeProgrammerErrors(t *testing.T) {
 		N int `dw:"a.b"`
 	}
 	type tagged struct {
+		//lint:ignore U1000 the unexported tagged field is what this case checks
 		n int `dw:"n"`
 	}
 	type embeddedPointer struct {

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/datawarehouse/dw/sdk/sdktest"
+)
+
+func newPluginCmd(g *globalFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "plugin",
+		Short: "Work with plugin binaries",
+	}
+	var (
+		settingsJSON string
+		timeout      time.Duration
+	)
+	check := &cobra.Command{
+		Use:   "check PATH",
+		Short: "Run the SDK conformance suite against a plugin binary",
+		Long: "Run the same conformance suite as sdktest.Run against the plugin binary at PATH:\n" +
+			"handshake, GetInfo and SDK compatibility, limits validation and application,\n" +
+			"metrics, health, graceful shutdown, and exit when the host dies.\n" +
+			"Exit status 0 when every check passes, 2 when one fails.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var opts sdktest.Options
+			if settingsJSON != "" {
+				if err := json.Unmarshal([]byte(settingsJSON), &opts.Settings); err != nil {
+					return fmt.Errorf("--settings: must be a JSON object: %w", err)
+				}
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			rep, err := sdktest.Check(ctx, args[0], opts)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if g.output == "json" {
+				raw, err := json.Marshal(rep)
+				if err != nil {
+					return err
+				}
+				if err := printJSON(out, raw); err != nil {
+					return err
+				}
+			} else if err := rep.WriteText(out); err != nil {
+				return err
+			}
+			if !rep.Passed() {
+				return &exitError{code: 2, err: errors.New("plugin " + args[0] + " failed the conformance suite")}
+			}
+			return nil
+		},
+	}
+	check.Flags().StringVar(&settingsJSON, "settings", "", "settings to Configure the plugin with, as a JSON object")
+	check.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "time bound for the whole suite")
+	cmd.AddCommand(check)
+	return cmd
+}

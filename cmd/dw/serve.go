@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/datawarehouse/dw/config"
+	"github.com/datawarehouse/dw/host"
+)
+
+// defaultConfigPath is used when --config is not given and the file exists;
+// otherwise the host runs on the embedded defaults.
+const defaultConfigPath = "config/dw.yaml"
+
+func newServeCmd() *cobra.Command {
+	var (
+		configPath string
+		drain      time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the dw host",
+		Long: "Run the dw host: load the config, start every plugin in plugins.dir, serve the HTTP API.\n" +
+			"Without --config it reads " + defaultConfigPath + " when that file exists, else the embedded defaults.\n" +
+			"SIGINT or SIGTERM stop it gracefully.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return serve(cmd.Context(), configPath, cmd.Flags().Changed("config"), drain)
+		},
+	}
+	cmd.Flags().StringVarP(&configPath, "config", "c", defaultConfigPath, "config file (YAML)")
+	cmd.Flags().DurationVar(&drain, "drain-timeout", host.DefaultDrainTimeout, "how long shutdown waits for in-flight requests")
+	return cmd
+}
+
+func serve(ctx context.Context, path string, explicit bool, drain time.Duration) error {
+	if !explicit {
+		if _, err := os.Stat(path); err != nil {
+			path = ""
+		}
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	logger := host.NewLogger(cfg.Log)
+	if path == "" {
+		logger.Info("no config file; running on the embedded defaults", "looked_for", defaultConfigPath)
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// SIGHUP must not kill the host; live reload hooks in here.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	h, err := host.New(cfg, host.Options{ConfigPath: path, Logger: logger, DrainTimeout: drain})
+	if err != nil {
+		return err
+	}
+	if err := h.Start(ctx); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-hup:
+			logger.Warn("SIGHUP received: live config reload is not available in this build; restart to apply changes")
+			continue
+		case <-ctx.Done():
+			logger.Info("shutting down", "reason", "signal")
+		case <-h.Done():
+			logger.Error("http server failed", "error", h.Err())
+		}
+		break
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), drain+15*time.Second)
+	defer cancel()
+	if err := h.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := h.Err(); err != nil {
+		return err
+	}
+	return nil
+}
