@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -362,3 +363,150 @@ func TestServeRefusesBadStart(t *testing.T) {
 		})
 	}
 }
+
+// dwCLI runs the dw client against h with the given environment.
+func dwCLI(t testing.TB, h *runningHost, env []string, args ...string) (string, int) {
+	t.Helper()
+	dw, _ := binaries(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, dw, args...)
+	cmd.Env = append(os.Environ(), env...)
+	if h != nil {
+		cmd.Env = append(cmd.Env, "DW_ADDR="+h.addr)
+	}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return string(out), 0
+	case errors.As(err, &ee):
+		return string(out), ee.ExitCode()
+	}
+	t.Fatalf("dw %v: %v\n%s", args, err, out)
+	return "", -1
+}
+
+func TestCLIAgainstHostWithAuth(t *testing.T) {
+	const token = "s3cret-token-for-tests"
+	h := startHost(t, setupPlugins(t), "subsystems:\n  kvcache:\n    limits: {max_entries: 42}\n",
+		"DW_TEST_ADMIN_TOKEN="+token,
+		"DW_SERVER__AUTH__TOKENS=[{name: admin, token_env: DW_TEST_ADMIN_TOKEN}]")
+	auth := []string{"DW_TOKEN=" + token}
+
+	// Without the token the API refuses, and the CLI says what to do.
+	if code := h.get(t, "/v1/plugins", nil); code != http.StatusUnauthorized {
+		t.Fatalf("GET /v1/plugins without a token: %d", code)
+	}
+	if code := h.get(t, "/healthz", nil); code != http.StatusOK {
+		t.Fatalf("healthz needs no token: %d", code)
+	}
+	out, code := dwCLI(t, h, []string{"DW_TOKEN="}, "plugins")
+	if code == 0 || !strings.Contains(out, "set DW_TOKEN") {
+		t.Fatalf("dw plugins without a token: exit %d\n%s", code, out)
+	}
+	if strings.Contains(h.logs(), token) {
+		t.Fatal("the token appears in the host log")
+	}
+	// Plugins do not inherit the token's variable.
+	for name, p := range h.pluginsWithToken(t, token) {
+		environ, err := os.ReadFile("/proc/" + strconv.Itoa(p.PID) + "/environ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(environ), token) {
+			t.Errorf("plugin %s sees the API token in its environment", name)
+		}
+		if !strings.Contains(string(environ), "DW_HOST_PID=") {
+			t.Errorf("plugin %s environment lacks DW_HOST_PID: the check reads the wrong process", name)
+		}
+	}
+
+	out, code = dwCLI(t, h, auth, "status")
+	if code != 0 || !strings.Contains(out, "ready") || !regexpMatch(`kvcache\s+serving\s+0\.1\.0\s+6\.0\.0`, out) {
+		t.Fatalf("dw status: exit %d\n%s", code, out)
+	}
+	out, code = dwCLI(t, h, auth, "plugins", "-o", "json")
+	var pl struct {
+		Plugins []struct {
+			Name, State, SHA256 string
+			ProtocolVersion     int `json:"protocol_version"`
+		} `json:"plugins"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &pl) != nil || len(pl.Plugins) < 2 {
+		t.Fatalf("dw plugins -o json: exit %d\n%s", code, out)
+	}
+	for _, p := range pl.Plugins {
+		if (p.Name == "kvcache" || p.Name == "good") && (len(p.SHA256) != 64 || p.ProtocolVersion != 1) {
+			t.Errorf("plugin %s: sha256 %q protocol %d", p.Name, p.SHA256, p.ProtocolVersion)
+		}
+	}
+	out, code = dwCLI(t, h, auth, "limits", "kvcache")
+	if code != 0 || !regexpMatch(`max_entries\s+42`, out) || !regexpMatch(`max_bytes\s+"64MiB"`, out) {
+		t.Fatalf("dw limits kvcache: exit %d\n%s", code, out)
+	}
+	out, code = dwCLI(t, h, auth, "metrics", "kvcache", "-o", "json")
+	if code != 0 || !strings.Contains(out, `"backpressure": "none"`) || !strings.Contains(out, `"entries"`) {
+		t.Fatalf("dw metrics kvcache -o json: exit %d\n%s", code, out)
+	}
+	out, code = dwCLI(t, h, auth, "limits", "nosuch")
+	if code == 0 || !strings.Contains(out, "404") {
+		t.Fatalf("dw limits nosuch: exit %d\n%s", code, out)
+	}
+	out, code = dwCLI(t, h, auth, "limits", "kvcache", "-o", "yaml")
+	if code == 0 || !strings.Contains(out, "must be table or json") {
+		t.Fatalf("bad -o: exit %d\n%s", code, out)
+	}
+	out, code = dwCLI(t, nil, nil, "version")
+	if code != 0 || !strings.Contains(out, "sdk 6.0.0") {
+		t.Fatalf("dw version: exit %d\n%s", code, out)
+	}
+}
+
+func TestCLIPluginCheck(t *testing.T) {
+	_, kvcache := binaries(t)
+	out, code := dwCLI(t, nil, nil, "plugin", "check", kvcache)
+	if code != 0 || strings.Count(out, "✓") < 9 {
+		t.Fatalf("dw plugin check kvcache: exit %d\n%s", code, out)
+	}
+	dir := t.TempDir()
+	copyExec(t, filepath.Join(testplugins.Build(t), "dw-plugin-stdout"), dir, "dw-plugin-stdout")
+	out, code = dwCLI(t, nil, nil, "plugin", "check", filepath.Join(dir, "dw-plugin-stdout"))
+	if code != 2 || !strings.Contains(out, "wrote to stdout before the handshake") {
+		t.Fatalf("dw plugin check on a chatty plugin: exit %d\n%s", code, out)
+	}
+	out, code = dwCLI(t, nil, nil, "plugin", "check", filepath.Join(dir, "nope"))
+	if code != 1 || !strings.Contains(out, "nope") {
+		t.Fatalf("dw plugin check on a missing file: exit %d\n%s", code, out)
+	}
+}
+
+// pluginsWithToken is plugins() for a host that requires a token.
+func (h *runningHost) pluginsWithToken(t testing.TB, token string) map[string]pluginStatus {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+h.addr+"/v1/plugins", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var v struct {
+		Plugins []pluginStatus `json:"plugins"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]pluginStatus{}
+	for _, p := range v.Plugins {
+		if p.PID > 0 {
+			out[p.Name] = p
+		}
+	}
+	if len(out) < 2 {
+		t.Fatalf("want 2 running plugins, got %v", v.Plugins)
+	}
+	return out
+}
+
+func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }

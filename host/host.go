@@ -130,6 +130,7 @@ func (h *Host) Start(ctx context.Context) (err error) {
 		Specs:        specs,
 		Generation:   1,
 		Backoff:      h.opts.Backoff,
+		HiddenEnv:    tokenEnvNames(h.cfg),
 	})
 	if err != nil {
 		return fmt.Errorf("start host: %w", err)
@@ -168,6 +169,16 @@ func (h *Host) Start(ctx context.Context) (err error) {
 	h.logger.Info("dw host serving", "listen", h.listener.Addr().String(), "version", Version,
 		"config", h.configName(), "data_dir", h.cfg.DataDir, "plugins_dir", h.cfg.Plugins.Dir)
 	return nil
+}
+
+// tokenEnvNames lists the variables holding API tokens: plugins must not
+// see them.
+func tokenEnvNames(cfg *config.Config) []string {
+	var names []string
+	for _, t := range cfg.Server.Auth.Tokens {
+		names = append(names, t.TokenEnv)
+	}
+	return append(names, "DW_TOKEN")
 }
 
 func (h *Host) configName() string {

@@ -65,6 +65,11 @@ type Options struct {
 	// Backoff tunes restarts after crashes; the zero value takes the
 	// defaults (see Backoff).
 	Backoff Backoff
+	// HiddenEnv names environment variables of the host that plugins must
+	// not inherit (the API tokens' variables). Everything else of the host's
+	// environment is passed on, as plugins may be configured to read their
+	// own secrets from it.
+	HiddenEnv []string
 }
 
 // Manager discovers, starts and supervises the plugins. Its methods are

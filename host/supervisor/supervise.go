@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -268,7 +270,7 @@ func (m *Manager) launch(ctx context.Context, p *instance) (*process, error) {
 		SyncStdout: &lineLogger{log: plog, stream: "stdout"},
 		SyncStderr: io.MultiWriter(tail, &lineLogger{log: plog, stream: "stderr"}),
 		RunnerFunc: func(l hclog.Logger, cmd *exec.Cmd, tmpDir string) (runner.Runner, error) {
-			rr, err := newProcRunner(m.spawn, l, append(cmd.Env, env...), execPath, bin.path, tmpDir)
+			rr, err := newProcRunner(m.spawn, l, append(withoutEnv(cmd.Env, m.opts.HiddenEnv), env...), execPath, bin.path, tmpDir)
 			if err != nil {
 				_ = os.RemoveAll(tmpDir)
 				return nil, err
@@ -455,4 +457,19 @@ func (m *Manager) callFailed(proc *process, doing string, err error) *launchErro
 		return transient(err, "%s did not answer within %s (plugins.start_timeout) while %s", proc.file, m.opts.StartTimeout, doing)
 	}
 	return transient(err, "%s failed while %s: %v", proc.file, doing, err)
+}
+
+// withoutEnv returns env without the variables named in hidden.
+func withoutEnv(env, hidden []string) []string {
+	if len(hidden) == 0 {
+		return env
+	}
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if !slices.Contains(hidden, name) {
+			out = append(out, kv)
+		}
+	}
+	return out
 }

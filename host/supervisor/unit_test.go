@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"slices"
 	"errors"
 	"io/fs"
 	"os"
@@ -172,5 +173,17 @@ func TestPrivateCopy(t *testing.T) {
 	fi, err := os.Stat(cp)
 	if err != nil || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("copy mode %v %v", fi.Mode(), err)
+	}
+}
+
+func TestWithoutEnvHidesTokenVariables(t *testing.T) {
+	env := []string{"PATH=/bin", "DW_ADMIN_TOKEN=secret", "DW_TOKEN=x", "DW_ADMIN_TOKEN_OTHER=keep", "NOEQUALS"}
+	got := withoutEnv(env, []string{"DW_ADMIN_TOKEN", "DW_TOKEN"})
+	want := []string{"PATH=/bin", "DW_ADMIN_TOKEN_OTHER=keep", "NOEQUALS"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("withoutEnv = %q, want %q", got, want)
+	}
+	if got := withoutEnv(env, nil); !slices.Equal(got, env) {
+		t.Fatalf("no hidden names must keep env: %q", got)
 	}
 }
