@@ -1,12 +1,12 @@
 package supervisor
 
 import (
-	"slices"
 	"errors"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
