@@ -510,3 +510,40 @@ func (h *runningHost) pluginsWithToken(t testing.TB, token string) map[string]pl
 }
 
 func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }
+
+// SIGHUP rescans plugins.dir: a dropped-in binary starts, a removed one
+// stops, and the host keeps serving throughout.
+func TestSIGHUPRescansPluginsDir(t *testing.T) {
+	_, kvcache := binaries(t)
+	dir := t.TempDir()
+	copyExec(t, filepath.Join(testplugins.Build(t), "dw-plugin-good"), dir, "dw-plugin-good")
+	h := startHost(t, dir, "")
+	if _, ok := h.plugins(t)["kvcache"]; ok {
+		t.Fatal("kvcache loaded before it was dropped in")
+	}
+	// Drop in the way installers do: write elsewhere, rename into place.
+	copyExec(t, kvcache, dir, ".dw-plugin-kvcache.partial")
+	if err := os.Rename(filepath.Join(dir, ".dw-plugin-kvcache.partial"), filepath.Join(dir, "dw-plugin-kvcache")); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "kvcache to serve after SIGHUP", func() bool {
+		return h.plugins(t)["kvcache"].State == "serving"
+	})
+	pid := h.plugins(t)["kvcache"].PID
+	if err := os.Remove(filepath.Join(dir, "dw-plugin-kvcache")); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "kvcache to stop after its binary was removed", func() bool {
+		_, listed := h.plugins(t)["kvcache"]
+		return !listed && processGone(pid)
+	})
+	if p := h.plugins(t)["good"]; p.State != "serving" || p.Restarts != 0 {
+		t.Fatalf("the other plugin was disturbed: %+v", p)
+	}
+}

@@ -166,7 +166,7 @@ func (h *Host) Start(ctx context.Context) (err error) {
 			h.serveErr = err
 		}
 	}()
-	h.logger.Info("dw host serving", "listen", h.listener.Addr().String(), "version", Version,
+	h.logger.Info("dw host serving", "listen", h.listener.Addr().String(), "pid", os.Getpid(), "version", Version,
 		"config", h.configName(), "data_dir", h.cfg.DataDir, "plugins_dir", h.cfg.Plugins.Dir)
 	return nil
 }

@@ -33,7 +33,10 @@ const (
 // any services impl registers through [GRPCRegistrar] on one connection, logs
 // through hclog to the host, and makes the process exit when its host dies,
 // however it dies. Call it from main and nothing else: a plugin must not
-// write to stdout before Serve, as that breaks the handshake.
+// write to stdout before Serve, as that breaks the handshake. Once Serve
+// runs, os.Stdout and os.Stderr are pipes that go-plugin forwards to the
+// host, and a write just before the process exits can be lost: log through
+// Config.Logger (it writes to the real stderr) instead.
 func Serve[L any](impl Subsystem[L]) {
 	info := impl.Info()
 	level := hclog.LevelFromString(os.Getenv(EnvLogLevel))

@@ -56,7 +56,9 @@ func serve(ctx context.Context, path string, explicit bool, drain time.Duration)
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	// SIGHUP must not kill the host; live reload hooks in here.
+	// SIGHUP re-reads plugins.dir: new binaries start, removed ones stop,
+	// replaced ones (a new sha256) restart from the new file, which also
+	// ends a quarantine. (Config reload joins it with live reconfiguration.)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -71,7 +73,10 @@ func serve(ctx context.Context, path string, explicit bool, drain time.Duration)
 	for {
 		select {
 		case <-hup:
-			logger.Warn("SIGHUP received: live config reload is not available in this build; restart to apply changes")
+			logger.Info("SIGHUP: rescanning plugins.dir", "dir", cfg.Plugins.Dir)
+			if err := h.Plugins().Rescan(ctx); err != nil {
+				logger.Error("rescan of plugins.dir failed", "error", err)
+			}
 			continue
 		case <-ctx.Done():
 			logger.Info("shutting down", "reason", "signal")
