@@ -176,6 +176,11 @@ func (r *run) hostDeath() outcome {
 		if time.Since(killedAt) > r.opts.OrphanWithin {
 			if !gone() {
 				_ = syscall.Kill(pid, syscall.SIGKILL)
+				// SIGKILL is asynchronous: do not return while it still runs,
+				// so the harness never leaves a process behind.
+				for deadline := time.Now().Add(5 * time.Second); !gone() && time.Now().Before(deadline); {
+					time.Sleep(5 * time.Millisecond)
+				}
 			}
 			return fail("the plugin (pid %d) was still running %v after its host (pid %d) was killed with SIGKILL; a plugin must exit when its host dies, however it dies (sdk.Serve does this: PR_SET_PDEATHSIG and a watch of the host pid); the harness killed it%s",
 				pid, r.opts.OrphanWithin, pgid, stderr.section())
