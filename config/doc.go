@@ -1,7 +1,7 @@
 // Package config is the dw host's configuration: its schema ([Config]), its
 // defaults ([DefaultYAML], the file config/dw.yaml) and its loading ([Load],
-// [Parse]). Watching the file and reloading live is the host's business; it
-// calls Load for every reload and swaps the result in whole.
+// [Parse]). [Watcher] watches the file and delivers each settled, changed
+// content; the host parses it with [Parse] and swaps the result in whole.
 //
 // # Sources
 //
