@@ -83,6 +83,15 @@ type runningHost struct {
 	mu     *sync.Mutex
 	done   chan struct{} // closed once the process has been waited for
 	err    error         // its exit error, valid after done
+
+	cfgPath    string // the config file dw serve watches
+	pluginsDir string // its plugins.dir
+	cfgBase    string // its host part; configWith appends subsystem sections
+}
+
+// configWith is the host's config file content with extra YAML appended.
+func (h *runningHost) configWith(extra string) []byte {
+	return []byte(h.cfgBase + extra)
 }
 
 func (h *runningHost) logs() string {
@@ -108,22 +117,22 @@ func startHost(t testing.TB, pluginsDir string, extraYAML string, env ...string)
 	t.Helper()
 	dw, _ := binaries(t)
 	dir := t.TempDir()
-	cfg := fmt.Sprintf(`server:
+	base := fmt.Sprintf(`server:
   listen: 127.0.0.1:0
 log: {level: debug, format: json}
 data_dir: %s
 plugins:
   dir: %s
   start_timeout: 20s
-%s`, filepath.Join(dir, "data"), pluginsDir, extraYAML)
+`, filepath.Join(dir, "data"), pluginsDir)
 	cfgPath := filepath.Join(dir, "dw.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(base+extraYAML), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(dw, "serve", "--config", cfgPath)
 	cmd.Env = append(os.Environ(), env...)
 	pr, pw := io.Pipe()
-	h := &runningHost{cmd: cmd, stderr: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan struct{})}
+	h := &runningHost{cmd: cmd, stderr: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan struct{}), cfgPath: cfgPath, cfgBase: base, pluginsDir: pluginsDir}
 	cmd.Stderr = pw
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

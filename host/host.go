@@ -53,6 +53,8 @@ type Host struct {
 	kv       *kvstore.Store
 	plugins  *supervisor.Manager
 	api      *api.Server
+	registry *prometheus.Registry // the host's metrics, served on GET /metrics
+	reload   reloadState          // the running config and its reloads (reload.go)
 	listener net.Listener
 	http     *http.Server
 	served   chan struct{} // closed when the HTTP server has returned
@@ -143,6 +145,7 @@ func (h *Host) Start(ctx context.Context) (err error) {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	h.registry = reg
 	h.api, err = api.New(api.Options{
 		Plugins:  h.plugins,
 		Tokens:   tokens,
@@ -152,6 +155,10 @@ func (h *Host) Start(ctx context.Context) (err error) {
 	})
 	if err != nil {
 		return fmt.Errorf("start host: api: %w", err)
+	}
+	h.api.HandleConfig(configAPI{h})
+	if err := h.initReload(reg); err != nil {
+		return fmt.Errorf("start host: %w", err)
 	}
 	h.http = &http.Server{
 		Handler:           h.api.Handler(),

@@ -48,6 +48,11 @@ func (e *apiError) Error() string {
 // do sends a request and returns the raw JSON body of a 2xx answer. A 503
 // from /readyz is returned as body plus error so status can show it.
 func (c *apiClient) do(method, path string, body []byte) ([]byte, error) {
+	return c.doContent(method, path, body, "application/json")
+}
+
+// doContent is do with a given request content type.
+func (c *apiClient) doContent(method, path string, body []byte, contentType string) ([]byte, error) {
 	var r io.Reader
 	if body != nil {
 		r = bytes.NewReader(body)
@@ -60,7 +65,7 @@ func (c *apiClient) do(method, path string, body []byte) ([]byte, error) {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

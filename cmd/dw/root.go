@@ -57,6 +57,7 @@ func newRootCmd() *cobra.Command {
 		newLimitsCmd(g),
 		newMetricsCmd(g),
 		newPluginCmd(g),
+		newConfigCmd(g),
 	)
 	return root
 }

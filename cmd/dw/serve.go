@@ -2,10 +2,7 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -54,44 +51,5 @@ func serve(ctx context.Context, path string, explicit bool, drain time.Duration)
 		logger.Info("no config file; running on the embedded defaults", "looked_for", defaultConfigPath)
 	}
 
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	// SIGHUP re-reads plugins.dir: new binaries start, removed ones stop,
-	// replaced ones (a new sha256) restart from the new file, which also
-	// ends a quarantine. (Config reload joins it with live reconfiguration.)
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-
-	h, err := host.New(cfg, host.Options{ConfigPath: path, Logger: logger, DrainTimeout: drain})
-	if err != nil {
-		return err
-	}
-	if err := h.Start(ctx); err != nil {
-		return err
-	}
-	for {
-		select {
-		case <-hup:
-			logger.Info("SIGHUP: rescanning plugins.dir", "dir", cfg.Plugins.Dir)
-			if err := h.Plugins().Rescan(ctx); err != nil {
-				logger.Error("rescan of plugins.dir failed", "error", err)
-			}
-			continue
-		case <-ctx.Done():
-			logger.Info("shutting down", "reason", "signal")
-		case <-h.Done():
-			logger.Error("http server failed", "error", h.Err())
-		}
-		break
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), drain+15*time.Second)
-	defer cancel()
-	if err := h.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	if err := h.Err(); err != nil {
-		return err
-	}
-	return nil
+	return host.Run(ctx, cfg, host.Options{ConfigPath: path, Logger: logger, DrainTimeout: drain})
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -82,7 +83,7 @@ type Server struct {
 	requestTimeout time.Duration
 	restartTimeout time.Duration
 	maxBody        int64
-	auth           *authenticator
+	auth           atomic.Pointer[authenticator] // nil: no authentication; replaced by SetTokens
 	gateway        *rpcgateway.Gateway
 	duration       *prometheus.HistogramVec
 	mux            *http.ServeMux
@@ -120,7 +121,7 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new admin api: %w", err)
 	}
-	s.auth = auth
+	s.auth.Store(auth)
 
 	s.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "dw_http_request_duration_seconds",
@@ -216,8 +217,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
-	if s.auth != nil && !(matched && public) {
-		name, err := s.auth.authenticate(r)
+	if auth := s.auth.Load(); auth != nil && !(matched && public) {
+		name, err := auth.authenticate(r)
 		if err != nil {
 			rec.Header().Set("WWW-Authenticate", err.challenge)
 			WriteError(rec, err)

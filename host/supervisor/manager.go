@@ -141,16 +141,9 @@ func NewManager(opts Options) (*Manager, error) {
 	if opts.StartTimeout == 0 {
 		opts.StartTimeout = DefaultStartTimeout
 	}
-	sums := make(map[string]string, len(opts.Checksums))
-	for file, sum := range opts.Checksums {
-		if !strings.HasPrefix(file, BinaryPrefix) || ValidName(strings.TrimPrefix(file, BinaryPrefix)) != nil {
-			return nil, fmt.Errorf("plugins.checksums: key %q: want a binary name dw-plugin-<name>, name: a lowercase letter followed by up to 62 of a-z, 0-9, '_' and '-'", file)
-		}
-		sum = strings.ToLower(strings.TrimSpace(sum))
-		if len(sum) != 64 || strings.Trim(sum, "0123456789abcdef") != "" {
-			return nil, fmt.Errorf("plugins.checksums.%s: %q is not a sha256: want 64 hex digits (sha256sum %s)", file, opts.Checksums[file], file)
-		}
-		sums[file] = sum
+	sums, err := normalizeChecksums(opts.Checksums)
+	if err != nil {
+		return nil, err
 	}
 	opts.Checksums = sums
 	for name := range opts.Specs {
@@ -235,6 +228,23 @@ func (m *Manager) Start(ctx context.Context) error {
 	m.rescanMu.Unlock()
 	locked = false
 	return waitAll(ctx, "start plugins", settle)
+}
+
+// normalizeChecksums checks plugins.checksums and returns it with the sums
+// lower-cased.
+func normalizeChecksums(in map[string]string) (map[string]string, error) {
+	sums := make(map[string]string, len(in))
+	for file, sum := range in {
+		if !strings.HasPrefix(file, BinaryPrefix) || ValidName(strings.TrimPrefix(file, BinaryPrefix)) != nil {
+			return nil, fmt.Errorf("plugins.checksums: key %q: want a binary name dw-plugin-<name>, name: a lowercase letter followed by up to 62 of a-z, 0-9, '_' and '-'", file)
+		}
+		sum = strings.ToLower(strings.TrimSpace(sum))
+		if len(sum) != 64 || strings.Trim(sum, "0123456789abcdef") != "" {
+			return nil, fmt.Errorf("plugins.checksums.%s: %q is not a sha256: want 64 hex digits (sha256sum %s)", file, in[file], file)
+		}
+		sums[file] = sum
+	}
+	return sums, nil
 }
 
 func waitAll(ctx context.Context, what string, chans []chan struct{}) error {
@@ -684,4 +694,248 @@ func (m *Manager) execDirectory() (string, error) {
 	}
 	m.execDir = dir
 	return dir, nil
+}
+
+// Live reconfiguration. A config reload (package host) drives these: it
+// validates first, then applies limits (ApplyLimits), replaces sections
+// that need a restart (Reconfigure) or none (UpdateSpec), changes the
+// start options (SetLiveOptions) and finally moves every plugin to the new
+// generation (SetGeneration). The Manager does not judge a config; it does
+// what it is told and reports how each plugin ended up.
+
+// LiveOptions are the Options a config reload may change while the Manager
+// runs. They apply to every plugin start that follows (a restart, a crash
+// recovery, a new binary); running plugins are not restarted for them.
+type LiveOptions struct {
+	// StartTimeout is plugins.start_timeout; zero means DefaultStartTimeout.
+	StartTimeout time.Duration
+	// Checksums is plugins.checksums (see Options.Checksums).
+	Checksums map[string]string
+	// LogLevel is handed to plugins in sdk.EnvLogLevel; empty means the
+	// level of Options.Logger.
+	LogLevel string
+	// HiddenEnv names variables plugins must not inherit (see
+	// Options.HiddenEnv).
+	HiddenEnv []string
+}
+
+// LiveOptions returns the options currently in force.
+func (m *Manager) LiveOptions() LiveOptions {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return LiveOptions{
+		StartTimeout: m.opts.StartTimeout,
+		Checksums:    maps.Clone(m.opts.Checksums),
+		LogLevel:     m.logLevel,
+		HiddenEnv:    slices.Clone(m.opts.HiddenEnv),
+	}
+}
+
+// SetLiveOptions replaces the live options after checking them as
+// NewManager does; on error nothing changes.
+func (m *Manager) SetLiveOptions(o LiveOptions) error {
+	if o.StartTimeout < 0 {
+		return fmt.Errorf("plugins.start_timeout %s: must not be negative", o.StartTimeout)
+	}
+	if o.StartTimeout == 0 {
+		o.StartTimeout = DefaultStartTimeout
+	}
+	sums, err := normalizeChecksums(o.Checksums)
+	if err != nil {
+		return err
+	}
+	if o.LogLevel == "" {
+		o.LogLevel = m.opts.Logger.GetLevel().String()
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.opts.StartTimeout = o.StartTimeout
+	m.opts.Checksums = sums
+	m.logLevel = o.LogLevel
+	m.opts.HiddenEnv = slices.Clone(o.HiddenEnv)
+	return nil
+}
+
+// SetGeneration records that every plugin now runs config generation gen:
+// the serving ones show it as their acknowledged generation (Status.Generation)
+// and every later start hands it to the plugin with its limits. It changes
+// no limits and calls no plugin, so a plugin whose limits did not change
+// still reports, in its own GetLimits, the generation that last applied
+// them. Call it once a reload has been applied everywhere.
+func (m *Manager) SetGeneration(gen uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.opts.Generation = gen
+	for _, p := range m.plugins {
+		p.gen = gen
+		if p.proc != nil {
+			p.st.Generation = gen
+		}
+	}
+}
+
+// UpdateSpec replaces the config section of subsystem name (nil: the config
+// no longer has one) without touching its process: for changes that need
+// no restart — settings of a disabled subsystem, a section added or removed
+// without changing what the plugin gets. The new settings are those of the
+// plugin's next start; the limits given at its next start are those last
+// recorded by ApplyLimits (or, for a subsystem the Manager did not know, the
+// section's). A subsystem the Manager does not know gets an entry (missing
+// or disabled, as there is no binary for it); a removed section without a
+// binary is forgotten. Use Reconfigure when the plugin must be started,
+// stopped or restarted.
+func (m *Manager) UpdateSpec(name string, spec *Spec) error {
+	if err := ValidName(name); err != nil {
+		return fmt.Errorf("subsystems.%s: %w", name, err)
+	}
+	m.rescanMu.Lock()
+	defer m.rescanMu.Unlock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.started || m.stopped {
+		return fmt.Errorf("update subsystems.%s: the manager is not running", name)
+	}
+	p := m.plugins[name]
+	switch {
+	case p == nil && spec == nil:
+		return nil
+	case p == nil:
+		p = m.newInstance(name, spec)
+		m.plugins[name] = p
+		m.activateLocked(p) // no binary: missing or disabled, no process
+		return nil
+	case spec == nil && p.bin == nil:
+		delete(m.plugins, name)
+		return nil
+	}
+	setSpecLocked(p, spec)
+	if p.done == nil && p.bin == nil {
+		m.activateLocked(p) // refresh missing or disabled
+	}
+	return nil
+}
+
+// setSpecLocked replaces p's config section (nil: none).
+func setSpecLocked(p *instance, spec *Spec) {
+	if spec == nil {
+		p.spec, p.hasSpec = Spec{Name: p.name}, false
+		return
+	}
+	p.spec, p.hasSpec = *spec, true
+	p.spec.Name = p.name
+}
+
+// Reconfigure replaces the config section of subsystem name (nil: the
+// config no longer has one) as of config generation gen — settings,
+// enabled and limits — and brings the plugin in line with it, returning
+// when it has settled:
+//
+//   - enabled (or no section) and its binary is in plugins.dir: the plugin
+//     is restarted with the new settings and limits (started, if it was
+//     disabled; tried again, if it was refused or quarantined). The result
+//     is nil if it is serving afterwards, else an error wrapping
+//     sdk.ErrUnavailable that carries its state and last error.
+//   - disabled: its process, if any, is stopped gracefully; it shows as
+//     disabled.
+//   - enabled without a binary: it shows as missing (nil error); no
+//     section and no binary: the Manager forgets it.
+//
+// The section is replaced whatever the outcome: to go back, call
+// Reconfigure again with the previous section (and generation).
+func (m *Manager) Reconfigure(ctx context.Context, name string, spec *Spec, gen uint64) error {
+	if err := ValidName(name); err != nil {
+		return fmt.Errorf("reconfigure subsystems.%s: %w", name, err)
+	}
+	m.rescanMu.Lock()
+	locked := true
+	defer func() {
+		if locked {
+			m.rescanMu.Unlock()
+		}
+	}()
+	m.mu.Lock()
+	if !m.started || m.stopped {
+		m.mu.Unlock()
+		return fmt.Errorf("reconfigure plugin %s: the manager is not running: %w", name, sdk.ErrFailedPrecondition)
+	}
+	p := m.plugins[name]
+	if p == nil {
+		if spec != nil {
+			p = m.newInstance(name, spec)
+			p.gen = gen
+			m.plugins[name] = p
+			m.activateLocked(p) // no binary: missing or disabled
+		}
+		m.mu.Unlock()
+		return nil
+	}
+	setSpecLocked(p, spec)
+	p.limits, p.gen = p.spec.Limits, gen
+	p.limitsRev++
+	run := p.bin != nil && (!p.hasSpec || p.spec.Enabled)
+	switch {
+	case p.bin == nil && !p.hasSpec:
+		delete(m.plugins, name) // no binary, so no supervision loop either
+		m.mu.Unlock()
+		return nil
+
+	case p.done == nil:
+		// No supervision loop: disabled or missing until now.
+		settled := m.activateLocked(p)
+		m.mu.Unlock()
+		m.rescanMu.Unlock()
+		locked = false
+		if settled == nil {
+			return nil
+		}
+		if err := waitAll(ctx, "reconfigure plugin "+name, []chan struct{}{settled}); err != nil {
+			return err
+		}
+		return m.servingOrError(p, "start")
+
+	case run:
+		cmds, done := p.cmds, p.done
+		m.mu.Unlock()
+		m.rescanMu.Unlock()
+		locked = false
+		settled := make(chan struct{})
+		select {
+		case cmds <- command{settled: settled}:
+		case <-done:
+			return fmt.Errorf("restart plugin %s with its new settings: it was stopped or replaced meanwhile: %w", name, sdk.ErrUnavailable)
+		case <-ctx.Done():
+			return fmt.Errorf("restart plugin %s with its new settings: %w", name, ctx.Err())
+		}
+		if err := waitAll(ctx, "restart plugin "+name+" with its new settings", []chan struct{}{settled}); err != nil {
+			return err
+		}
+		return m.servingOrError(p, "restart")
+
+	default:
+		// Disabled now: stop its process and leave a disabled successor.
+		m.mu.Unlock()
+		m.retire(p)
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.plugins[name] != p {
+			return nil // replaced meanwhile (the manager stopped)
+		}
+		q := m.successor(p)
+		q.bin = p.bin
+		m.plugins[name] = q
+		m.activateLocked(q)
+		m.log.Info("plugin stopped: its subsystem is disabled", "plugin", name)
+		return nil
+	}
+}
+
+// servingOrError returns nil if p is serving, else why not.
+func (m *Manager) servingOrError(p *instance, what string) error {
+	m.mu.Lock()
+	st := p.st
+	m.mu.Unlock()
+	if st.State != StateServing {
+		return fmt.Errorf("%s plugin %s: %w", what, p.name, unavailable(st))
+	}
+	return nil
 }

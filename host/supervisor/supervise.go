@@ -27,6 +27,8 @@ type process struct {
 	client *sdk.Client
 	run    *procRunner
 	tail   *tailWriter
+	// startTimeout is plugins.start_timeout as of this start.
+	startTimeout time.Duration
 }
 
 // release waits for go-plugin to let go of the process (asking it to stop
@@ -219,6 +221,9 @@ func (m *Manager) launch(ctx context.Context, p *instance) (*process, error) {
 	m.mu.Lock()
 	bin := p.bin
 	spec := p.spec
+	// The options a config reload may change (SetLiveOptions), as of this
+	// start.
+	startTimeout, checksums, logLevel, hiddenEnv := m.opts.StartTimeout, m.opts.Checksums, m.logLevel, m.opts.HiddenEnv
 	p.st.State = StateStarting
 	p.st.PID = 0
 	p.st.Path = bin.path
@@ -228,7 +233,7 @@ func (m *Manager) launch(ctx context.Context, p *instance) (*process, error) {
 	// Pinned binaries are copied to a private folder while hashed, and the
 	// copy is executed: what runs is exactly what was checked.
 	execPath, sum := bin.path, bin.sha256
-	if want, pinned := m.opts.Checksums[file]; pinned {
+	if want, pinned := checksums[file]; pinned {
 		dir, err := m.execDirectory()
 		if err != nil {
 			return nil, transient(err, "check the checksum of %s: %v", file, err)
@@ -252,7 +257,7 @@ func (m *Manager) launch(ctx context.Context, p *instance) (*process, error) {
 
 	env := []string{
 		sdk.EnvHostPID + "=" + strconv.Itoa(os.Getpid()),
-		sdk.EnvLogLevel + "=" + m.logLevel,
+		sdk.EnvLogLevel + "=" + logLevel,
 	}
 	tail := &tailWriter{}
 	plog := m.opts.Logger.Named(p.name)
@@ -262,7 +267,7 @@ func (m *Manager) launch(ctx context.Context, p *instance) (*process, error) {
 		VersionedPlugins: sdk.VersionedPlugins(),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
-		StartTimeout:     m.opts.StartTimeout,
+		StartTimeout:     startTimeout,
 		Logger:           plog,
 		Stderr:           tail,
 		// After the handshake go-plugin forwards the plugin's os.Stdout and
@@ -270,7 +275,7 @@ func (m *Manager) launch(ctx context.Context, p *instance) (*process, error) {
 		SyncStdout: &lineLogger{log: plog, stream: "stdout"},
 		SyncStderr: io.MultiWriter(tail, &lineLogger{log: plog, stream: "stderr"}),
 		RunnerFunc: func(l hclog.Logger, cmd *exec.Cmd, tmpDir string) (runner.Runner, error) {
-			rr, err := newProcRunner(m.spawn, l, append(withoutEnv(cmd.Env, m.opts.HiddenEnv), env...), execPath, bin.path, tmpDir)
+			rr, err := newProcRunner(m.spawn, l, append(withoutEnv(cmd.Env, hiddenEnv), env...), execPath, bin.path, tmpDir)
 			if err != nil {
 				_ = os.RemoveAll(tmpDir)
 				return nil, err
@@ -301,7 +306,7 @@ func (m *Manager) launch(ctx context.Context, p *instance) (*process, error) {
 	tHandshake := time.Since(t0)
 	if err != nil {
 		pc.Kill()
-		facts := handshakeFacts{file: file, err: err, startTimeout: m.opts.StartTimeout}
+		facts := handshakeFacts{file: file, err: err, startTimeout: startTimeout}
 		if r != nil && r.PID() != 0 {
 			<-r.finished
 			facts.started = true
@@ -311,7 +316,7 @@ func (m *Manager) launch(ctx context.Context, p *instance) (*process, error) {
 		m.clearRun(p, r)
 		return nil, explainHandshake(facts)
 	}
-	proc := &process{file: file, pc: pc, run: r, tail: tail}
+	proc := &process{file: file, pc: pc, run: r, tail: tail, startTimeout: startTimeout}
 	abort := func(le *launchError) (*process, error) {
 		proc.release()
 		m.clearRun(p, r)
@@ -329,7 +334,7 @@ func (m *Manager) launch(ctx context.Context, p *instance) (*process, error) {
 	proc.client = client
 
 	call := func(f func(ctx context.Context) error) error {
-		cctx, cancel := context.WithTimeout(ctx, m.opts.StartTimeout)
+		cctx, cancel := context.WithTimeout(ctx, startTimeout)
 		defer cancel()
 		return f(cctx)
 	}
@@ -398,7 +403,9 @@ func (m *Manager) launch(ctx context.Context, p *instance) (*process, error) {
 		}
 		p.st.State = StateServing
 		p.st.LastError = ""
-		p.st.Generation = gen
+		// p.gen, not gen: SetGeneration may have moved the generation on
+		// meanwhile without changing the limits (the plugin runs it).
+		p.st.Generation = p.gen
 		p.st.StartedAt = time.Now()
 		p.proc = proc
 		m.mu.Unlock()
@@ -454,7 +461,7 @@ func (m *Manager) callFailed(proc *process, doing string, err error) *launchErro
 		errors.Is(err, sdk.ErrUnimplemented):
 		return permanent(err, "%s failed while %s: %v", proc.file, doing, err)
 	case errors.Is(err, context.DeadlineExceeded):
-		return transient(err, "%s did not answer within %s (plugins.start_timeout) while %s", proc.file, m.opts.StartTimeout, doing)
+		return transient(err, "%s did not answer within %s (plugins.start_timeout) while %s", proc.file, proc.startTimeout, doing)
 	}
 	return transient(err, "%s failed while %s: %v", proc.file, doing, err)
 }

@@ -1,0 +1,905 @@
+package host
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/datawarehouse/dw/config"
+	"github.com/datawarehouse/dw/host/api"
+	"github.com/datawarehouse/dw/host/supervisor"
+	"github.com/datawarehouse/dw/sdk"
+)
+
+// ValidateTimeout bounds the ValidateLimits round of a reload or a dry run.
+const ValidateTimeout = 5 * time.Second
+
+// Problem is one reason a candidate configuration was rejected.
+type Problem struct {
+	// Path is the key path at fault (subsystems.kvcache.limits.max_entries),
+	// if there is one.
+	Path string `json:"path,omitempty"`
+	// Plugin is the plugin that refused, if one did.
+	Plugin string `json:"plugin,omitempty"`
+	// Source is where the value came from, for problems found while parsing
+	// (the file, "environment", "defaults").
+	Source string `json:"source,omitempty"`
+	// Message says what is wrong and what is allowed.
+	Message string `json:"message"`
+}
+
+// String is "path: message", or the message alone.
+func (p Problem) String() string {
+	if p.Path == "" {
+		return p.Message
+	}
+	return p.Path + ": " + p.Message
+}
+
+// ReloadResult is the outcome of one reload.
+type ReloadResult struct {
+	// At is when the reload began.
+	At time.Time `json:"at"`
+	// OK is true when the candidate is the running configuration now.
+	OK bool `json:"ok"`
+	// Error says why the reload was rejected; empty when OK.
+	Error string `json:"error,omitempty"`
+	// Problems are the reasons, one per key path or plugin; empty when OK.
+	Problems []Problem `json:"problems,omitempty"`
+	// ChangedKeys are the key paths the candidate changes (config.Diff),
+	// applied or not.
+	ChangedKeys []string `json:"changed_keys"`
+	// Restarted are the plugins whose process the reload started, stopped
+	// or restarted (on failure: also to restore them).
+	Restarted []string `json:"restarted"`
+	// Warnings report plugins that were down before the reload, were tried
+	// again with their new section, and are still down.
+	Warnings []string `json:"warnings,omitempty"`
+	// DurationMS is how long the reload took, in milliseconds.
+	DurationMS float64 `json:"duration_ms"`
+	// Source says what asked for the reload (e.g. "api (caller admin)",
+	// "SIGHUP", "file watcher").
+	Source string `json:"source"`
+	// Generation and Hash are those of the configuration in force after
+	// the reload (unchanged when it failed).
+	Generation uint64 `json:"generation"`
+	Hash       string `json:"hash"`
+}
+
+// ValidateResult is the verdict of a dry run.
+type ValidateResult struct {
+	// OK is true when a reload of the candidate would be accepted by the
+	// checks and the running plugins (a restart with new settings can still
+	// fail; only a real reload tries it).
+	OK bool `json:"ok"`
+	// Problems are the reasons it would be rejected.
+	Problems []Problem `json:"problems"`
+	// ChangedKeys are the key paths it changes.
+	ChangedKeys []string `json:"changed_keys"`
+	// Restarts are the plugins a reload would start, stop or restart.
+	Restarts []string `json:"restarts"`
+	// Generation is the running generation it was checked against.
+	Generation uint64 `json:"generation"`
+}
+
+// ConfigInfo describes the running configuration (GET /v1/config).
+type ConfigInfo struct {
+	// Generation counts the configurations applied: 1 at start, +1 per
+	// successful reload that changed something.
+	Generation uint64 `json:"generation"`
+	// File is the config file ("" when running on the embedded defaults).
+	File string `json:"file"`
+	// Hash identifies the content in force (see Reload).
+	Hash string `json:"hash"`
+	// LoadedAt is when this generation was put in force.
+	LoadedAt time.Time `json:"loaded_at"`
+	// LastReload is the last reload attempt, successful or not; nil before
+	// the first.
+	LastReload *ReloadResult `json:"last_reload"`
+}
+
+// reloadState is the Host's live-configuration state.
+type reloadState struct {
+	// sem is the reload lock (capacity 1), taken with a context.
+	sem chan struct{}
+	// cur is the running configuration; replaced whole, never modified.
+	cur     atomic.Pointer[configSnapshot]
+	metrics *reloadMetrics
+}
+
+// configSnapshot is the running configuration and what is shown about it.
+type configSnapshot struct {
+	cfg        *config.Config
+	generation uint64
+	hash       string
+	loadedAt   time.Time
+	last       *ReloadResult
+}
+
+// reloadMetrics are the reload metrics on the host registry.
+type reloadMetrics struct {
+	successful  prometheus.Gauge
+	successTime prometheus.Gauge
+	generation  prometheus.Gauge
+	total       *prometheus.CounterVec
+}
+
+// initReload sets up the reload state once the host's config is running
+// and registers the reload metrics on reg.
+func (h *Host) initReload(reg *prometheus.Registry) error {
+	now := time.Now()
+	m := &reloadMetrics{
+		successful: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "dw_config_last_reload_successful",
+			Help: "Whether the last config reload succeeded (1) or was rejected (0); 1 before the first.",
+		}),
+		successTime: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "dw_config_last_reload_success_timestamp_seconds",
+			Help: "When the running config was last loaded or reloaded successfully, in seconds since the epoch.",
+		}),
+		generation: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "dw_config_generation",
+			Help: "Generation of the running config: 1 at start, +1 per successful reload that changed it.",
+		}),
+		total: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dw_config_reloads_total",
+			Help: "Config reloads by result (success or failure).",
+		}, []string{"result"}),
+	}
+	for _, c := range []prometheus.Collector{m.successful, m.successTime, m.generation, m.total} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register reload metrics: %w", err)
+		}
+	}
+	m.successful.Set(1)
+	m.successTime.Set(float64(now.UnixNano()) / 1e9)
+	m.generation.Set(1)
+	m.total.WithLabelValues("success")
+	m.total.WithLabelValues("failure")
+	h.reload.metrics = m
+	h.reload.sem = make(chan struct{}, 1)
+	h.reload.cur.Store(&configSnapshot{cfg: h.cfg, generation: 1, hash: configHash(h.cfg), loadedAt: now})
+	return nil
+}
+
+// configHash is the content hash of c (see Reload).
+func configHash(c *config.Config) string {
+	b, err := json.Marshal(c.Redacted())
+	if err != nil {
+		// Redacted holds only YAML values and strings; this cannot happen.
+		b = []byte(err.Error())
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// Config returns the running configuration. It must not be modified; it is
+// replaced whole by a successful reload.
+func (h *Host) Config() *config.Config {
+	if s := h.reload.cur.Load(); s != nil {
+		return s.cfg
+	}
+	return h.cfg
+}
+
+// ConfigInfo describes the running configuration and the last reload.
+func (h *Host) ConfigInfo() ConfigInfo {
+	s := h.reload.cur.Load()
+	if s == nil {
+		return ConfigInfo{File: h.opts.ConfigPath}
+	}
+	info := ConfigInfo{Generation: s.generation, File: h.opts.ConfigPath, Hash: s.hash, LoadedAt: s.loadedAt}
+	if s.last != nil {
+		last := *s.last
+		info.LastReload = &last
+	}
+	return info
+}
+
+// errNotStarted is returned by the reload functions before Start.
+var errNotStarted = errors.New("the host is not started")
+
+// ReloadFile reloads the host's config file (Options.ConfigPath; the
+// embedded defaults and the environment when it is "") now: it reads and
+// parses it with config.Load and calls Reload. A file that cannot be read
+// or parsed is a failed reload too, recorded and reported like any other.
+// This is what SIGHUP, the file watcher and POST /v1/config/reload call.
+func (h *Host) ReloadFile(ctx context.Context, source string) ReloadResult {
+	candidate, err := config.Load(h.opts.ConfigPath)
+	if err != nil {
+		return h.rejectUnparsed(ctx, source, err)
+	}
+	return h.Reload(ctx, candidate, source)
+}
+
+// rejectUnparsed records a reload whose candidate could not be parsed.
+func (h *Host) rejectUnparsed(ctx context.Context, source string, err error) ReloadResult {
+	begin := time.Now()
+	release, lerr := h.lockReload(ctx)
+	if lerr != nil {
+		return ReloadResult{At: begin, Source: source, Error: lerr.Error(), Problems: []Problem{{Message: lerr.Error()}},
+			ChangedKeys: []string{}, Restarted: []string{}}
+	}
+	defer release()
+	snap := h.reload.cur.Load()
+	res := ReloadResult{At: begin, Source: source, ChangedKeys: []string{}, Restarted: []string{},
+		Generation: snap.generation, Hash: snap.hash, Problems: problemsOf(err)}
+	h.finish(snap, nil, &res)
+	return res
+}
+
+// problemsOf turns a parse error into problems.
+func problemsOf(err error) []Problem {
+	var ce *config.Error
+	if !errors.As(err, &ce) || len(ce.Problems) == 0 {
+		return []Problem{{Message: err.Error()}}
+	}
+	out := make([]Problem, len(ce.Problems))
+	for i, p := range ce.Problems {
+		out[i] = Problem{Path: p.Path, Source: p.Source, Message: p.Message}
+	}
+	return out
+}
+
+// lockReload takes the reload lock, or fails when ctx ends first.
+func (h *Host) lockReload(ctx context.Context) (release func(), err error) {
+	if h.reload.sem == nil {
+		return nil, fmt.Errorf("reload config: %w", errNotStarted)
+	}
+	select {
+	case h.reload.sem <- struct{}{}:
+		return func() { <-h.reload.sem }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("reload config: waiting for the reload in progress: %w", ctx.Err())
+	}
+}
+
+// Reload applies candidate, a configuration parsed and validated by
+// config.Load or config.Parse, as one transaction: on success it is the
+// running configuration, with the next generation; on failure everything
+// stays as it was. source says what asked for it (for the log and the
+// result). The result is also recorded for ConfigInfo and the metrics —
+// unless ctx ended while waiting for another reload, in which case nothing
+// was attempted.
+//
+// # The transaction
+//
+// Reload takes a candidate configuration that config.Load or config.Parse
+// has already parsed and validated, and applies it all or nothing. Reloads
+// are serialised (one at a time); the running
+// configuration, its generation, hash and last reload are one snapshot
+// swapped atomically, so a reader (ConfigInfo, GET /v1/config) sees either
+// the old or the new one, never a mix.
+//
+//  1. Diff (config.Compare) the candidate against the running config.
+//  2. Check what no plugin is asked about. server.listen, data_dir,
+//     plugins.dir and log.format cannot change while dw runs: the reload
+//     is rejected with a message naming the key, the old and the new value
+//     ("restart dw to apply"). (log.format is one of them because hclog
+//     fixes a logger's format when it is created, and every component
+//     holds a logger derived from the host's.) Changed server.auth.tokens
+//     must all be readable (their variables set, non-empty, distinct). A
+//     new or changed pin in plugins.checksums must match the binary of a
+//     plugin that is running, else the reload would have to stop it.
+//  3. ValidateLimits on every serving plugin whose limits change — also
+//     those that will restart for a settings change, asking the running
+//     process — in parallel, within ValidateTimeout. Any refusal rejects
+//     the whole reload; the problem names the key path the plugin
+//     complained about (subsystems.<name>.limits.<key>) and the plugin.
+//     A plugin that is not serving cannot be asked: its limits are
+//     checked when it next starts.
+//
+// Nothing has changed so far; Validate (the dry run, POST
+// /v1/config/validate) stops here. A candidate equal to the running
+// config ends here too: a successful reload that keeps the generation.
+// Otherwise, with the next generation number g:
+//
+//  4. The plugin start options (plugins.start_timeout, plugins.checksums,
+//     the log level handed to plugins, the token variables hidden from
+//     them) take effect for the starts that follow.
+//  5. ApplyLimits(g) on every plugin whose limits change and which is not
+//     restarted, in parallel. If one fails, those already applied get their
+//     previous limits and generation back, and the reload fails. (A plugin
+//     that is not serving only has them recorded for its next start.)
+//  6. Every subsystem whose plugin must start, stop or restart — settings
+//     changed, enabled, disabled, a section added or removed that changes
+//     one of these — is reconfigured (supervisor.Manager.Reconfigure), in
+//     parallel: the plugin restarts with the new settings and limits. If a
+//     plugin that was serving before does not serve again (Configure
+//     rejected the settings, it crashed at start, ApplyLimits refused), or
+//     a subsystem being enabled cannot start, the reload fails: every
+//     plugin reconfigured in this step gets its previous section back and
+//     is restarted with it, the limits of step 5 are rolled back, and the
+//     previous configuration keeps running.
+//     A plugin that was already down before the reload (refused,
+//     quarantined, waiting to restart after a crash) is tried again with its
+//     new section whenever its section or its pin changes; if it stays down
+//     that is reported as a warning, not a failure: there was nothing
+//     running to keep.
+//  7. Commit: the sections that needed no restart are recorded, every
+//     plugin acknowledges generation g (Status.Generation; the untouched
+//     ones run it too), the API tokens and the host log level are
+//     replaced, and the new snapshot is swapped in.
+//
+// Failures are logged at error with the key paths and plugins, shown in
+// GET /v1/config (last_reload) and counted in the metrics; successes are
+// logged at info with the changed keys. Once step 4 has begun, the
+// transaction runs to its end (success or rollback) even if ctx is
+// cancelled: ctx bounds only the wait for the reload lock and the
+// validation round.
+//
+// # Drop-in subsystems
+//
+// A binary in plugins.dir without a config section runs with its default
+// limits and no settings, so a missing section is treated as
+// {enabled: true} (see config.Diff). Removing the section of a plugin
+// whose binary stays therefore resets its limits (live) and settings (a
+// restart, if it had any); to stop a plugin, disable it or remove its
+// binary.
+//
+// # Content hash
+//
+// A configuration's hash is the hex SHA-256 of its canonical JSON form
+// with secrets redacted (config.Config.Redacted, keys sorted): it is safe
+// to show, and identifies the content in force — defaults and environment
+// overrides included. A change of a secret alone (a password in a DSN)
+// still reloads (the diff compares the real values) and gets a new
+// generation, but keeps the hash.
+func (h *Host) Reload(ctx context.Context, candidate *config.Config, source string) ReloadResult {
+	begin := time.Now()
+	release, err := h.lockReload(ctx)
+	if err != nil {
+		return ReloadResult{At: begin, Source: source, Error: err.Error(), Problems: []Problem{{Message: err.Error()}},
+			ChangedKeys: []string{}, Restarted: []string{}}
+	}
+	defer release()
+	snap := h.reload.cur.Load()
+	res := ReloadResult{At: begin, Source: source, ChangedKeys: []string{}, Restarted: []string{},
+		Generation: snap.generation, Hash: snap.hash}
+	if candidate == nil {
+		res.Problems = []Problem{{Message: "no candidate configuration"}}
+		h.finish(snap, nil, &res)
+		return res
+	}
+	if err := candidate.Validate(); err != nil {
+		res.Problems = problemsOf(err)
+		h.finish(snap, nil, &res)
+		return res
+	}
+	d := config.Compare(snap.cfg, candidate)
+	res.ChangedKeys = d.ChangedKeys()
+	p, problems := h.plan(ctx, snap.cfg, candidate, d)
+	if len(problems) > 0 {
+		res.Problems = problems
+		h.finish(snap, nil, &res)
+		return res
+	}
+	if d.Empty() {
+		h.finish(snap, nil, &res)
+		return res
+	}
+	gen := snap.generation + 1
+	res.Problems, res.Warnings, res.Restarted = h.apply(context.WithoutCancel(ctx), p, snap.generation, gen)
+	if len(res.Problems) == 0 {
+		res.Generation, res.Hash = gen, configHash(candidate)
+		h.finish(snap, candidate, &res)
+		return res
+	}
+	h.finish(snap, nil, &res)
+	return res
+}
+
+// finish completes res, swaps in the new snapshot (with candidate as the
+// running config when it is not nil), and updates the metrics and the log.
+func (h *Host) finish(snap *configSnapshot, candidate *config.Config, res *ReloadResult) {
+	res.OK = len(res.Problems) == 0
+	if !res.OK {
+		msgs := make([]string, len(res.Problems))
+		for i, p := range res.Problems {
+			msgs[i] = p.String()
+		}
+		res.Error = "reload rejected: " + strings.Join(msgs, "; ")
+	}
+	end := time.Now()
+	res.DurationMS = float64(end.Sub(res.At).Microseconds()) / 1000
+	next := *snap
+	last := *res
+	next.last = &last
+	if candidate != nil {
+		next.cfg, next.generation, next.hash, next.loadedAt = candidate, res.Generation, res.Hash, end
+	}
+	h.reload.cur.Store(&next)
+
+	m := h.reload.metrics
+	if res.OK {
+		m.successful.Set(1)
+		m.successTime.Set(float64(end.UnixNano()) / 1e9)
+		m.generation.Set(float64(next.generation))
+		m.total.WithLabelValues("success").Inc()
+		if candidate == nil {
+			h.logger.Info("config reloaded: nothing changed", "source", res.Source, "generation", res.Generation)
+		} else {
+			h.logger.Info("config reloaded", "source", res.Source, "generation", res.Generation, "hash", res.Hash,
+				"changed_keys", res.ChangedKeys, "restarted", res.Restarted, "took", end.Sub(res.At).Round(time.Millisecond))
+		}
+		for _, w := range res.Warnings {
+			h.logger.Warn("config reloaded, but a plugin is still down", "source", res.Source, "warning", w)
+		}
+		return
+	}
+	m.successful.Set(0)
+	m.total.WithLabelValues("failure").Inc()
+	var paths, plugins []string
+	for _, p := range res.Problems {
+		if p.Path != "" {
+			paths = append(paths, p.Path)
+		}
+		if p.Plugin != "" && !slices.Contains(plugins, p.Plugin) {
+			plugins = append(plugins, p.Plugin)
+		}
+	}
+	h.logger.Error("config reload rejected; the previous configuration keeps running", "source", res.Source,
+		"error", res.Error, "keys", paths, "plugins", plugins, "generation", res.Generation)
+}
+
+// Validate is the dry run of Reload: the same diff and checks, including
+// ValidateLimits on the running plugins, changing nothing. It does not wait
+// for a reload in progress; it checks against the configuration running
+// when it is called.
+func (h *Host) Validate(ctx context.Context, candidate *config.Config) ValidateResult {
+	snap := h.reload.cur.Load()
+	if snap == nil {
+		return ValidateResult{Problems: []Problem{{Message: "validate config: " + errNotStarted.Error()}},
+			ChangedKeys: []string{}, Restarts: []string{}}
+	}
+	res := ValidateResult{Problems: []Problem{}, ChangedKeys: []string{}, Restarts: []string{}, Generation: snap.generation}
+	if candidate == nil {
+		res.Problems = []Problem{{Message: "no candidate configuration"}}
+		return res
+	}
+	if err := candidate.Validate(); err != nil {
+		res.Problems = problemsOf(err)
+		return res
+	}
+	d := config.Compare(snap.cfg, candidate)
+	res.ChangedKeys = d.ChangedKeys()
+	p, problems := h.plan(ctx, snap.cfg, candidate, d)
+	if problems != nil {
+		res.Problems = problems
+	}
+	res.Restarts = p.processChanges(p.restart)
+	res.OK = len(res.Problems) == 0
+	return res
+}
+
+// reloadPlan is what a reload will do, worked out before anything changes.
+type reloadPlan struct {
+	old, new *config.Config
+	diff     config.Diff
+	// before is every plugin's status when the plan was made.
+	before map[string]supervisor.Status
+	// tokens are the new API tokens (value to name) when they change.
+	tokens map[string]string
+	// validate are the serving plugins asked to ValidateLimits.
+	validate []string
+	// limits are the subsystems, not restarted, whose limits change and
+	// whose plugin the Manager knows.
+	limits []string
+	// restart are the subsystems reconfigured (started, stopped, restarted
+	// or tried again).
+	restart []string
+	// mustServe are the subsystems of restart whose plugin must serve
+	// afterwards, or the reload fails: those serving before, and those
+	// being enabled.
+	mustServe map[string]bool
+	// update are the changed subsystems not in restart: their section is
+	// recorded at commit.
+	update []string
+}
+
+// processChanges returns those of names whose plugin has a binary, i.e.
+// whose process a reconfiguration starts, stops or restarts.
+func (p *reloadPlan) processChanges(names []string) []string {
+	out := []string{}
+	for _, n := range names {
+		if st, ok := p.before[n]; ok && st.Path != "" {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Host keys that cannot change while dw runs.
+var fixedKeys = []struct {
+	key string
+	get func(*config.Config) string
+}{
+	{"server.listen", func(c *config.Config) string { return c.Server.Listen }},
+	{"data_dir", func(c *config.Config) string { return c.DataDir }},
+	{"plugins.dir", func(c *config.Config) string { return c.Plugins.Dir }},
+	{"log.format", func(c *config.Config) string { return c.Log.Format }},
+}
+
+// plan checks the candidate (steps 1–3 of the transaction) and works out
+// the steps that follow. It changes nothing.
+func (h *Host) plan(ctx context.Context, old, new *config.Config, d config.Diff) (*reloadPlan, []Problem) {
+	p := &reloadPlan{old: old, new: new, diff: d, before: map[string]supervisor.Status{}, mustServe: map[string]bool{}}
+	for _, st := range h.plugins.Statuses() {
+		p.before[st.Name] = st
+	}
+	var problems []Problem
+
+	for _, f := range fixedKeys {
+		if d.HostChanged(f.key) {
+			problems = append(problems, Problem{Path: f.key, Message: fmt.Sprintf(
+				"cannot change while dw runs (%s → %s); restart dw to apply", f.get(old), f.get(new))})
+		}
+	}
+	if d.HostChanged("server.auth.tokens") {
+		tokens, err := new.TokenValues()
+		if err == nil {
+			err = api.ValidateTokens(tokens)
+		}
+		if err != nil {
+			problems = append(problems, Problem{Path: "server.auth.tokens", Message: strings.TrimPrefix(err.Error(), "config: ")})
+		}
+		p.tokens = tokens
+	}
+
+	retry := map[string]bool{} // down plugins tried again
+	for _, key := range d.Host {
+		bin, ok := strings.CutPrefix(key, "plugins.checksums.")
+		if !ok {
+			continue
+		}
+		name := strings.TrimPrefix(bin, supervisor.BinaryPrefix)
+		st, known := p.before[name]
+		if !known || st.Path == "" {
+			continue
+		}
+		switch st.State {
+		case supervisor.StateRefused, supervisor.StateQuarantined:
+			retry[name] = true
+		case supervisor.StateServing, supervisor.StateStarting, supervisor.StateRestarting:
+			if pin, pinned := new.Plugins.Checksums[bin]; pinned && !strings.EqualFold(pin, st.SHA256) {
+				problems = append(problems, Problem{Path: key, Plugin: name, Message: fmt.Sprintf(
+					"pins sha256 %s, but plugin %s runs %s with sha256 %s; put the pinned binary into plugins.dir first, or correct the pin",
+					pin, name, st.Path, st.SHA256)})
+			}
+		}
+	}
+
+	for _, s := range d.Subsystems {
+		st, known := p.before[s.Name]
+		serving := known && st.State == supervisor.StateServing
+		down := known && (st.State == supervisor.StateRefused || st.State == supervisor.StateQuarantined)
+		switch {
+		case s.Restart() || (down && s.NowEnabled):
+			p.restart = append(p.restart, s.Name)
+			if serving || s.Enabled {
+				p.mustServe[s.Name] = true
+			}
+			delete(retry, s.Name)
+		default:
+			p.update = append(p.update, s.Name)
+			if len(s.Limits) > 0 && known {
+				p.limits = append(p.limits, s.Name)
+			}
+		}
+		if len(s.Limits) > 0 && serving && s.NowEnabled {
+			p.validate = append(p.validate, s.Name)
+		}
+	}
+	for name := range retry {
+		if sec, ok := new.Subsystems[name]; !ok || sec.Enabled {
+			p.restart = append(p.restart, name)
+		}
+	}
+	slices.Sort(p.restart)
+
+	problems = append(problems, h.validateLimits(ctx, p)...)
+	slices.SortStableFunc(problems, func(a, b Problem) int { return strings.Compare(a.Path, b.Path) })
+	return p, problems
+}
+
+// validateLimits asks the plugins of p.validate, in parallel and within
+// ValidateTimeout, whether they accept their new limits.
+func (h *Host) validateLimits(ctx context.Context, p *reloadPlan) []Problem {
+	ctx, cancel := context.WithTimeout(ctx, ValidateTimeout)
+	defer cancel()
+	var (
+		mu       sync.Mutex
+		problems []Problem
+		wg       sync.WaitGroup
+	)
+	for _, name := range p.validate {
+		c, err := h.plugins.Client(name)
+		if err != nil {
+			continue // not serving any more: its limits are checked at its next start
+		}
+		wg.Go(func() {
+			_, err := c.ValidateLimits(ctx, limitsOf(p.new, name))
+			if err == nil {
+				return
+			}
+			var pr Problem
+			switch {
+			case errors.Is(err, sdk.ErrInvalidLimits), errors.Is(err, sdk.ErrInvalidArgument):
+				pr = limitsProblem(name, "refused the new limits", err)
+			case errors.Is(ctx.Err(), context.DeadlineExceeded):
+				pr = Problem{Path: "subsystems." + name + ".limits", Plugin: name, Message: fmt.Sprintf(
+					"plugin %s did not answer ValidateLimits within %s: %v", name, ValidateTimeout, err)}
+			case ctx.Err() != nil:
+				pr = Problem{Path: "subsystems." + name + ".limits", Plugin: name, Message: fmt.Sprintf(
+					"validating the limits of plugin %s was cancelled: %v", name, ctx.Err())}
+			default:
+				pr = limitsProblem(name, "could not validate the new limits", err)
+			}
+			mu.Lock()
+			problems = append(problems, pr)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return problems
+}
+
+// limitsPathRE finds the key paths a plugin's limits error names
+// ("limits.max_items", "limits.quota.callers[\"a.b\"]"), not already under
+// a longer path.
+var limitsPathRE = regexp.MustCompile(`(^|[^.\w])limits((?:\.[A-Za-z0-9_-]+|\[[^\]]*\])+)`)
+
+// limitsProblem makes a problem of a plugin's limits error, naming the
+// full key path (subsystems.<name>.limits.<key>) the plugin complained
+// about.
+func limitsProblem(name, what string, err error) Problem {
+	prefix := "subsystems." + name + ".limits"
+	msg := err.Error()
+	for _, p := range []string{"apply limits to " + name + ": ", "validate limits: ", "apply limits: "} {
+		msg = strings.TrimPrefix(msg, p)
+	}
+	path := prefix
+	if m := limitsPathRE.FindStringSubmatch(msg); m != nil {
+		path = prefix + m[2]
+	}
+	msg = limitsPathRE.ReplaceAllString(msg, "${1}"+prefix+"${2}")
+	return Problem{Path: path, Plugin: name, Message: fmt.Sprintf("plugin %s %s: %s", name, what, msg)}
+}
+
+// specOf returns the supervisor spec of a subsystem's section in c, nil
+// when c has none.
+func specOf(c *config.Config, name string) *supervisor.Spec {
+	s, ok := c.Subsystems[name]
+	if !ok {
+		return nil
+	}
+	return &supervisor.Spec{Name: name, Enabled: s.Enabled, Settings: s.Settings, Limits: s.Limits}
+}
+
+// limitsOf returns the limits of a subsystem in c ({} without a section:
+// the plugin's defaults).
+func limitsOf(c *config.Config, name string) map[string]any {
+	if s, ok := c.Subsystems[name]; ok && s.Limits != nil {
+		return s.Limits
+	}
+	return map[string]any{}
+}
+
+// liveOptions returns the supervisor's live options for c.
+func liveOptions(c *config.Config) supervisor.LiveOptions {
+	return supervisor.LiveOptions{
+		StartTimeout: c.Plugins.StartTimeout,
+		Checksums:    maps.Clone(c.Plugins.Checksums),
+		LogLevel:     c.Log.Level,
+		HiddenEnv:    tokenEnvNames(c),
+	}
+}
+
+// apply carries out steps 4–7 of the transaction for generation gen (prev
+// is the running one). It returns the problems (none: committed; else
+// everything was rolled back), warnings, and the plugins whose process it
+// started, stopped or restarted.
+func (h *Host) apply(ctx context.Context, p *reloadPlan, prev, gen uint64) (problems []Problem, warnings, restarted []string) {
+	m := h.plugins
+	restarted = []string{}
+	oldOpts := m.LiveOptions()
+	if err := m.SetLiveOptions(liveOptions(p.new)); err != nil {
+		return []Problem{{Path: "plugins", Message: err.Error()}}, nil, restarted
+	}
+	restoreOpts := func() {
+		if err := m.SetLiveOptions(oldOpts); err != nil {
+			h.logger.Error("config reload: restoring the plugin start options failed", "error", err)
+		}
+	}
+	timeout := p.new.Plugins.StartTimeout
+
+	// Step 5: limits, live.
+	applied, problems := h.applyLimits(ctx, p, p.limits, p.new, gen, timeout)
+	if len(problems) > 0 {
+		if len(applied) > 0 {
+			for i := range problems {
+				problems[i].Message += fmt.Sprintf("; the plugins that had applied their new limits (%s) got their previous ones back", strings.Join(applied, ", "))
+			}
+			_, rb := h.applyLimits(ctx, p, applied, p.old, prev, timeout)
+			problems = append(problems, rollbackProblems(rb)...)
+		}
+		restoreOpts()
+		return problems, nil, restarted
+	}
+
+	// Step 6: restarts.
+	errs := h.reconfigure(ctx, p.restart, p.new, gen)
+	restarted = p.processChanges(p.restart)
+	for _, name := range p.restart {
+		err := errs[name]
+		if err == nil {
+			continue
+		}
+		if p.mustServe[name] {
+			problems = append(problems, restartProblem(p, name, err))
+		} else {
+			warnings = append(warnings, fmt.Sprintf("plugin %s was down before the reload and is still down with its new section: %v", name, err))
+		}
+	}
+	if len(problems) > 0 {
+		rerrs := h.reconfigure(ctx, p.restart, p.old, prev)
+		for _, name := range p.restart {
+			before := p.before[name]
+			if err := rerrs[name]; err != nil && before.State == supervisor.StateServing {
+				problems = append(problems, Problem{Path: "subsystems." + name, Plugin: name, Message: fmt.Sprintf(
+					"rolling back: plugin %s did not serve again with its previous settings: %v", name, err)})
+			}
+		}
+		if len(applied) > 0 {
+			_, rb := h.applyLimits(ctx, p, applied, p.old, prev, timeout)
+			problems = append(problems, rollbackProblems(rb)...)
+		}
+		restoreOpts()
+		return problems, nil, restarted
+	}
+
+	// Step 7: commit.
+	for _, name := range p.update {
+		if err := m.UpdateSpec(name, specOf(p.new, name)); err != nil {
+			h.logger.Warn("config reload: recording a subsystem section failed", "subsystem", name, "error", err)
+		}
+	}
+	m.SetGeneration(gen)
+	if p.tokens != nil {
+		if err := h.api.SetTokens(p.tokens); err != nil {
+			// Checked in plan; cannot happen.
+			h.logger.Error("config reload: replacing the api tokens failed", "error", err)
+		}
+	}
+	if p.old.Log.Level != p.new.Log.Level {
+		h.logger.SetLevel(hclog.LevelFromString(p.new.Log.Level))
+	}
+	return nil, warnings, restarted
+}
+
+// rollbackProblems rewords the problems of a rollback.
+func rollbackProblems(ps []Problem) []Problem {
+	for i := range ps {
+		ps[i].Message = "rolling back: " + ps[i].Message + "; the plugin may run the new limits: restart it"
+	}
+	return ps
+}
+
+// applyLimits applies the limits of c to the plugins of names, in
+// parallel, with generation gen; it returns those that applied them and
+// the problems of the others.
+func (h *Host) applyLimits(ctx context.Context, p *reloadPlan, names []string, c *config.Config, gen uint64, timeout time.Duration) (applied []string, problems []Problem) {
+	var (
+		mu sync.Mutex
+		wg sync.WaitGroup
+	)
+	for _, name := range names {
+		wg.Go(func() {
+			actx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			_, err := h.plugins.ApplyLimits(actx, name, limitsOf(c, name), gen)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				applied = append(applied, name)
+			case errors.Is(err, sdk.ErrNotFound):
+				// Gone from plugins.dir meanwhile: nothing runs; the
+				// section is recorded at commit.
+			default:
+				pr := limitsProblem(name, "failed to apply the new limits", err)
+				if pr.Path == "subsystems."+name+".limits" {
+					if s, ok := p.diff.Subsystem(name); ok && len(s.Limits) > 0 {
+						pr.Path = s.Limits[0]
+					}
+				}
+				problems = append(problems, pr)
+			}
+		})
+	}
+	wg.Wait()
+	slices.Sort(applied)
+	slices.SortFunc(problems, func(a, b Problem) int { return strings.Compare(a.Path, b.Path) })
+	return applied, problems
+}
+
+// reconfigure gives each subsystem of names its section of c
+// (Manager.Reconfigure), in parallel, and returns the errors by name.
+func (h *Host) reconfigure(ctx context.Context, names []string, c *config.Config, gen uint64) map[string]error {
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		errs = map[string]error{}
+	)
+	for _, name := range names {
+		wg.Go(func() {
+			err := h.plugins.Reconfigure(ctx, name, specOf(c, name), gen)
+			mu.Lock()
+			errs[name] = err
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+// restartProblem describes a plugin that did not serve after its
+// reconfiguration, at the key path that made it restart.
+func restartProblem(p *reloadPlan, name string, err error) Problem {
+	path := "subsystems." + name
+	what := "did not start with its new section"
+	if s, ok := p.diff.Subsystem(name); ok {
+		switch {
+		case s.Added || s.Removed:
+		case s.Enabled:
+			path, what = path+".enabled", "could not be started"
+		case len(s.Settings) > 0:
+			path, what = s.Settings[0], "did not start with the new settings"
+		}
+	}
+	return Problem{Path: path, Plugin: name, Message: fmt.Sprintf(
+		"plugin %s %s; its previous section was restored: %v", name, what, err)}
+}
+
+// configAPI serves the config endpoints of the admin API.
+type configAPI struct{ h *Host }
+
+var _ api.ConfigSource = configAPI{}
+
+func (c configAPI) ConfigInfo() any { return c.h.ConfigInfo() }
+
+// ReloadFile reloads without the request's cancellation: a client that
+// goes away must not turn into a rejected reload.
+func (c configAPI) ReloadFile(ctx context.Context, source string) (any, error) {
+	res := c.h.ReloadFile(context.WithoutCancel(ctx), source)
+	if !res.OK {
+		return res, errors.New(res.Error)
+	}
+	return res, nil
+}
+
+func (c configAPI) ValidateConfig(ctx context.Context, yaml []byte) any {
+	candidate, err := config.Parse(yaml, "request")
+	if err != nil {
+		snap := c.h.reload.cur.Load()
+		res := ValidateResult{Problems: problemsOf(err), ChangedKeys: []string{}, Restarts: []string{}}
+		if snap != nil {
+			res.Generation = snap.generation
+		}
+		return res
+	}
+	return c.h.Validate(ctx, candidate)
+}
