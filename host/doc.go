@@ -7,4 +7,9 @@
 // on SIGINT or SIGTERM: stop accepting connections, drain in-flight requests
 // up to the drain deadline, stop plugins (graceful, then their process
 // groups are killed), close the KV store.
+//
+// Live reconfiguration: [Host.Watch] follows the config file and
+// plugins.dir; every settled change of the file goes through
+// [Host.Reload], one all-or-nothing transaction (see its doc comment);
+// [Run] adds SIGHUP (reload and rescan now) and signal handling.
 package host

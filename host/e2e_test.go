@@ -556,3 +556,55 @@ func TestSIGHUPRescansPluginsDir(t *testing.T) {
 		t.Fatalf("the other plugin was disturbed: %+v", p)
 	}
 }
+
+// dw config validate / diff / reload / show against a running host.
+func TestCLIConfigCommands(t *testing.T) {
+	h := startLiveHost(t, 10)
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	// good0's limits change (live); good1's settings change (a restart).
+	writeFile(t, good, h.configWith("subsystems:\n  good0:\n    limits: {max_items: 90}\n  good1:\n    limits: {max_items: 90}\n    note: changed\n"))
+	bad := filepath.Join(dir, "bad.yaml")
+	writeFile(t, bad, h.configWith(strings.Replace(limitsYAML(90), "max_items: 90", "max_items: 0", 1)))
+	typo := filepath.Join(dir, "typo.yaml")
+	writeFile(t, typo, []byte("server: {lisen: 127.0.0.1:1}\n"))
+
+	out, code := dwCLI(t, nil, nil, "config", "validate", typo)
+	if code != 2 || !strings.Contains(out, `server.lisen: unknown key (did you mean "listen"?)`) {
+		t.Fatalf("offline validate of a typo: exit %d\n%s", code, out)
+	}
+	out, code = dwCLI(t, nil, nil, "config", "validate", bad)
+	if code != 0 || !strings.Contains(out, "valid (offline check") {
+		t.Fatalf("offline validate cannot judge plugin limits: exit %d\n%s", code, out)
+	}
+	out, code = dwCLI(t, h, nil, "config", "validate", "--live", bad)
+	if code != 2 || !strings.Contains(out, "REJECTED") || !strings.Contains(out, "limits.max_items") {
+		t.Fatalf("live validate of bad limits: exit %d\n%s", code, out)
+	}
+	pidsBefore := h.plugins(t)
+	out, code = dwCLI(t, h, nil, "config", "diff", good)
+	if code != 0 || !regexpMatch(`subsystems\.good0\.limits\.max_items\s+live`, out) || !strings.Contains(out, "restarts good1") {
+		t.Fatalf("config diff: exit %d\n%s", code, out)
+	}
+	// Dry runs changed nothing.
+	if !appliedEverywhere(t, h, 10) {
+		t.Fatal("a dry run changed limits")
+	}
+	for name, p := range h.plugins(t) {
+		if p.PID != pidsBefore[name].PID {
+			t.Fatalf("a dry run restarted %s", name)
+		}
+	}
+	// The good file is now the config; an explicit reload applies it.
+	data, _ := os.ReadFile(good)
+	writeFile(t, h.cfgPath, data)
+	out, code = dwCLI(t, h, nil, "config", "reload")
+	if code != 0 {
+		t.Fatalf("config reload: exit %d\n%s", code, out)
+	}
+	waitApplied(t, h, 90)
+	out, code = dwCLI(t, h, nil, "config", "show")
+	if code != 0 || !strings.Contains(out, `"generation"`) || !strings.Contains(out, `"ok": true`) {
+		t.Fatalf("config show: exit %d\n%s", code, out)
+	}
+}

@@ -94,7 +94,7 @@
 // lines), incompatible SDK version, settings rejected by Configure, limits
 // rejected by ApplyLimits (with the key path). Refused plugins are not
 // retried automatically; Restart, a changed binary (Rescan) or a changed
-// config (a later issue) tries again.
+// section (Reconfigure, from a config reload) tries again.
 //
 // # Crashes, backoff and quarantine
 //
