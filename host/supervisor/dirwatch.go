@@ -224,7 +224,7 @@ func (d *dirWatcher) run(ctx context.Context) {
 	armed := d.arm(time.Now())
 	d.baseline()
 	// Catch up with what changed since Start, before taking events.
-	d.applied(d.apply(ctx, nil), time.Now())
+	d.applied(d.apply(ctx, nil, nil), time.Now())
 	if armed {
 		d.log.Debug("watching plugins.dir", "dir", d.dir, "settle", d.opts.Settle, "poll_interval", d.opts.PollInterval)
 	}
@@ -379,6 +379,23 @@ func (d *dirWatcher) event(ev fsnotify.Event, now time.Time) {
 		d.log.Debug("plugin binary changed; waiting for it to settle", "plugin", name, "op", ev.Op.String(), "settle", d.opts.Settle)
 	}
 	d.files.touch(name, statFile(d.path(name)), now)
+	d.noteInstance(name)
+}
+
+// noteInstance records, for a change of name that has just begun, the
+// plugin instance it found.
+func (d *dirWatcher) noteInstance(name string) {
+	p := d.files.pending[name]
+	if p == nil || p.instSet {
+		return
+	}
+	p.instSet = true
+	if d.m == nil {
+		return
+	}
+	d.m.mu.Lock()
+	p.inst = d.m.plugins[name]
+	d.m.mu.Unlock()
 }
 
 func (d *dirWatcher) path(name string) string {
@@ -408,6 +425,7 @@ func (d *dirWatcher) poll(now time.Time) {
 	for name, st := range d.unaccepted() {
 		d.log.Debug("plugin binary not taken up yet; checking it again", "plugin", name)
 		d.files.retry(name, st, now, 0, false)
+		d.noteInstance(name)
 	}
 }
 
@@ -445,11 +463,13 @@ func (d *dirWatcher) baseline() {
 func (d *dirWatcher) resync(now time.Time) {
 	seen := d.list()
 	for name, st := range seen {
-		d.files.observe(name, st, now)
+		if d.files.observe(name, st, now) {
+			d.noteInstance(name)
+		}
 	}
 	for name := range d.files.known {
-		if _, ok := seen[name]; !ok {
-			d.files.observe(name, fileState{}, now)
+		if _, ok := seen[name]; !ok && d.files.observe(name, fileState{}, now) {
+			d.noteInstance(name)
 		}
 	}
 }
@@ -490,7 +510,7 @@ func (d *dirWatcher) due(now time.Time) {
 		}
 		delete(d.deferred, name)
 		if q := d.batch[name]; q != nil {
-			p.first = q.first
+			p.first, p.inst, p.instSet = q.first, q.inst, q.instSet
 			p.restart = p.restart || q.restart
 		}
 		d.batch[name] = p
@@ -505,11 +525,18 @@ func (d *dirWatcher) startWork(ctx context.Context) {
 	}
 	batch := d.batch
 	d.batch = map[string]*pendingFile{}
+	// The Rescan may take up files still settling too (discovery has its
+	// own rules): their first change times let it report how long they
+	// took.
+	firsts := map[string]time.Time{}
+	for name, p := range d.files.pending {
+		firsts[name] = p.first
+	}
 	d.working = true
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		d.results <- d.apply(ctx, batch)
+		d.results <- d.apply(ctx, batch, firsts)
 	}()
 }
 
@@ -520,7 +547,7 @@ type applyResult struct {
 
 // apply runs one Rescan for batch, reports what it changed, and tries
 // again the plugins that a settled change left refused or quarantined.
-func (d *dirWatcher) apply(ctx context.Context, batch map[string]*pendingFile) applyResult {
+func (d *dirWatcher) apply(ctx context.Context, batch map[string]*pendingFile, firsts map[string]time.Time) applyResult {
 	m := d.m
 	type snap struct {
 		p   *instance
@@ -563,7 +590,11 @@ func (d *dirWatcher) apply(ctx context.Context, batch map[string]*pendingFile) a
 	slices.Sort(names)
 	names = slices.Compact(names)
 	for _, name := range names {
-		d.report(ctx, name, before[name].p, before[name].st, after[name].p, after[name].st, batch[name], t0)
+		first := firsts[name]
+		if c := batch[name]; c != nil {
+			first = c.first
+		}
+		d.report(ctx, name, before[name].p, before[name].st, after[name].p, after[name].st, first, batch[name], t0)
 	}
 
 	var res applyResult
@@ -590,17 +621,17 @@ func sameBinary(a, b *binary) bool {
 // report logs what one Rescan did to one plugin, and retries a plugin a
 // settled change left refused or quarantined while its binary stayed the
 // same.
-func (d *dirWatcher) report(ctx context.Context, name string, bp *instance, bst Status, ap *instance, ast Status, change *pendingFile, t0 time.Time) {
+func (d *dirWatcher) report(ctx context.Context, name string, bp *instance, bst Status, ap *instance, ast Status, first time.Time, change *pendingFile, t0 time.Time) {
 	took := func(kv []any) []any {
-		if change == nil {
+		if first.IsZero() {
 			return kv
 		}
 		end := time.Now()
 		if !ast.StartedAt.IsZero() {
 			end = ast.StartedAt
 		}
-		return append(kv, "took", end.Sub(change.first).Round(time.Millisecond),
-			"settle", t0.Sub(change.first).Round(time.Millisecond), "swap", end.Sub(t0).Round(time.Millisecond))
+		return append(kv, "took", end.Sub(first).Round(time.Millisecond),
+			"settle", t0.Sub(first).Round(time.Millisecond), "swap", end.Sub(t0).Round(time.Millisecond))
 	}
 	hadBinary := bp != nil && bst.Path != ""
 	switch {
@@ -631,7 +662,7 @@ func (d *dirWatcher) report(ctx context.Context, name string, bp *instance, bst 
 		default:
 			d.log.Error("new plugin binary refused; it stays down until a good binary is installed or it is restarted", append(kv, "error", ast.LastError)...)
 		}
-	case change != nil && change.restart && (ast.State == StateRefused || ast.State == StateQuarantined):
+	case change != nil && change.restart && ap == change.inst && (ast.State == StateRefused || ast.State == StateQuarantined):
 		// Same binary as before (Rescan kept the instance): the operator
 		// touched or rewrote the file, or it was refused while still open
 		// for writing. Retry — but only the very file Rescan hashed, not
@@ -699,6 +730,7 @@ func (d *dirWatcher) scheduleBusy(busy []string, now time.Time) {
 		wait := min(d.opts.Settle<<n, busyRetryMax)
 		d.log.Info("plugin binary was busy (open for writing) when executed; retrying", "plugin", name, "attempt", n+1, "in", wait)
 		d.files.retry(name, statFile(d.path(name)), now, wait, true)
+		d.noteInstance(name)
 	}
 }
 
@@ -726,6 +758,11 @@ type pendingFile struct {
 	wait      time.Duration // how long after since it must stay unchanged
 	restart   bool          // retry the plugin if it is down and unchanged
 	deferrals int           // times it was settled but still open for writing
+	// inst is the plugin instance when the change was first seen. A
+	// plugin down is retried only if it is still that instance: one a
+	// Rescan made meanwhile (for this very change) was tried already.
+	inst    *instance
+	instSet bool
 }
 
 // settler decides when changed files have settled. It is pure: callers
