@@ -206,7 +206,11 @@ type dirWatcher struct {
 	w       *fsnotify.Watcher // nil while disarmed
 	dirID   fileID            // device and inode of the folder watched
 	rearmAt time.Time         // when to try arming again, if disarmed
-	warned  bool              // the current disarmed spell was logged
+	warned  bool              // the current failure to arm was logged
+	// relost: a lost watch was logged ("re-arming"), so arming again must
+	// be logged too — also when it works at once (the folder already came
+	// back, a transient watcher error), or the log would end on "lost".
+	relost bool
 
 	files    *settler
 	batch    map[string]*pendingFile // settled names waiting for a Rescan
@@ -286,7 +290,14 @@ func (d *dirWatcher) run(ctx context.Context) {
 
 // arm sets up the watch on the folder and reports whether it worked; if
 // not, it schedules another try in rearmInterval and warns (once until it
-// works again).
+// works again). Once it works after a failure or a lost watch, it logs
+// "watching plugins.dir again".
+//
+// The folder is stat'ed before and after the watch is added, and the two
+// must agree: the watch is on the inode the path led to when it was added,
+// and dirID must be that inode, or a path swapped in between (a symlinked
+// plugins.dir whose target changed) would leave the watch on the old
+// folder while every poll found the path unchanged.
 func (d *dirWatcher) arm(now time.Time) bool {
 	if d.opts.noEvents {
 		d.rearmAt = now.Add(100 * 365 * 24 * time.Hour)
@@ -308,18 +319,33 @@ func (d *dirWatcher) arm(now time.Time) bool {
 	if err != nil {
 		return fail(fmt.Errorf("create a file system watcher: %w", err))
 	}
-	if err := w.Add(d.dir); err != nil {
-		_ = w.Close()
-		return fail(err)
+	var id fileID
+	for try := 0; ; try++ {
+		before, err := os.Stat(d.dir)
+		if err == nil {
+			err = w.Add(d.dir)
+		}
+		var after os.FileInfo
+		if err == nil {
+			after, err = os.Stat(d.dir)
+		}
+		if err != nil {
+			_ = w.Close()
+			return fail(err)
+		}
+		if id = dirIdentity(after); id == dirIdentity(before) {
+			break
+		}
+		// The path changed under us: watch what it leads to now.
+		_ = w.Remove(d.dir)
+		if try == 2 {
+			_ = w.Close()
+			return fail(errors.New("the folder was replaced while the watch was set up"))
+		}
 	}
-	fi, err := os.Stat(d.dir)
-	if err != nil {
-		_ = w.Close()
-		return fail(err)
-	}
-	d.w, d.dirID = w, dirIdentity(fi)
-	if d.warned {
-		d.warned = false
+	d.w, d.dirID = w, id
+	if d.warned || d.relost {
+		d.warned, d.relost = false, false
 		d.log.Info("watching plugins.dir again", "dir", d.dir)
 	}
 	return true
@@ -340,9 +366,13 @@ func (d *dirWatcher) disarm() {
 
 // lost drops a watch that stopped working, sets it up again at once (or
 // every second until that works), and stats the folder again, as events
-// may have been lost.
+// may have been lost. Every "lost" is followed by "watching plugins.dir
+// again" once the watch works, even if that is at once: a folder removed
+// and recreated before the loop got to the removal event is watched again
+// without ever being missing to arm.
 func (d *dirWatcher) lost(now time.Time, why string) {
 	d.log.Warn("watch on plugins.dir lost; re-arming", "dir", d.dir, "reason", why)
+	d.relost = true
 	d.disarm()
 	d.arm(now)
 	d.resync(now)

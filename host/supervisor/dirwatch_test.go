@@ -524,7 +524,10 @@ func TestWatchDirFolderRemovedAndRecreated(t *testing.T) {
 	built := buildTestPlugins(t)
 	h := newHarness(t, []string{"good"}, nil)
 	h.start()
-	h.watch(DirWatchOptions{})
+	// No polling: everything below is seen by the watch (and the listing
+	// that follows re-arming it), not by a poll that would hide a watch
+	// never re-armed.
+	h.watch(DirWatchOptions{PollInterval: -1})
 	old := h.status("good")
 
 	if err := os.RemoveAll(h.dir); err != nil {
@@ -699,6 +702,69 @@ func TestDirWatcherRecoversFromWatcherErrors(t *testing.T) {
 		t.Fatalf("not re-armed: %s", logs)
 	}
 	wantContains(t, "log", logs.String(), "watch on plugins.dir lost; re-arming", "reason=boom")
+	wantContains(t, "log", logs.String(), "watching plugins.dir again")
+}
+
+func TestDirWatcherFolderBackBeforeTheRemovalIsHandled(t *testing.T) {
+	// The folder is removed (here: renamed) and recreated before the loop
+	// handles the removal (a loaded machine): lost re-arms at once, on the new folder,
+	// and says so — the log must not end on "lost; re-arming".
+	dir := filepath.Join(t.TempDir(), "plugins")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	d := &dirWatcher{dir: dir, opts: DirWatchOptions{Settle: DefaultSettle, PollInterval: time.Minute},
+		log: hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug}), files: newSettler(DefaultSettle)}
+	defer d.disarm()
+	if !d.arm(time.Now()) {
+		t.Fatalf("arm: %s", logs)
+	}
+	oldID := d.dirID
+	// Renamed away rather than removed, so that the new folder cannot
+	// reuse its inode.
+	if err := os.Rename(dir, dir+".old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "dw-plugin-back"), []byte("x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dirIdentity(fi) == oldID {
+		t.Fatal("the new folder has the old one's inode")
+	}
+
+	d.lost(time.Now(), "plugins.dir itself was removed or renamed")
+	if d.w == nil {
+		t.Fatalf("not re-armed: %s", logs)
+	}
+	if d.dirID != dirIdentity(fi) {
+		t.Fatalf("re-armed on %+v, want the new folder %+v", d.dirID, dirIdentity(fi))
+	}
+	wantContains(t, "log", logs.String(), "watching plugins.dir again")
+	if d.files.pending["back"] == nil {
+		t.Fatalf("the new folder's binary is not pending: %v", slices.Sorted(maps.Keys(d.files.pending)))
+	}
+	// And the new watch works: a change is an event.
+	if err := os.WriteFile(filepath.Join(dir, "dw-plugin-later"), []byte("y"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-d.w.Events:
+		if filepath.Base(ev.Name) != "dw-plugin-later" {
+			t.Fatalf("event %v, want one on dw-plugin-later", ev)
+		}
+	case err := <-d.w.Errors:
+		t.Fatal(err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("no event from the re-armed watch within 30s")
+	}
 }
 
 func TestPluginFileName(t *testing.T) {

@@ -33,6 +33,14 @@
 // holds no plugins (a warning says so); one that cannot be read fails
 // Start.
 //
+// A binary still being written is never launched: one whose mtime is less
+// than DefaultSettle (250 ms) old is loaded only after it was seen
+// unchanged for that long (Start or Rescan may wait that long), and one
+// that is empty or open for writing by another process is left for a later
+// scan. WatchDir (see its doc comment) follows the folder live: new,
+// replaced and removed binaries are loaded, swapped and stopped, and a
+// settled change of a refused plugin's file retries it.
+//
 // # Launch
 //
 // go-plugin starts the process through a custom runner (runner.go), so the

@@ -322,6 +322,11 @@ func (m *Manager) warnSkips(skips []skipped) {
 			continue
 		}
 		m.warned[s.path] = s.reason
+		if s.pending {
+			// Still being written: normal during an install, not a warning.
+			m.log.Debug("plugin binary not ready; deferring", "path", s.path, "reason", s.reason)
+			continue
+		}
 		m.log.Warn("skipping file in plugins.dir", "path", s.path, "reason", s.reason)
 	}
 	for path := range m.warned {
