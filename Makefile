@@ -4,7 +4,6 @@ GO ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/datawarehouse/dw/host.Version=$(VERSION)
 TEST_TIMEOUT ?= 20m
-BENCHTIME ?= 1x
 
 # Pinned tool versions (make proto, make lint).
 BUF_VERSION := v1.75.0
