@@ -38,7 +38,7 @@ run: build
 # All tests, with the race detector. Fuzz targets run their checked-in
 # seed corpus as ordinary tests.
 test:
-	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 # Benchmarks: the figures of the closing notes.
 bench: build
