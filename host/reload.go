@@ -380,7 +380,7 @@ func (h *Host) Reload(ctx context.Context, candidate *config.Config, source stri
 		return res
 	}
 	d := config.Compare(snap.cfg, candidate)
-	res.ChangedKeys = d.ChangedKeys()
+	res.ChangedKeys = append(res.ChangedKeys, d.ChangedKeys()...)
 	p, problems := h.plan(ctx, snap.cfg, candidate, d)
 	if len(problems) > 0 {
 		res.Problems = problems
@@ -475,7 +475,7 @@ func (h *Host) Validate(ctx context.Context, candidate *config.Config) ValidateR
 		return res
 	}
 	d := config.Compare(snap.cfg, candidate)
-	res.ChangedKeys = d.ChangedKeys()
+	res.ChangedKeys = append([]string{}, d.ChangedKeys()...)
 	p, problems := h.plan(ctx, snap.cfg, candidate, d)
 	if problems != nil {
 		res.Problems = problems
