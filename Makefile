@@ -36,12 +36,16 @@ run: build
 	./bin/dw serve --config config/dw.yaml
 
 # All tests, with the race detector. Fuzz targets run their checked-in
-# seed corpus as ordinary tests.
+# seed corpus as ordinary tests. PostgreSQL server binaries are installed
+# first if missing (scripts/ensure-postgres.sh; the tests start their own
+# throwaway servers).
 test:
+	./scripts/ensure-postgres.sh
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 # Benchmarks: the figures of the closing notes.
 bench: build
+	./scripts/ensure-postgres.sh
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./...
 
 fmt:

@@ -61,6 +61,7 @@ func designDefaults(t testing.TB) *Config {
 		Plugins: Plugins{Dir: abs(t, "bin/plugins"), StartTimeout: 10 * time.Second, Checksums: map[string]string{}},
 		Subsystems: map[string]Subsystem{
 			"dbstorage": {
+				Enabled: true,
 				Settings: map[string]any{
 					"strategies":       []any{map[string]any{"name": "primary", "driver": "sqlite", "dsn": "db/objects.sqlite"}},
 					"default_strategy": "primary",
@@ -144,13 +145,15 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
-func TestDefaultYAMLDisablesFirstParty(t *testing.T) {
-	// The first-party plugins do not ship yet: their sections say so.
-	if n := strings.Count(string(DefaultYAML), "enabled: false        # enabled once its plugin ships"); n != 4 {
-		t.Errorf("dw.yaml has %d disabled first-party sections with the comment, want 4", n)
+func TestDefaultYAMLEnablesShippedPlugins(t *testing.T) {
+	// First-party plugins that ship are enabled; the others say they are
+	// not shipped yet.
+	const notYet = "enabled: false        # enabled once its plugin ships"
+	if n := strings.Count(string(DefaultYAML), notYet); n != 3 {
+		t.Errorf("dw.yaml has %d disabled first-party sections with the comment, want 3", n)
 	}
-	if strings.Contains(string(DefaultYAML), "enabled: true") {
-		t.Error("dw.yaml enables a subsystem")
+	if n := strings.Count(string(DefaultYAML), "enabled: true"); n != 1 {
+		t.Errorf("dw.yaml enables %d subsystems, want 1 (dbstorage)", n)
 	}
 }
 

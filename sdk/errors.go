@@ -37,6 +37,9 @@ var (
 	ErrPermissionDenied = errors.New("permission denied")
 	// ErrUnimplemented: the plugin does not offer this.
 	ErrUnimplemented = errors.New("unimplemented")
+	// ErrOutOfRange: a requested range lies outside the thing asked for
+	// (HTTP 416 for a byte range).
+	ErrOutOfRange = errors.New("out of range")
 	// ErrUnavailable: a dependency of the plugin is down; retry later.
 	ErrUnavailable = errors.New("unavailable")
 	// ErrPluginShutdown: the plugin process is gone or shutting down.
@@ -61,6 +64,7 @@ var sentinels = []struct {
 	{ErrFailedPrecondition, codes.FailedPrecondition, "FAILED_PRECONDITION"},
 	{ErrPermissionDenied, codes.PermissionDenied, "PERMISSION_DENIED"},
 	{ErrUnimplemented, codes.Unimplemented, "UNIMPLEMENTED"},
+	{ErrOutOfRange, codes.OutOfRange, "OUT_OF_RANGE"},
 	{ErrPluginShutdown, codes.Unavailable, "PLUGIN_SHUTDOWN"},
 	{ErrUnavailable, codes.Unavailable, "UNAVAILABLE"},
 }
@@ -207,8 +211,10 @@ func sentinelForCode(c codes.Code, msg string) error {
 		return ErrNotFound
 	case codes.AlreadyExists:
 		return ErrAlreadyExists
-	case codes.InvalidArgument, codes.OutOfRange:
+	case codes.InvalidArgument:
 		return ErrInvalidArgument
+	case codes.OutOfRange:
+		return ErrOutOfRange
 	case codes.ResourceExhausted:
 		return ErrBackpressure
 	case codes.FailedPrecondition, codes.Aborted:

@@ -58,6 +58,7 @@ func newRootCmd() *cobra.Command {
 		newMetricsCmd(g),
 		newPluginCmd(g),
 		newConfigCmd(g),
+		newObjCmd(g),
 	)
 	return root
 }

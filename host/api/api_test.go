@@ -207,6 +207,7 @@ func TestStatusOfEverySentinel(t *testing.T) {
 		{sdk.ErrUnimplemented, 501, "unimplemented"},
 		{sdk.ErrBackpressure, 429, "backpressure"},
 		{sdk.ErrQuotaExceeded, 429, "quota_exceeded"},
+		{sdk.ErrOutOfRange, 416, "range_not_satisfiable"},
 		{sdk.ErrUnavailable, 503, "unavailable"},
 		{sdk.ErrPluginShutdown, 503, "plugin_shutdown"},
 		{context.DeadlineExceeded, 504, "deadline_exceeded"},

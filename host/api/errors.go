@@ -53,6 +53,7 @@ var errorStatuses = []struct {
 	{sdk.ErrUnimplemented, http.StatusNotImplemented, "unimplemented"},
 	{sdk.ErrBackpressure, http.StatusTooManyRequests, "backpressure"},
 	{sdk.ErrQuotaExceeded, http.StatusTooManyRequests, "quota_exceeded"},
+	{sdk.ErrOutOfRange, http.StatusRequestedRangeNotSatisfiable, "range_not_satisfiable"},
 	{sdk.ErrPluginShutdown, http.StatusServiceUnavailable, "plugin_shutdown"},
 	{sdk.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
 	{context.DeadlineExceeded, http.StatusGatewayTimeout, "deadline_exceeded"},
@@ -72,6 +73,7 @@ var errorStatuses = []struct {
 //	sdk.ErrPermissionDenied                       403 permission_denied
 //	sdk.ErrUnimplemented                          501 unimplemented
 //	sdk.ErrBackpressure, sdk.ErrQuotaExceeded     429 backpressure, quota_exceeded
+//	sdk.ErrOutOfRange                             416 range_not_satisfiable
 //	sdk.ErrUnavailable, sdk.ErrPluginShutdown     503 unavailable, plugin_shutdown
 //	context.DeadlineExceeded                      504 deadline_exceeded
 //	context.Canceled                              499 canceled

@@ -147,6 +147,7 @@ func New(opts Options) (*Server, error) {
 	s.handle("GET /v1/subsystems/{name}/metrics", http.HandlerFunc(s.subsystemMetrics), false)
 	s.handle("GET /v1/subsystems/{name}/health", http.HandlerFunc(s.subsystemHealth), false)
 	s.handle("POST /v1/subsystems/{name}/rpc/{service}/{method}", http.HandlerFunc(s.rpc), false)
+	s.registerObjectRoutes()
 	return s, nil
 }
 
@@ -175,20 +176,25 @@ func (s *Server) handle(pattern string, h http.Handler, public bool) {
 	s.mu.Unlock()
 }
 
-// route returns the registered pattern that r matches, if any.
-func (s *Server) route(r *http.Request) (h http.Handler, pattern string, public, ok bool) {
+// route returns the registered pattern that r matches, if any. direct
+// means h serves r itself, bypassing the ServeMux: the object routes, whose
+// keys the ServeMux's path cleaning would change (see objectRoute).
+func (s *Server) route(r *http.Request) (h http.Handler, pattern string, public, ok, direct bool) {
+	if h, pattern, found := s.objectRoute(r); found {
+		return h, pattern, false, pattern != "", true
+	}
 	h, pattern = s.mux.Handler(r)
 	s.mu.RLock()
 	public, ok = s.routes[pattern]
 	s.mu.RUnlock()
-	return h, pattern, public, ok
+	return h, pattern, public, ok, false
 }
 
 // ServeHTTP authenticates, dispatches, recovers, measures and logs.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &responseRecorder{ResponseWriter: w}
-	h, pattern, public, matched := s.route(r)
+	h, pattern, public, matched, direct := s.route(r)
 	caller := anonymous
 	defer func() {
 		if v := recover(); v != nil {
@@ -229,6 +235,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(withCaller(r.Context(), caller))
 	if !matched {
 		serveUnmatched(rec, r, h)
+		return
+	}
+	if direct {
+		h.ServeHTTP(rec, r)
 		return
 	}
 	s.mux.ServeHTTP(rec, r)

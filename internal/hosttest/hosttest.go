@@ -1,0 +1,347 @@
+// Package hosttest runs the real dw host for end-to-end tests and
+// benchmarks of plugins: it builds bin/dw and plugin binaries once per test
+// process (without -race: they are the product, measured as shipped),
+// starts `dw serve` on a config of the test's making with a free port, and
+// gives access to its API, logs and process ids.
+//
+// Call Cleanup from TestMain after m.Run to remove the build folder; every
+// host started is killed at the end of its test.
+package hosttest
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildMu  sync.Mutex
+	buildDir string
+	built    = map[string]string{} // package → binary path
+)
+
+// moduleRoot finds the folder holding go.mod, walking up from this file.
+func moduleRoot() (string, error) {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return "", fmt.Errorf("cannot locate the module root")
+	}
+	return filepath.Abs(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// Binary builds the package (a path relative to the module root, such as
+// "cmd/dw" or "plugins/dbstorage") once per test process and returns the
+// path of the binary, named name.
+func Binary(tb testing.TB, pkg, name string) string {
+	tb.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if p, ok := built[pkg]; ok {
+		return p
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if buildDir == "" {
+		if buildDir, err = os.MkdirTemp("", "dw-hosttest-"); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	out := filepath.Join(buildDir, name)
+	cmd := exec.Command("go", "build", "-o", out, "./"+pkg)
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("go build ./%s: %v\n%s", pkg, err, b)
+	}
+	built[pkg] = out
+	return out
+}
+
+// Cleanup removes the binaries built by Binary.
+func Cleanup() {
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+		buildDir = ""
+		built = map[string]string{}
+	}
+}
+
+// Plugin builds plugins/<name> and installs it into dir as
+// dw-plugin-<name>.
+func Plugin(tb testing.TB, dir, name string) {
+	tb.Helper()
+	src := Binary(tb, "plugins/"+name, "dw-plugin-"+name)
+	dst := filepath.Join(dir, "dw-plugin-"+name)
+	if err := os.Link(src, dst); err == nil {
+		return
+	}
+	data, err := os.ReadFile(src)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(dst, data, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// Host is a running `dw serve`.
+type Host struct {
+	// Addr is the API's host:port.
+	Addr string
+	// URL is "http://" + Addr.
+	URL string
+	// DataDir is the host's data_dir; ConfigPath its config file;
+	// PluginsDir its plugins.dir.
+	DataDir, ConfigPath, PluginsDir string
+	// Base is the host part of the config; Subsystems the rest.
+	Base string
+
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	logs bytes.Buffer
+	done chan struct{}
+	err  error
+}
+
+// Start writes a config (the host part, then subsystemsYAML, which starts
+// with "subsystems:") and starts dw serve with the plugins found in
+// pluginsDir, returning when the API serves. env adds to the environment.
+func Start(tb testing.TB, pluginsDir, subsystemsYAML string, env ...string) *Host {
+	tb.Helper()
+	dw := Binary(tb, "cmd/dw", "dw")
+	dir := tb.TempDir()
+	h := &Host{
+		DataDir:    filepath.Join(dir, "data"),
+		ConfigPath: filepath.Join(dir, "dw.yaml"),
+		PluginsDir: pluginsDir,
+		done:       make(chan struct{}),
+	}
+	h.Base = fmt.Sprintf("server:\n  listen: 127.0.0.1:0\nlog: {level: debug, format: json}\ndata_dir: %s\nplugins:\n  dir: %s\n  start_timeout: 30s\n",
+		h.DataDir, pluginsDir)
+	if err := os.WriteFile(h.ConfigPath, []byte(h.Base+subsystemsYAML), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	h.cmd = exec.Command(dw, "serve", "--config", h.ConfigPath)
+	h.cmd.Env = append(os.Environ(), env...)
+	pr, pw := io.Pipe()
+	h.cmd.Stderr = pw
+	if err := h.cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 4<<20)
+		sent := false
+		for sc.Scan() {
+			line := sc.Text()
+			h.mu.Lock()
+			h.logs.WriteString(line + "\n")
+			h.mu.Unlock()
+			if !sent && strings.Contains(line, "dw host serving") {
+				var m map[string]any
+				if json.Unmarshal([]byte(line), &m) == nil {
+					if a, ok := m["listen"].(string); ok {
+						addr <- a
+						sent = true
+					}
+				}
+			}
+		}
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+	go func() {
+		h.err = h.cmd.Wait()
+		pw.Close()
+		close(h.done)
+	}()
+	tb.Cleanup(h.Kill)
+	select {
+	case h.Addr = <-addr:
+		h.URL = "http://" + h.Addr
+	case <-h.done:
+		tb.Fatalf("dw serve exited before serving: %v\n%s", h.err, h.Logs())
+	case <-time.After(60 * time.Second):
+		tb.Fatalf("dw serve did not start within 60s\n%s", h.Logs())
+	}
+	return h
+}
+
+// Logs returns what the host logged so far (JSON lines).
+func (h *Host) Logs() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.logs.String()
+}
+
+// PID is the host's process id.
+func (h *Host) PID() int { return h.cmd.Process.Pid }
+
+// Kill kills the host with SIGKILL (its plugins exit with it) and waits.
+func (h *Host) Kill() {
+	select {
+	case <-h.done:
+	default:
+		_ = h.cmd.Process.Signal(syscall.SIGKILL)
+		<-h.done
+	}
+}
+
+// Stop stops the host with SIGTERM and waits for it.
+func (h *Host) Stop(tb testing.TB) {
+	tb.Helper()
+	_ = h.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-h.done:
+	case <-time.After(60 * time.Second):
+		h.Kill()
+		tb.Fatalf("dw serve did not stop within 60s of SIGTERM")
+	}
+}
+
+// WriteConfig replaces the subsystems part of the config file (the host
+// watches it and reloads).
+func (h *Host) WriteConfig(tb testing.TB, subsystemsYAML string) {
+	tb.Helper()
+	tmp := h.ConfigPath + ".tmp"
+	if err := os.WriteFile(tmp, []byte(h.Base+subsystemsYAML), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.Rename(tmp, h.ConfigPath); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// PluginStatus is one entry of GET /v1/plugins.
+type PluginStatus struct {
+	Name     string `json:"name"`
+	State    string `json:"state"`
+	PID      int    `json:"pid"`
+	Restarts int    `json:"restarts"`
+	Error    string `json:"last_error"`
+}
+
+// Plugin returns the status of the named plugin.
+func (h *Host) Plugin(tb testing.TB, name string) PluginStatus {
+	tb.Helper()
+	var v struct {
+		Plugins []PluginStatus `json:"plugins"`
+	}
+	if code := h.JSON(tb, "GET", "/v1/plugins", nil, &v); code != 200 {
+		tb.Fatalf("GET /v1/plugins: %d", code)
+	}
+	for _, p := range v.Plugins {
+		if p.Name == name {
+			return p
+		}
+	}
+	tb.Fatalf("plugin %q not listed", name)
+	return PluginStatus{}
+}
+
+// WaitServing waits until the named plugin serves, failing after within.
+func (h *Host) WaitServing(tb testing.TB, name string, within time.Duration) PluginStatus {
+	tb.Helper()
+	var st PluginStatus
+	WaitFor(tb, within, "plugin "+name+" serving", func() bool {
+		st = h.Plugin(tb, name)
+		return st.State == "serving"
+	})
+	return st
+}
+
+// JSON makes a request with an optional JSON body and decodes a JSON
+// answer into out (when not nil), returning the status.
+func (h *Host) JSON(tb testing.TB, method, path string, body, out any) int {
+	tb.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, h.URL+path, rd)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		tb.Fatalf("%s %s: read body: %v", method, path, err)
+	}
+	if out != nil && len(data) > 0 {
+		if err := json.Unmarshal(data, out); err != nil {
+			tb.Fatalf("%s %s: %v\n%s", method, path, err, data)
+		}
+	}
+	return resp.StatusCode
+}
+
+// WaitFor polls cond every 20 ms until it holds, failing after within.
+func WaitFor(tb testing.TB, within time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// PeakRSS returns the peak resident set size (VmHWM) of a process, in
+// bytes.
+func PeakRSS(pid int) (int64, error) {
+	return statusField(pid, "VmHWM:")
+}
+
+// RSS returns the resident set size (VmRSS) of a process, in bytes.
+func RSS(pid int) (int64, error) {
+	return statusField(pid, "VmRSS:")
+}
+
+func statusField(pid int, field string) (int64, error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, field); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("parse %s of pid %d: %w", field, pid, err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
+}
+
+// ResetPeakRSS resets the VmHWM of a process to its current RSS (Linux
+// 4.0+: write "5" to /proc/<pid>/clear_refs), so that a later PeakRSS
+// measures only what follows.
+func ResetPeakRSS(pid int) error {
+	return os.WriteFile("/proc/"+strconv.Itoa(pid)+"/clear_refs", []byte("5"), 0)
+}

@@ -1,0 +1,179 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// gcBatch is how many chunks one garbage collection transaction deletes,
+// so that it holds the write lock only briefly.
+const gcBatch = 16
+
+// gcRetry is how long garbage collection waits after an error.
+const gcRetry = time.Second
+
+// collector is the Store's garbage collection goroutine: it deletes the
+// chunks of the versions in dw_garbage, a few per transaction, then their
+// garbage rows. Readers are unaffected: they read from their snapshot.
+type collector struct {
+	s     *Store
+	wakeC chan struct{} // buffered 1: a pending wake-up
+	stopC chan struct{}
+	done  chan struct{}
+
+	mu      sync.Mutex
+	waiters []chan error // WaitIdle calls waiting for the next full pass
+}
+
+// startCollector starts garbage collection with a pass, for garbage left
+// by the previous process.
+func startCollector(s *Store) *collector {
+	c := &collector{
+		s:     s,
+		wakeC: make(chan struct{}, 1),
+		stopC: make(chan struct{}),
+		done:  make(chan struct{}),
+	}
+	c.wake()
+	go c.run()
+	return c
+}
+
+// wake asks for a pass; it never blocks.
+func (c *collector) wake() {
+	select {
+	case c.wakeC <- struct{}{}:
+	default:
+	}
+}
+
+// stop ends the goroutine and waits for it; waiters get an error.
+func (c *collector) stop() {
+	close(c.stopC)
+	<-c.done
+}
+
+// waitIdle waits for a pass that starts after the call to finish with no
+// garbage left.
+func (c *collector) waitIdle(ctx context.Context) error {
+	ch := make(chan error, 1)
+	c.mu.Lock()
+	c.waiters = append(c.waiters, ch)
+	c.mu.Unlock()
+	c.wake()
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("wait for garbage collection: %w", ctx.Err())
+	case <-c.done:
+		return c.s.errClosed()
+	}
+}
+
+func (c *collector) run() {
+	defer close(c.done)
+	var retry <-chan time.Time
+	for {
+		select {
+		case <-c.stopC:
+			c.release(c.takeWaiters(), c.s.errClosed())
+			return
+		case <-c.wakeC:
+		case <-retry:
+		}
+		retry = nil
+		waiters := c.takeWaiters()
+		err := c.pass()
+		if errors.Is(err, errStopped) {
+			c.release(waiters, c.s.errClosed())
+			return
+		}
+		if err != nil {
+			c.s.log.Warn("garbage collection failed; retrying", "error", err, "in", gcRetry)
+			retry = time.After(gcRetry)
+		}
+		c.release(waiters, err)
+	}
+}
+
+func (c *collector) takeWaiters() []chan error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w := c.waiters
+	c.waiters = nil
+	return w
+}
+
+func (c *collector) release(waiters []chan error, err error) {
+	for _, w := range waiters {
+		w <- err
+	}
+}
+
+// errStopped ends a pass when the store closes.
+var errStopped = errors.New("garbage collection stopped")
+
+// pass deletes garbage until there is none.
+func (c *collector) pass() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-c.stopC:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	for {
+		select {
+		case <-c.stopC:
+			return errStopped
+		default:
+		}
+		more, err := c.step(ctx)
+		if err != nil {
+			select {
+			case <-c.stopC:
+				return errStopped
+			default:
+			}
+			return fmt.Errorf("garbage collection: %w", err)
+		}
+		if !more {
+			return nil
+		}
+	}
+}
+
+// step deletes up to gcBatch chunks of one garbage version, or its garbage
+// row once it has no chunks left, in one short transaction. more is false
+// when there was no garbage.
+func (c *collector) step(ctx context.Context) (more bool, err error) {
+	err = c.s.write(ctx, false, func(tx *sql.Tx) error {
+		var version string
+		err := tx.QueryRowContext(ctx, `SELECT version FROM dw_garbage LIMIT 1`).Scan(&version)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		more = true
+		res, err := tx.ExecContext(ctx, `DELETE FROM dw_chunks WHERE rowid IN
+			(SELECT rowid FROM dw_chunks WHERE version = ? ORDER BY seq DESC LIMIT ?)`, version, gcBatch)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n > 0 {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM dw_garbage WHERE version = ?`, version)
+		return err
+	})
+	return more, err
+}
