@@ -86,7 +86,7 @@ func Serve[L any](impl Subsystem[L]) {
 			protocolVersionServed(): {PluginName: p},
 		},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			s := grpc.NewServer(opts...)
+			s := grpc.NewServer(append(opts, transportServerOptions()...)...)
 			grpcMu.Lock()
 			grpcServer = s
 			if stopped {

@@ -130,11 +130,12 @@ func connect(t *testing.T, impl *testSubsystem) *Client {
 	t.Helper()
 	srv := newSubsystemServer[wireLimits](impl, hclog.NewNullLogger())
 	ps := map[string]plugin.Plugin{PluginName: newServerPlugin[wireLimits](impl, srv)}
-	gc, gs := plugin.TestPluginGRPCConn(t, false, ps)
+	gc, _ := plugin.TestPluginGRPCConn(t, false, ps)
 	t.Cleanup(func() {
 		srv.close()
+		// Close asks the server to stop (go-plugin's controller Shutdown);
+		// calling the server's Stop as well races inside go-plugin.
 		gc.Close()
-		gs.Stop()
 	})
 	raw, err := gc.Dispense(PluginName)
 	if err != nil {

@@ -23,6 +23,15 @@
 //   - Every request is measured in dw_http_request_duration_seconds by
 //     route pattern and status code.
 //
+// Object routes (objects.go): PUT, GET, HEAD and DELETE /v1/objects/{key...}
+// and GET /v1/objects speak dw.sdk.v1.ObjectStore to the plugin of the
+// dbstorage subsystem, streaming bodies both ways in 1 MiB messages. Object
+// keys are taken from the escaped path and decoded by the handler, so that
+// keys such as "a//b" or "x/../y" reach the store unchanged: these routes
+// bypass http.ServeMux's path cleaning (and its redirects), and nothing else
+// does. A plugin error after the response headers are out aborts the
+// connection, so that a client never takes a short body for a whole one.
+//
 // More routes (the config endpoints) are added with [Server.Handle] and get
 // the same authentication, metrics, logging and panic recovery.
 package api

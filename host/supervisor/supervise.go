@@ -268,6 +268,7 @@ func (m *Manager) launch(ctx context.Context, p *instance) (*process, error) {
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		StartTimeout:     startTimeout,
+		GRPCDialOptions:  sdk.TransportDialOptions(),
 		Logger:           plog,
 		Stderr:           tail,
 		// After the handshake go-plugin forwards the plugin's os.Stdout and

@@ -1,7 +1,6 @@
 package objectstore
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"regexp"
@@ -40,20 +39,34 @@ func DefaultLimits() Limits {
 	}
 }
 
-// check applies the rules between fields; the SDK has checked each field.
-func (l Limits) check() error {
-	var problems []string
+// Validate applies the rules between fields (sdk.Validator); the SDK has
+// checked each field and prefixes the paths with "limits".
+func (l *Limits) Validate() error {
+	var de sdk.DecodeError
 	if l.DefaultPageSize > l.MaxPageSize {
-		problems = append(problems, fmt.Sprintf("default_page_size (%d) must not exceed max_page_size (%d)", l.DefaultPageSize, l.MaxPageSize))
+		de.Problems = append(de.Problems, sdk.FieldProblem{Path: "default_page_size",
+			Message: fmt.Sprintf("%d must not exceed max_page_size (%d)", l.DefaultPageSize, l.MaxPageSize)})
 	}
 	if l.HealthTimeout > l.HealthInterval {
-		problems = append(problems, fmt.Sprintf("health_timeout (%s) must not exceed health_interval (%s): a check would still run when the next one is due", l.HealthTimeout, l.HealthInterval))
+		de.Problems = append(de.Problems, sdk.FieldProblem{Path: "health_timeout",
+			Message: fmt.Sprintf("%s must not exceed health_interval (%s): a check would still run when the next one is due", l.HealthTimeout, l.HealthInterval)})
 	}
-	if len(problems) > 0 {
-		return fmt.Errorf("%w: %s", sdk.ErrInvalidLimits, strings.Join(problems, "; "))
+	if len(de.Problems) > 0 {
+		return &de
 	}
 	return nil
 }
+
+// check is Validate for limits that did not come through the SDK's
+// decoder; errors wrap sdk.ErrInvalidLimits.
+func (l Limits) check() error {
+	if err := l.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", sdk.ErrInvalidLimits, err)
+	}
+	return nil
+}
+
+var _ sdk.Validator = (*Limits)(nil)
 
 // Settings are dbstorage's start-time settings (subsystems.dbstorage
 // without enabled and limits). A change restarts the plugin.
@@ -172,6 +185,3 @@ func parseSettings(cfg sdk.Config) (Settings, []resolved, error) {
 	}
 	return s, out, nil
 }
-
-// ValidateLimits checks the rules between limit fields.
-func (s *Service) ValidateLimits(_ context.Context, l Limits) error { return l.check() }

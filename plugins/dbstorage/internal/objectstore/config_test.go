@@ -108,7 +108,7 @@ func TestLimitsCheck(t *testing.T) {
 	}
 	bad := DefaultLimits()
 	bad.DefaultPageSize, bad.MaxPageSize = 500, 100
-	if err := bad.check(); !errors.Is(err, sdk.ErrInvalidLimits) || !strings.Contains(err.Error(), "default_page_size (500) must not exceed max_page_size (100)") {
+	if err := bad.check(); !errors.Is(err, sdk.ErrInvalidLimits) || !strings.Contains(err.Error(), "default_page_size: 500 must not exceed max_page_size (100)") {
 		t.Fatalf("page sizes: %v", err)
 	}
 	bad = DefaultLimits()
@@ -132,6 +132,8 @@ func TestLimitsDecode(t *testing.T) {
 		{map[string]any{"max_buffer_bytes": "1KiB"}, "limits.max_buffer_bytes"},
 		{map[string]any{"max_buffer_bytes": "lots"}, "limits.max_buffer_bytes"},
 		{map[string]any{"max_page_sise": 10}, "max_page_sise"},
+		{map[string]any{"default_page_size": 50, "max_page_size": 10}, "limits.default_page_size: 50 must not exceed max_page_size (10)"},
+		{map[string]any{"health_timeout": "1m", "health_interval": "10s"}, "limits.health_timeout: 1m0s must not exceed health_interval (10s)"},
 	} {
 		l := DefaultLimits()
 		err := sdk.Decode(&l, tt.in, "limits")

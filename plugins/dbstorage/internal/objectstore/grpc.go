@@ -231,8 +231,9 @@ func (s *Service) Get(req *dwv1.GetObjectRequest, stream dwv1.ObjectStore_GetSer
 	var sent int64
 	for {
 		// Reserve the piece before reading it: at most a chunk, at most
-		// what is left (a 4 KiB object reserves 4 KiB).
-		reserve := max(min(st.chunkSize, n-sent), 1)
+		// what is left (a 4 KiB object reserves 4 KiB; the call that
+		// only finds the end reserves nothing).
+		reserve := min(st.chunkSize, n-sent)
 		if err := s.acquire(ctx, reserve); err != nil {
 			return fmt.Errorf("get %q: %w", req.GetKey(), err)
 		}

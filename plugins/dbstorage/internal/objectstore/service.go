@@ -53,11 +53,10 @@ type Service struct {
 }
 
 var (
-	_ sdk.Subsystem[Limits]       = (*Service)(nil)
-	_ sdk.LimitsValidator[Limits] = (*Service)(nil)
-	_ sdk.GRPCRegistrar           = (*Service)(nil)
-	_ sdk.Shutdowner              = (*Service)(nil)
-	_ dwv1.ObjectStoreServer      = (*Service)(nil)
+	_ sdk.Subsystem[Limits]  = (*Service)(nil)
+	_ sdk.GRPCRegistrar      = (*Service)(nil)
+	_ sdk.Shutdowner         = (*Service)(nil)
+	_ dwv1.ObjectStoreServer = (*Service)(nil)
 )
 
 // strategy is one configured strategy and its last health.
@@ -65,8 +64,8 @@ type strategy struct {
 	name      string
 	driver    string
 	chunkSize int64
-	store  store.Strategy
-	health atomic.Pointer[strategyHealth]
+	store     store.Strategy
+	health    atomic.Pointer[strategyHealth]
 }
 
 // strategyHealth is the result of a strategy's last check.

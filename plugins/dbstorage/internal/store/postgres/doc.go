@@ -23,28 +23,45 @@
 // # Lazy open
 //
 // Open parses the DSN and returns; it never touches the network, so an
-// unreachable or hung server cannot block the plugin's start. The first call
-// that needs the database connects and creates the schema (CREATE TABLE IF
-// NOT EXISTS, under an advisory lock so that several nodes can race) with
-// that call's context; a failure is retried by the next call. Until it
-// succeeds calls fail with sdk.ErrUnavailable wrapping the cause.
-// Connection errors and timeouts against the server wrap
-// sdk.ErrUnavailable too; a caller's cancelled context gives
-// context.Canceled. Every connection attempt and query honours the caller's
-// deadline, even against a server that accepts TCP and never answers; the
-// DSN's connect_timeout (default 10 s) bounds a connection attempt under a
-// context without one.
+// unreachable or hung server cannot block the plugin's start (the pool,
+// pgxpool, makes no connection before the first Acquire unless the DSN
+// sets pool_min_conns, and then in the background). The first call that
+// needs the database connects and creates the schema (CREATE TABLE IF NOT
+// EXISTS, under an advisory lock so that several nodes can race) with that
+// call's context; a failure is retried by the next call. Until it succeeds
+// calls fail with sdk.ErrUnavailable wrapping the cause. Connection errors
+// and timeouts against the server wrap sdk.ErrUnavailable too; a caller's
+// cancelled context gives context.Canceled. Every call returns by its
+// deadline, even against a server that accepts TCP and never answers.
+// pgxpool lets a connection attempt that its caller gave up on finish in
+// the background (the next call then finds the connection ready); the
+// DSN's connect_timeout (default 10 s) bounds every attempt, and Close
+// cancels those still running.
 //
 // # Connections
 //
-// A small pool of its own (pool.go) stands in for pgxpool, whose puddle
-// dependency this build does not carry: at most pool_max_conns connections
-// (a DSN parameter, as in pgxpool; default DefaultMaxConns), made on demand,
-// idle ones pinged after a second and closed after five minutes, and any
-// connection given back in a state other than idle closed. A call that finds
-// every connection taken until its context ends fails with
-// sdk.ErrBackpressure. A Put holds one connection for its length, and an
-// open Reader one until it is closed or has read its last piece.
+// pgxpool holds at most pool_max_conns connections (a DSN parameter,
+// default DefaultMaxConns, at least 2), made on demand; idle ones are
+// pinged after a second, closed after five minutes idle
+// (pool_max_conn_idle_time) or an hour of life (pool_max_conn_lifetime),
+// and a connection given back in a state other than idle is closed. A Put
+// holds one connection for its length, and an open Reader one until it is
+// closed or has read its last piece.
+//
+// A call that finds every connection in use waits at most AcquireWait
+// (2 s) for one, or until its context ends if sooner, then fails with
+// sdk.ErrBackpressure carrying a retry hint of RetryAfter (1 s; HTTP 429
+// with Retry-After): a full pool means readers and uploads in progress,
+// which may last minutes, so queueing a caller behind them for longer
+// than a short burst would only hide the overload. A call that finds a
+// connection free or room for a new one waits under its own context, so
+// that a connection attempt is bounded by that context and connect_timeout
+// alone.
+//
+// Close ends the calls in progress (their context ends, with the closed
+// Store's sdk.ErrUnavailable as the cause) and waits up to 5 s for them to
+// give their connections back; connections given back later are closed
+// then.
 //
 // # Put
 //
@@ -94,9 +111,11 @@
 // the last piece's call: ending the query reads into the buffer that piece
 // points into). A Reader closed
 // early with up to 4 MiB left drains them; with more, it sends the server a
-// cancel request and drains only what was in flight; either way it keeps
-// its connection (after 5 s of draining it gives up and closes it). Close
-// of the Store ends every open Reader, whose calls then fail.
+// cancel request (pgconn's CancelRequest, on a connection of its own) and
+// drains only what was in flight; either way its connection goes back to
+// the pool healthy, and the next call reuses it (after 5 s of draining it
+// gives up, and the pool closes the connection). Close of the Store ends
+// every open Reader, whose calls then fail.
 //
 // # List and Count
 //

@@ -47,12 +47,13 @@ func (s *Store) runGC(ctx context.Context) {
 // collect runs one pass.
 func (s *Store) collect(ctx context.Context, sweep bool) error {
 	actx, cancel := context.WithTimeout(ctx, gcAcquireTimeout)
-	conn, err := s.pool.acquire(actx)
+	pc, err := s.pool.Acquire(actx)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("get a connection: %w", err)
 	}
-	defer s.pool.release(conn)
+	defer pc.Release()
+	conn := pc.Conn()
 	if sweep {
 		if err := s.sweepUploads(ctx, conn); err != nil {
 			return err
@@ -134,7 +135,7 @@ func (s *Store) deleteVersion(ctx context.Context, conn *pgx.Conn, version strin
 // version (storetest.Inspector).
 func (s *Store) ChunkRows(ctx context.Context) (int64, error) {
 	var n int64
-	err := s.withConn(ctx, "count chunk rows", func(conn *pgx.Conn) error {
+	err := s.withConn(ctx, "count chunk rows", func(ctx context.Context, conn *pgx.Conn) error {
 		return conn.QueryRow(ctx, `SELECT count(*) FROM dw_chunks`).Scan(&n)
 	})
 	return n, err
@@ -146,7 +147,7 @@ func (s *Store) WaitIdle(ctx context.Context) error {
 	for {
 		s.wake()
 		var n int64
-		err := s.withConn(ctx, "count garbage", func(conn *pgx.Conn) error {
+		err := s.withConn(ctx, "count garbage", func(ctx context.Context, conn *pgx.Conn) error {
 			return conn.QueryRow(ctx, `SELECT count(*) FROM dw_garbage`).Scan(&n)
 		})
 		if err != nil {

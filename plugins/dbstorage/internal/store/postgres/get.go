@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/datawarehouse/dw/plugins/dbstorage/internal/store"
 	"github.com/datawarehouse/dw/sdk"
@@ -66,7 +67,7 @@ func (s *Store) Stat(ctx context.Context, key string) (store.Object, error) {
 	op := fmt.Sprintf("stat %q", key)
 	var r row
 	found := true
-	err := s.withConn(ctx, op, func(conn *pgx.Conn) error {
+	err := s.withConn(ctx, op, func(ctx context.Context, conn *pgx.Conn) error {
 		var err error
 		r, err = scanObject(conn.QueryRow(ctx, `SELECT `+objectColumns+` FROM dw_objects WHERE key = $1`, []byte(key)))
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -93,12 +94,15 @@ func (s *Store) Get(ctx context.Context, key string, offset, length int64) (stor
 		return store.Object{}, 0, 0, nil, err
 	}
 	op := fmt.Sprintf("get %q", key)
+	// Until the reader is tracked (and so ended by Close), Close ends Get.
+	ctx, unbind := s.bind(ctx)
+	defer unbind()
 	conn, err := s.acquire(ctx, op)
 	if err != nil {
 		return store.Object{}, 0, 0, nil, err
 	}
 	fail := func(err error) (store.Object, int64, int64, store.Reader, error) {
-		s.pool.release(conn) // closes it if the transaction is still open
+		conn.Release() // the pool closes it if the transaction is still open
 		return store.Object{}, 0, 0, nil, err
 	}
 	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
@@ -121,14 +125,15 @@ func (s *Store) Get(ctx context.Context, key string, offset, length int64) (stor
 	r := &reader{s: s, op: op, remaining: n, chunkSize: obj.chunkSize, size: obj.obj.Size}
 	if n == 0 {
 		_ = tx.Rollback(ctx)
-		s.pool.release(conn)
+		conn.Release()
 		r.done = true
 		return obj.obj, off, n, r, nil
 	}
 	first, last := store.ChunkSpan(off, n, obj.chunkSize)
 	r.seq, r.skip = first, off-first*obj.chunkSize
 	// The query outlives Get's context: it runs under the reader's own,
-	// which Next ties to its caller's and Close cancels.
+	// which Next ties to its caller's and Close (of the reader or the
+	// Store) cancels.
 	r.qctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	stop := context.AfterFunc(ctx, r.cancel)
 	rows, err := tx.Query(r.qctx, `SELECT seq, data FROM dw_chunks WHERE version = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq`,
@@ -178,7 +183,7 @@ type reader struct {
 	cancel context.CancelFunc
 
 	mu        sync.Mutex
-	conn      *pgx.Conn // nil once given back
+	conn      *pgxpool.Conn // nil once given back
 	tx        pgx.Tx
 	rows      pgx.Rows
 	seq       int64 // next chunk expected
@@ -277,7 +282,7 @@ func (r *reader) release() {
 		return
 	}
 	r.cancel()
-	r.s.pool.release(r.conn)
+	r.conn.Release() // the pool closes it unless it is idle
 	r.conn, r.tx, r.rows = nil, nil, nil
 	r.s.untrack(r)
 }
@@ -299,7 +304,7 @@ func (r *reader) Close() error {
 	defer t.Stop()
 	if r.remaining > drainBytes {
 		// Ask the server to stop sending; what is in flight is drained.
-		if err := r.conn.PgConn().CancelRequest(r.qctx); err != nil {
+		if err := r.conn.Conn().PgConn().CancelRequest(r.qctx); err != nil {
 			r.cancel()
 		}
 	}

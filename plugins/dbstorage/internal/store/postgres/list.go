@@ -20,7 +20,7 @@ func (s *Store) Delete(ctx context.Context, key string) (bool, error) {
 		return false, err
 	}
 	var existed bool
-	err := s.withConn(ctx, fmt.Sprintf("delete %q", key), func(conn *pgx.Conn) error {
+	err := s.withConn(ctx, fmt.Sprintf("delete %q", key), func(ctx context.Context, conn *pgx.Conn) error {
 		tag, err := conn.Exec(ctx, `WITH gone AS (DELETE FROM dw_objects WHERE key = $1 RETURNING version)
 			INSERT INTO dw_garbage (version, queued_at) SELECT version, $2 FROM gone ON CONFLICT DO NOTHING`,
 			[]byte(key), time.Now().UnixNano())
@@ -74,7 +74,7 @@ func (s *Store) List(ctx context.Context, q store.ListQuery) ([]store.Object, er
 	sql := `SELECT ` + objectColumns + ` FROM dw_objects` + where +
 		` ORDER BY key LIMIT $` + strconv.Itoa(len(args)-1) + ` OFFSET $` + strconv.Itoa(len(args))
 	var out []store.Object
-	err := s.withConn(ctx, fmt.Sprintf("list prefix %q", q.Prefix), func(conn *pgx.Conn) error {
+	err := s.withConn(ctx, fmt.Sprintf("list prefix %q", q.Prefix), func(ctx context.Context, conn *pgx.Conn) error {
 		rows, err := conn.Query(ctx, sql, args...)
 		if err != nil {
 			return err
@@ -99,7 +99,7 @@ func (s *Store) List(ctx context.Context, q store.ListQuery) ([]store.Object, er
 func (s *Store) Count(ctx context.Context, prefix string) (int64, error) {
 	where, args := keyRange(prefix, "", nil)
 	var n int64
-	err := s.withConn(ctx, fmt.Sprintf("count prefix %q", prefix), func(conn *pgx.Conn) error {
+	err := s.withConn(ctx, fmt.Sprintf("count prefix %q", prefix), func(ctx context.Context, conn *pgx.Conn) error {
 		return conn.QueryRow(ctx, `SELECT count(*) FROM dw_objects`+where, args...).Scan(&n)
 	})
 	return n, err

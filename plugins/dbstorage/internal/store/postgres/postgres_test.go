@@ -68,6 +68,7 @@ func TestOpenRejectsBadSettings(t *testing.T) {
 		"chunk size too large": {Name: "x", DSN: "postgres://localhost/db", ChunkSize: store.MaxChunkSize + 1},
 		"pool_max_conns word":  {Name: "x", DSN: "postgres://localhost/db?pool_max_conns=many"},
 		"pool_max_conns 1":     {Name: "x", DSN: "postgres://localhost/db?pool_max_conns=1"},
+		"pool idle time word":  {Name: "x", DSN: "postgres://localhost/db?pool_max_conn_idle_time=long"},
 	}
 	for name, cfg := range cases {
 		s, err := Open(context.Background(), cfg)
@@ -78,12 +79,35 @@ func TestOpenRejectsBadSettings(t *testing.T) {
 			t.Errorf("%s: Open error %v; want one wrapping sdk.ErrInvalidSettings", name, err)
 		}
 	}
-	s, err := Open(context.Background(), Config{Name: "x", DSN: "postgres://localhost/db?pool_max_conns=3"})
-	if err != nil {
-		t.Fatalf("Open with pool_max_conns=3: %v", err)
+}
+
+// TestOpenPoolSettings: the pool's cap, connect timeout and idle time
+// default to ours and follow the DSN.
+func TestOpenPoolSettings(t *testing.T) {
+	cases := []struct {
+		dsn      string
+		maxConns int32
+		connect  time.Duration
+		idle     time.Duration
+	}{
+		{"postgres://localhost/db", DefaultMaxConns, defaultConnectTimeout, defaultMaxIdleTime},
+		{"postgres://localhost/db?pool_max_conns=3&connect_timeout=3&pool_max_conn_idle_time=1m", 3, 3 * time.Second, time.Minute},
+		{"host=localhost dbname=db pool_max_conns=40", 40, defaultConnectTimeout, defaultMaxIdleTime},
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
+	for _, c := range cases {
+		s, err := Open(context.Background(), Config{Name: "x", DSN: c.dsn})
+		if err != nil {
+			t.Fatalf("Open %s: %v", c.dsn, err)
+		}
+		cfg := s.pool.Config()
+		_ = s.Close()
+		if cfg.MaxConns != c.maxConns || cfg.ConnConfig.ConnectTimeout != c.connect || cfg.MaxConnIdleTime != c.idle || cfg.MinConns != 0 {
+			t.Errorf("%s: max conns %d, connect timeout %v, idle time %v, min conns %d; want %d, %v, %v, 0",
+				c.dsn, cfg.MaxConns, cfg.ConnConfig.ConnectTimeout, cfg.MaxConnIdleTime, cfg.MinConns, c.maxConns, c.connect, c.idle)
+		}
+		if _, ok := cfg.ConnConfig.RuntimeParams["pool_max_conns"]; ok {
+			t.Errorf("%s: pool_max_conns would be sent to the server", c.dsn)
+		}
 	}
 }
 
@@ -349,7 +373,7 @@ func TestStaleUploads(t *testing.T) {
 
 	count := func(version string) int64 {
 		var n int64
-		if err := s.withConn(ctx, "count", func(conn *pgx.Conn) error {
+		if err := s.withConn(ctx, "count", func(ctx context.Context, conn *pgx.Conn) error {
 			return conn.QueryRow(ctx, `SELECT count(*) FROM dw_chunks WHERE version = $1`, version).Scan(&n)
 		}); err != nil {
 			t.Fatal(err)
@@ -483,6 +507,11 @@ func TestReaderCloseEarly(t *testing.T) {
 	if backends > DefaultMaxConns {
 		t.Fatalf("%d backends serve the store; its pool holds at most %d", backends, DefaultMaxConns)
 	}
+	// The cancelled connections went back to the pool healthy: one Get at
+	// a time needs one connection (the collector may have taken another).
+	if n := s.pool.Stat().NewConnsCount(); n > 3 {
+		t.Fatalf("the pool made %d connections for %d readers closed one after another; early closes lose their connection", n, 3*DefaultMaxConns)
+	}
 
 	// A Next whose context has ended.
 	_, _, _, r, err := s.Get(ctx, "big", 0, -1)
@@ -522,11 +551,14 @@ func readAllReader(t *testing.T, r store.Reader) []byte {
 }
 
 // TestPoolExhausted: with every connection held by open readers, a call
-// fails at its deadline with sdk.ErrBackpressure; once a reader closes, calls
-// work again.
+// fails with sdk.ErrBackpressure and a retry hint after the acquire wait,
+// or at its deadline if that comes first; once a reader closes, calls work
+// again.
 func TestPoolExhausted(t *testing.T) {
 	dsn := pgtest.Shared(t).CreateDatabase(t, "")
-	s, err := Open(context.Background(), Config{Name: "small", DSN: dsn + "&pool_max_conns=2", ChunkSize: testChunkSize})
+	tune := defaultTuning
+	tune.acquireWait = 300 * time.Millisecond
+	s, err := open(context.Background(), Config{Name: "small", DSN: dsn + "&pool_max_conns=2", ChunkSize: testChunkSize}, tune)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -544,12 +576,26 @@ func TestPoolExhausted(t *testing.T) {
 		}
 		readers = append(readers, r)
 	}
-	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	wantBackpressure := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, sdk.ErrBackpressure) {
+			t.Fatalf("%s with every connection taken: %v; want sdk.ErrBackpressure", what, err)
+		}
+		if d, ok := sdk.RetryAfter(err); !ok || d != RetryAfter {
+			t.Fatalf("%s: retry hint %v, %v; want %v", what, d, ok, RetryAfter)
+		}
+	}
+	// Under a context without an end soon: the acquire wait ends it.
+	_, err = s.Stat(ctx, "k")
+	wantBackpressure("stat", err)
+	_, _, _, _, err = s.Get(ctx, "k", 0, -1)
+	wantBackpressure("get", err)
+	// Under a deadline shorter than the wait.
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	_, err = s.Stat(short, "k")
 	cancel()
-	if !errors.Is(err, sdk.ErrBackpressure) {
-		t.Fatalf("stat with every connection taken: %v; want sdk.ErrBackpressure", err)
-	}
+	wantBackpressure("stat with a short deadline", err)
+
 	if got := readAllReader(t, readers[0]); !bytes.Equal(got, data) {
 		t.Fatalf("read %d bytes; want %d", len(got), len(data))
 	}
@@ -557,4 +603,72 @@ func TestPoolExhausted(t *testing.T) {
 		t.Fatalf("stat after a reader finished: %v", err)
 	}
 	_ = readers[1].Close()
+}
+
+// slowReader returns bytes forever, a little at a time, as a client
+// uploading slowly.
+type slowReader struct{}
+
+func (slowReader) Read(p []byte) (int, error) {
+	time.Sleep(time.Millisecond)
+	n := min(len(p), 4<<10)
+	clear(p[:n])
+	return n, nil
+}
+
+// TestCloseEndsCallsInProgress: Close does not wait for an upload in
+// progress to end on its own: the upload fails with sdk.ErrUnavailable,
+// and every connection is closed.
+func TestCloseEndsCallsInProgress(t *testing.T) {
+	s, dsn := openTest(t, testChunkSize, defaultTuning)
+	ctx := testContext(t)
+	if err := s.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	putErr := make(chan error, 1)
+	go func() {
+		_, err := s.Put(ctx, store.PutRequest{Key: "endless", Size: -1}, slowReader{})
+		putErr <- err
+	}()
+	// Wait until the upload is under way.
+	for {
+		var n int64
+		if err := s.withConn(ctx, "count uploads", func(ctx context.Context, conn *pgx.Conn) error {
+			return conn.QueryRow(ctx, `SELECT count(*) FROM dw_uploads`).Scan(&n)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-putErr:
+		wantUnavailable(t, "put in progress at close", err)
+	case <-ctx.Done():
+		t.Fatal("the upload in progress went on after Close")
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for { // the server notices closed connections a moment later
+		var backends int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&backends); err != nil {
+			t.Fatal(err)
+		}
+		if backends == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d backends still serve the closed store", backends)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/datawarehouse/dw/plugins/dbstorage/internal/store"
 	"github.com/datawarehouse/dw/sdk"
@@ -38,22 +39,25 @@ func (s *Store) Put(ctx context.Context, req store.PutRequest, data io.Reader) (
 	if err := ctx.Err(); err != nil {
 		return store.Object{}, fmt.Errorf("%s: %w", op, err)
 	}
-	conn, err := s.acquire(ctx, op)
+	ctx, unbind := s.bind(ctx)
+	defer unbind()
+	pc, err := s.acquire(ctx, op)
 	if err != nil {
 		return store.Object{}, err
 	}
+	conn := pc.Conn()
 	version := store.NewVersion()
 	if _, err := conn.Exec(ctx, `INSERT INTO dw_uploads (version, started_at, touched_at) VALUES ($1, $2, $2)`,
 		version, time.Now().UnixNano()); err != nil {
-		s.pool.release(conn)
+		pc.Release()
 		return store.Object{}, s.dbError(ctx, op, err)
 	}
 	committed := false
 	defer func() {
 		if committed {
-			s.pool.release(conn)
+			pc.Release()
 		} else {
-			s.abandon(conn, version)
+			s.abandon(pc, version)
 		}
 	}()
 
@@ -137,8 +141,9 @@ func (c *chunkSource) Next() bool {
 	if c.n >= c.max || c.eof || c.err != nil {
 		return false
 	}
-	if err := c.ctx.Err(); err != nil {
-		c.err = fmt.Errorf("%s: %w", c.op, err)
+	if c.ctx.Err() != nil {
+		// The caller's context error, or the Store's if it was closed.
+		c.err = fmt.Errorf("%s: %w", c.op, context.Cause(c.ctx))
 		return false
 	}
 	seq, chunk, err := c.chunker.Next()
@@ -222,18 +227,18 @@ func (s *Store) commit(ctx context.Context, conn *pgx.Conn, version, meta string
 // never committed (commit deletes it in the same transaction), so a commit
 // whose outcome was lost with the connection is never undone. If the
 // database cannot be reached now, the stale-upload sweep does it later.
-func (s *Store) abandon(conn *pgx.Conn, version string) {
+func (s *Store) abandon(conn *pgxpool.Conn, version string) {
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
-	if conn.IsClosed() || conn.PgConn().IsBusy() || conn.PgConn().TxStatus() != 'I' {
-		s.pool.release(conn) // closes it
+	if c := conn.Conn(); c.IsClosed() || c.PgConn().IsBusy() || c.PgConn().TxStatus() != 'I' {
+		conn.Release() // the pool closes it
 		var err error
-		if conn, err = s.pool.acquire(ctx); err != nil {
+		if conn, err = s.pool.Acquire(ctx); err != nil {
 			s.log.Warn("clean up a failed upload later", "version", version, "error", err)
 			return
 		}
 	}
-	defer s.pool.release(conn)
+	defer conn.Release()
 	if _, err := conn.Exec(ctx, abandonSQL, version, time.Now().UnixNano()); err != nil {
 		s.log.Warn("clean up a failed upload later", "version", version, "error", err)
 		return

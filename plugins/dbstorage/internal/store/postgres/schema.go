@@ -73,11 +73,11 @@ func (s *Store) ensureSchema(ctx context.Context) error {
 	if s.schemaReady.Load() {
 		return nil
 	}
-	conn, err := s.pool.acquire(ctx)
+	conn, err := s.conn(ctx)
 	if err != nil {
 		return fmt.Errorf("prepare schema: %w", err)
 	}
-	defer s.pool.release(conn)
+	defer conn.Release()
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, schemaLockID); err != nil {
 			return err
