@@ -49,6 +49,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/datawarehouse/dw/sdk"
@@ -699,7 +700,7 @@ func (s *Server) streamObject(ctx context.Context, w http.ResponseWriter, r *htt
 	key, strategy string, req *dwv1.GetObjectRequest, rng byteRange, statSize int64, ifRange string, last bool) getOutcome {
 	ctx, cancel := context.WithCancel(ctx) // ends the call on every return, and on an abort's panic
 	defer cancel()
-	stream, err := store.Get(ctx, req)
+	stream, err := store.Get(ctx, req, grpc.ForceCodecV2(objectCodec{}))
 	var first *dwv1.GetObjectResponse
 	if err == nil {
 		first, err = stream.Recv()
@@ -754,8 +755,9 @@ func (s *Server) streamObject(ctx context.Context, w http.ResponseWriter, r *htt
 
 	rc := http.NewResponseController(w)
 	var sent int64
+	var msg objectData // its buffer is reused for every data message
 	for {
-		msg, err := stream.Recv()
+		err := stream.RecvMsg(&msg)
 		if err == io.EOF {
 			break
 		}
@@ -765,8 +767,8 @@ func (s *Server) streamObject(ctx context.Context, w http.ResponseWriter, r *htt
 			}
 			s.abortObject(r, key, storeError(r, "get", key, err))
 		}
-		data := msg.GetData()
-		if msg.GetHeader() != nil || sent+int64(len(data)) > hdr.GetLength() {
+		data := msg.Data
+		if msg.Other != nil || sent+int64(len(data)) > hdr.GetLength() {
 			s.abortObject(r, key, fmt.Errorf("get object %s: plugin sent more than the %d bytes it announced, or a second header", shown(key), hdr.GetLength()))
 		}
 		if len(data) == 0 {

@@ -37,8 +37,10 @@ func (f *fakeStore) Put(context.Context, store.PutRequest, io.Reader) (store.Obj
 func (f *fakeStore) Get(ctx context.Context, key string, off, n int64) (store.Object, int64, int64, store.Reader, error) {
 	return f.GetFunc(ctx, key, off, n)
 }
-func (f *fakeStore) Stat(context.Context, string) (store.Object, error) { return store.Object{}, errFake }
-func (f *fakeStore) Delete(context.Context, string) (bool, error)       { return false, errFake }
+func (f *fakeStore) Stat(context.Context, string) (store.Object, error) {
+	return store.Object{}, errFake
+}
+func (f *fakeStore) Delete(context.Context, string) (bool, error) { return false, errFake }
 func (f *fakeStore) List(ctx context.Context, q store.ListQuery) ([]store.Object, error) {
 	return f.ListFunc(ctx, q)
 }
