@@ -828,3 +828,49 @@ func TestKeysSurviveUnchanged(t *testing.T) {
 		}
 	}
 }
+
+// TestHealthLoopFollowsOutage: without anyone asking, the background
+// checks (every health_interval) mark a PostgreSQL strategy unhealthy when
+// its server dies — requests to it get 503 while SQLite keeps serving —
+// and healthy again when a server answers on its address.
+func TestHealthLoopFollowsOutage(t *testing.T) {
+	srv := pgtest.Start(t)
+	dsn := srv.CreateDatabase(t, "healthloop")
+	dir := t.TempDir()
+	hosttest.Plugin(t, dir, "dbstorage")
+	pg := fmt.Sprintf("{name: pg, driver: postgres, dsn: %q}", dsn)
+	h := hosttest.Start(t, dir, dbConfig([]string{sqliteStrategy, pg}, "primary", "{health_timeout: 300ms, health_interval: 400ms}"))
+	h.WaitServing(t, "dbstorage", 60*time.Second)
+	putSmall(t, h, "before", "strategy=pg", "x")
+
+	healthy := func() string {
+		_, data, _ := request(t, http.MethodGet, h.URL+"/metrics")
+		for _, l := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(l, `dw_dbstorage_strategy_healthy{driver="postgres",strategy="pg"}`) {
+				return l[strings.LastIndexByte(l, ' ')+1:]
+			}
+		}
+		return ""
+	}
+	hosttest.WaitFor(t, 30*time.Second, "pg healthy", func() bool { return healthy() == "1" })
+	if err := srv.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	hosttest.WaitFor(t, 30*time.Second, "the health loop to mark pg unhealthy", func() bool { return healthy() == "0" })
+	t.Logf("pg marked unhealthy %v after its server was killed", time.Since(killed).Round(time.Millisecond))
+	if code, _, _ := request(t, http.MethodGet, objectURL(h, "before", "strategy=pg")); code != 503 {
+		t.Fatalf("GET on the dead strategy: %d, want 503", code)
+	}
+	putSmall(t, h, "sqlite/still/works", "", "y")
+
+	// A server on the same address brings the strategy back.
+	again := pgtest.Start(t, pgtest.WithPort(srv.Port()))
+	again.CreateDatabase(t, "healthloop")
+	back := time.Now()
+	hosttest.WaitFor(t, 60*time.Second, "the health loop to mark pg healthy again", func() bool { return healthy() == "1" })
+	t.Logf("pg marked healthy %v after a server answered again", time.Since(back).Round(time.Millisecond))
+	if !strings.Contains(h.Logs(), "strategy healthy again") {
+		t.Fatal("the recovery was not logged")
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -180,4 +182,66 @@ func BenchmarkGet(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkSmallPut puts 4 KiB objects (size announced) from 1 and 16
+// goroutines and reports ops/s: new keys only, and replacements of 100 keys
+// (which also gives garbage collection work).
+//
+//	go test -run '^$' -bench SmallPut -benchtime 2000x ./plugins/dbstorage/internal/store/sqlite/
+func BenchmarkSmallPut(b *testing.B) {
+	for _, keys := range []string{"new", "replace"} {
+		for _, conc := range []int{1, 16} {
+			b.Run(fmt.Sprintf("keys=%s/c=%d", keys, conc), func(b *testing.B) {
+				s, err := Open(context.Background(), Config{Path: filepath.Join(b.TempDir(), "bench.sqlite")})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+				benchSmallPuts(b, s, keys == "replace", conc)
+			})
+		}
+	}
+}
+
+// benchSmallPuts runs b.N Puts of 4 KiB from conc goroutines and reports
+// ops/s.
+func benchSmallPuts(b *testing.B, s store.Strategy, replace bool, conc int) {
+	b.Helper()
+	const size = 4 << 10
+	ctx := context.Background()
+	var next atomic.Int64
+	errs := make(chan error, conc)
+	b.SetBytes(size)
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				key := fmt.Sprintf("small/%d", i)
+				if replace {
+					key = fmt.Sprintf("small/%d", i%100)
+				}
+				if _, err := s.Put(ctx, store.PutRequest{Key: key, Size: size}, newPatternReader(size)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	close(errs)
+	if err := <-errs; err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "ops/s")
 }

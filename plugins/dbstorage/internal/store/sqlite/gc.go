@@ -9,8 +9,9 @@ import (
 	"time"
 )
 
-// gcBatch is how many chunks one garbage collection transaction deletes,
-// so that it holds the write lock only briefly.
+// gcBatch is how many chunks, and of how many garbage versions, one
+// garbage collection transaction deletes, so that it holds the write lock
+// only briefly.
 const gcBatch = 16
 
 // gcRetry is how long garbage collection waits after an error.
@@ -150,30 +151,59 @@ func (c *collector) pass() error {
 	}
 }
 
-// step deletes up to gcBatch chunks of one garbage version, or its garbage
-// row once it has no chunks left, in one short transaction. more is false
-// when there was no garbage.
+// step deletes, in one short transaction, up to gcBatch chunks of up to
+// gcBatch garbage versions, and the garbage rows of the versions it leaves
+// without chunks: the garbage of a replaced small object goes in one
+// transaction. more is false when no garbage is left.
 func (c *collector) step(ctx context.Context) (more bool, err error) {
 	err = c.s.write(ctx, false, func(tx *sql.Tx) error {
-		var version string
-		err := tx.QueryRowContext(ctx, `SELECT version FROM dw_garbage LIMIT 1`).Scan(&version)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil
-		}
+		more = false
+		versions, err := garbageVersions(ctx, tx)
 		if err != nil {
 			return err
 		}
-		more = true
-		res, err := tx.ExecContext(ctx, `DELETE FROM dw_chunks WHERE rowid IN
-			(SELECT rowid FROM dw_chunks WHERE version = ? ORDER BY seq DESC LIMIT ?)`, version, gcBatch)
-		if err != nil {
-			return err
+		budget := int64(gcBatch)
+		for _, version := range versions {
+			res, err := tx.ExecContext(ctx, `DELETE FROM dw_chunks WHERE rowid IN
+				(SELECT rowid FROM dw_chunks WHERE version = ? ORDER BY seq DESC LIMIT ?)`, version, budget)
+			if err != nil {
+				return err
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			if n == budget {
+				// Chunks may be left: the next step goes on.
+				more = true
+				return nil
+			}
+			budget -= n
+			if _, err := tx.ExecContext(ctx, `DELETE FROM dw_garbage WHERE version = ?`, version); err != nil {
+				return err
+			}
 		}
-		if n, err := res.RowsAffected(); err != nil || n > 0 {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM dw_garbage WHERE version = ?`, version)
-		return err
+		// A full list may leave garbage rows behind.
+		more = len(versions) == gcBatch
+		return nil
 	})
 	return more, err
+}
+
+// garbageVersions returns up to gcBatch garbage versions.
+func garbageVersions(ctx context.Context, tx *sql.Tx) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT version FROM dw_garbage LIMIT ?`, gcBatch)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var versions []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		versions = append(versions, v)
+	}
+	return versions, rows.Err()
 }
