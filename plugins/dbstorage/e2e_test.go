@@ -17,6 +17,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -872,5 +874,64 @@ func TestHealthLoopFollowsOutage(t *testing.T) {
 	t.Logf("pg marked healthy %v after a server answered again", time.Since(back).Round(time.Millisecond))
 	if !strings.Contains(h.Logs(), "strategy healthy again") {
 		t.Fatal("the recovery was not logged")
+	}
+}
+
+// TestCLIObj drives `dw obj` against the real host and plugin.
+func TestCLIObj(t *testing.T) {
+	h := startDB(t, false, "")
+	dw := hosttest.Binary(t, "cmd/dw", "dw")
+	dir := t.TempDir()
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(dw, args...)
+		cmd.Env = append(os.Environ(), "DW_ADDR="+h.Addr)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("dw %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	src := filepath.Join(dir, "src.bin")
+	f, err := os.Create(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 3*chunk + 17
+	if _, err := io.Copy(f, newPattern(size)); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	want := patternSum(t, size)
+
+	if out := run("obj", "put", "cli/dir/file.bin", src, "--meta", "owner=bob"); !strings.Contains(out, want) {
+		t.Fatalf("put printed %q, want the sha256 %s", out, want)
+	}
+	dst := filepath.Join(dir, "dst.bin")
+	run("obj", "get", "cli/dir/file.bin", dst)
+	got, err := os.ReadFile(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum := sha256.Sum256(got); hex.EncodeToString(sum[:]) != want {
+		t.Fatal("the downloaded file differs")
+	}
+	var st objectJSON
+	if err := json.Unmarshal([]byte(run("obj", "stat", "cli/dir/file.bin", "-o", "json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Size != size || st.Metadata["owner"] != "bob" || st.SHA256 != want {
+		t.Fatalf("stat %+v", st)
+	}
+	if out := run("obj", "ls", "cli/"); !strings.Contains(out, "cli/dir/file.bin") {
+		t.Fatalf("ls printed %q", out)
+	}
+	part := run("obj", "get", "cli/dir/file.bin", "-", "--range", "-17")
+	if len(part) != 17 {
+		t.Fatalf("ranged get printed %d bytes, want 17", len(part))
+	}
+	run("obj", "rm", "cli/dir/file.bin")
+	if code, _, _ := request(t, http.MethodHead, objectURL(h, "cli/dir/file.bin", "")); code != 404 {
+		t.Fatalf("HEAD after rm: %d", code)
 	}
 }

@@ -34,6 +34,9 @@ func TestMain(m *testing.M) {
 	if path := os.Getenv(helperEnv); path != "" {
 		os.Exit(killHelper(path))
 	}
+	if path := os.Getenv(concurrentHelperEnv); path != "" {
+		os.Exit(concurrentKillHelper(path))
+	}
 	goleak.VerifyTestMain(m)
 }
 
