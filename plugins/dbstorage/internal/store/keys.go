@@ -171,22 +171,56 @@ func DecodeMetadata(s string) (map[string]string, error) {
 
 // Chunker cuts the data of a Put into chunks of a fixed size, hashing them
 // with SHA-256 and enforcing the announced size as it goes. It holds one
-// buffer of the chunk size, reused for every chunk. Every chunk but the last
-// is exactly the chunk size, so chunk n starts at byte n*chunkSize.
+// buffer, reused for every chunk, that grows as data comes up to the chunk
+// size (a 4 KiB object never costs a megabyte). Every chunk but the last is
+// exactly the chunk size, so chunk n starts at byte n*chunkSize.
 type Chunker struct {
-	req   PutRequest
-	data  io.Reader
-	buf   []byte
-	hash  hash.Hash
-	size  int64
-	done  bool
-	count int64
+	req       PutRequest
+	data      io.Reader
+	buf       []byte
+	chunkSize int
+	hash      hash.Hash
+	size      int64
+	done      bool
+	count     int64
 }
+
+// firstBuffer is the size the Chunker's buffer starts at (at most the
+// chunk size, and at most the announced size plus one).
+const firstBuffer = 64 << 10
 
 // NewChunker returns a Chunker reading data for req in chunks of chunkSize
 // bytes (> 0).
 func NewChunker(req PutRequest, data io.Reader, chunkSize int) *Chunker {
-	return &Chunker{req: req, data: data, buf: make([]byte, chunkSize), hash: sha256.New()}
+	n := min(chunkSize, firstBuffer)
+	if req.Size >= 0 && req.Size < int64(n) {
+		n = int(req.Size) + 1 // one more byte: a longer body is seen at once
+	}
+	return &Chunker{req: req, data: data, buf: make([]byte, n), chunkSize: chunkSize, hash: sha256.New()}
+}
+
+// readChunk reads up to one chunk into c.buf, growing it (doubling, up to
+// the chunk size) while the data goes on. Like io.ReadFull it returns
+// io.EOF when nothing was read and io.ErrUnexpectedEOF for a short chunk.
+func (c *Chunker) readChunk() (int, error) {
+	n := 0
+	for {
+		limit := min(len(c.buf), c.chunkSize)
+		m, err := io.ReadFull(c.data, c.buf[n:limit])
+		n += m
+		if err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) || (errors.Is(err, io.EOF) && n > 0) {
+				return n, io.ErrUnexpectedEOF
+			}
+			return n, err
+		}
+		if n == c.chunkSize {
+			return n, nil
+		}
+		grown := make([]byte, min(2*len(c.buf), c.chunkSize))
+		copy(grown, c.buf[:n])
+		c.buf = grown
+	}
 }
 
 // Next returns the next chunk and its sequence number (0, 1, …). The slice is
@@ -198,7 +232,7 @@ func (c *Chunker) Next() (seq int64, chunk []byte, err error) {
 	if c.done {
 		return 0, nil, io.EOF
 	}
-	n, err := io.ReadFull(c.data, c.buf)
+	n, err := c.readChunk()
 	switch {
 	case errors.Is(err, io.EOF) && n == 0:
 		c.done = true

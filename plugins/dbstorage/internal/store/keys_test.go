@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -298,5 +299,56 @@ func TestChunker(t *testing.T) {
 	}
 	if _, _, err := c.Finish(); err == nil {
 		t.Fatal("Finish before the end succeeded")
+	}
+}
+
+// pieceReader returns at most n bytes per Read.
+type pieceReader struct {
+	r io.Reader
+	n int
+}
+
+func (p pieceReader) Read(b []byte) (int, error) { return p.r.Read(b[:min(len(b), p.n)]) }
+
+func TestChunkerGrowsItsBuffer(t *testing.T) {
+	const chunk = 1 << 20
+	data := make([]byte, 3*chunk+5)
+	for i := range data {
+		data[i] = byte(i * 31)
+	}
+	for _, size := range []int64{-1, int64(len(data))} {
+		c := NewChunker(PutRequest{Key: "k", Size: size}, pieceReader{bytes.NewReader(data), 1000}, chunk)
+		if len(c.buf) > firstBuffer {
+			t.Fatalf("size %d: starts with a %d-byte buffer", size, len(c.buf))
+		}
+		var got []byte
+		var lens []int
+		for {
+			_, p, err := c.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			lens = append(lens, len(p))
+			got = append(got, p...)
+		}
+		if !bytes.Equal(got, data) || fmt.Sprint(lens) != fmt.Sprint([]int{chunk, chunk, chunk, 5}) {
+			t.Fatalf("size %d: chunks %v, data equal %v", size, lens, bytes.Equal(got, data))
+		}
+		if _, _, err := c.Finish(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A small announced object gets a buffer of its size (plus one byte).
+	c := NewChunker(PutRequest{Key: "k", Size: 4096}, bytes.NewReader(data[:4096]), chunk)
+	if len(c.buf) != 4097 {
+		t.Fatalf("a 4 KiB object starts with a %d-byte buffer", len(c.buf))
+	}
+	// Data longer than announced still fails.
+	c = NewChunker(PutRequest{Key: "k", Size: 10}, bytes.NewReader(data[:100]), chunk)
+	if _, _, err := c.Next(); !errors.Is(err, sdk.ErrInvalidArgument) {
+		t.Fatalf("longer than announced: %v", err)
 	}
 }

@@ -45,8 +45,9 @@
 // pinged after a second, closed after five minutes idle
 // (pool_max_conn_idle_time) or an hour of life (pool_max_conn_lifetime),
 // and a connection given back in a state other than idle is closed. A Put
-// holds one connection for its length, and an open Reader one until it is
-// closed or has read its last piece.
+// takes a connection once it has read its first chunk: a small one holds it
+// for its one statement, a larger one until it ends. An open Reader holds
+// one until it is closed or has read its last piece.
 //
 // A call that finds every connection in use waits at most AcquireWait
 // (2 s) for one, or until its context ends if sooner, then fails with
@@ -65,20 +66,37 @@
 //
 // # Put
 //
-// A Put registers a new random version in dw_uploads, then COPYs its chunks
-// (hashing SHA-256 and counting bytes on the way, store.Chunker) in short
-// transactions of about 8 MiB that also refresh the upload's touched_at;
-// then it checks the announced size and the expected SHA-256. One
-// transaction then ends the upload (failing if it was swept as stale),
+// A Put reads its first chunk before it takes a connection (an announced
+// size that fits in one chunk reads into a buffer of that size, not a whole
+// chunk). If the data ended within it — an empty object, a short chunk, or
+// exactly one chunk of an announced size — the object is small and is
+// written in ONE statement, so one transaction, one round trip and one WAL
+// flush, with no uploads row since nothing is left behind if it aborts
+// (publishSmallSQL): a SELECT ... FOR UPDATE of the current row, an UPDATE
+// FROM it returning the replaced version and created_at, or an INSERT ... ON
+// CONFLICT DO NOTHING when there was none, then, only if one of them wrote,
+// the chunk and the replaced version's garbage row. If a concurrent Put
+// inserted the key after the statement's snapshot (the INSERT waited for it
+// and did nothing), nothing was written and the statement runs again, and
+// then replaces that row. The size and SHA-256 checks run before it, with
+// no connection held. PostgreSQL groups the WAL flushes of concurrent
+// commits by itself, so small Puts scale with concurrency without a group
+// commit of our own.
+//
+// A larger object registers a new random version in dw_uploads, then COPYs
+// its chunks (hashing SHA-256 and counting bytes on the way, store.Chunker)
+// in short transactions of about 8 MiB that also refresh the upload's
+// touched_at; then it checks the announced size and the expected SHA-256.
+// One transaction then ends the upload (failing if it was swept as stale),
 // inserts or updates the object row (a replacement keeps created_at; a row
 // racing in from another Put is locked and replaced) and queues the replaced
 // version in dw_garbage. Readers see the old object or the new one.
 //
-// If anything fails — the data, the checks, the context, the database — the
-// upload row is turned into garbage on a fresh short context, in one
-// statement that only does so while the upload row exists: commit deletes
-// that row in its own transaction, so a commit whose answer was lost with
-// the connection is never undone.
+// If anything fails in such an upload — the data, the checks, the
+// context, the database — the upload row is turned into garbage on a fresh
+// short context, in one statement that only does so while the upload row
+// exists: commit deletes that row in its own transaction, so a commit whose
+// answer was lost with the connection is never undone.
 //
 // Several dw nodes may share one database, so a node cannot tell another's
 // live upload from one its owner abandoned (it crashed, or lost the
@@ -92,10 +110,27 @@
 // Delete is one statement: it removes the object row and queues its version
 // in dw_garbage; deleting a missing key is not an error. A collector
 // goroutine, owned by the Store (started by Open, stopped and waited for by
-// Close), deletes garbage versions' chunks 64 rows per statement, so no
-// transaction grows with the object, then their garbage rows. It is woken
-// after every replacement, delete and failed upload, and sweeps every
-// minute, when it also removes stale uploads.
+// Close), deletes garbage versions' chunks 64 rows per transaction, so no
+// transaction grows with the object, and a version's garbage row in the
+// transaction that deletes its last chunks. Each such transaction is one
+// pipelined round trip (pgx.Batch: BEGIN, SET LOCAL synchronous_commit TO
+// OFF, the deletes, COMMIT): the collector waits for no WAL flush and adds
+// none to the Puts' — a crash can lose only deletions the next pass redoes,
+// and since WAL replay keeps a prefix of the commits, a garbage row is never
+// gone while chunks it covered remain. It is woken after every replacement,
+// delete and failed upload, and sweeps every minute, when it also removes
+// stale uploads.
+//
+// 4 KiB Puts with the size announced, from 1 and 16 goroutines, against a
+// server with default settings (fsync and synchronous_commit on) on the
+// 2-core VM, before (three transactions and about nine round trips per
+// small Put) and after, run back to back:
+//
+//	go test -run '^$' -bench SmallPut -benchtime 2000x ./plugins/dbstorage/internal/store/postgres/
+//
+//	ops/s               before c1 / c16   after c1 / c16
+//	new keys            287 / 543         1281 / 1902
+//	replacing 100 keys  240 / 509         1179 / 1514
 //
 // # Get
 //

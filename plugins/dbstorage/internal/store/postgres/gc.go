@@ -108,27 +108,54 @@ func (s *Store) garbage(ctx context.Context, conn *pgx.Conn) ([]string, error) {
 }
 
 // deleteVersion deletes the chunks of a garbage version, a batch per
-// statement so that no transaction grows with the object, then its garbage
-// row. Open readers keep reading the deleted rows from their snapshots.
+// transaction so that no transaction grows with the object, and its garbage
+// row in the transaction that deletes its last chunks: the garbage of a
+// small object goes in one transaction. Each is one round trip (a pipeline)
+// and commits with synchronous_commit off: the collector waits for no WAL
+// flush, and a crash can only lose deletions that the next pass redoes
+// (WAL replay keeps a prefix of the commits, so a garbage row is never
+// gone while chunks it covered remain). Open readers keep reading the
+// deleted rows from their snapshots.
 func (s *Store) deleteVersion(ctx context.Context, conn *pgx.Conn, version string) error {
 	for {
 		qctx, cancel := context.WithTimeout(ctx, gcStatementTimeout)
-		tag, err := conn.Exec(qctx, `DELETE FROM dw_chunks WHERE version = $1 AND seq IN
-			(SELECT seq FROM dw_chunks WHERE version = $1 ORDER BY seq LIMIT $2)`, version, gcChunksPerDelete)
+		done, err := deleteGarbageBatch(qctx, conn, version)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("delete chunks of garbage version %s: %w", version, err)
 		}
-		if tag.RowsAffected() < gcChunksPerDelete {
-			break
+		if done {
+			return nil
 		}
 	}
-	qctx, cancel := context.WithTimeout(ctx, gcStatementTimeout)
-	defer cancel()
-	if _, err := conn.Exec(qctx, `DELETE FROM dw_garbage WHERE version = $1`, version); err != nil {
-		return fmt.Errorf("forget garbage version %s: %w", version, err)
+}
+
+// deleteGarbageBatch deletes up to gcChunksPerDelete chunks of version and,
+// if none are left then, its garbage row, in one transaction. done is true
+// once the version has no chunks left (its garbage row is gone, by this
+// call or by another node's collector).
+func deleteGarbageBatch(ctx context.Context, conn *pgx.Conn, version string) (done bool, err error) {
+	b := &pgx.Batch{}
+	b.Queue(`BEGIN`)
+	b.Queue(`SET LOCAL synchronous_commit TO OFF`)
+	b.Queue(`DELETE FROM dw_chunks WHERE version = $1 AND seq IN
+		(SELECT seq FROM dw_chunks WHERE version = $1 ORDER BY seq LIMIT $2)`, version, gcChunksPerDelete)
+	b.Queue(`DELETE FROM dw_garbage WHERE version = $1 AND NOT EXISTS (SELECT FROM dw_chunks WHERE version = $1)`, version)
+	b.Queue(`COMMIT`)
+	br := conn.SendBatch(ctx, b)
+	var tags [5]int64
+	for i := range tags {
+		tag, err := br.Exec()
+		if err != nil {
+			_ = br.Close()
+			return false, err
+		}
+		tags[i] = tag.RowsAffected()
 	}
-	return nil
+	if err := br.Close(); err != nil {
+		return false, err
+	}
+	return tags[2] < gcChunksPerDelete || tags[3] == 1, nil
 }
 
 // ChunkRows returns how many chunk rows the database holds, of every

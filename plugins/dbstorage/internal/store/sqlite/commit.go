@@ -26,8 +26,8 @@ type durableWrite struct {
 	// statement may roll back the whole transaction). An error rolls back
 	// to the savepoint and fails this write alone.
 	fn    func(ctx context.Context, tx *sql.Tx) error
-	state atomic.Int32  // writeQueued, writeTaken or writeWithdrawn
-	done  chan error    // buffered 1: the result, after the commit
+	state atomic.Int32 // writeQueued, writeTaken or writeWithdrawn
+	done  chan error   // buffered 1: the result, after the commit
 }
 
 // States of a durableWrite: the committer takes a queued write, or its
@@ -49,9 +49,9 @@ type committer struct {
 	wakeC  chan struct{} // buffered 1: writes are queued
 	stopC  chan struct{}
 	done   chan struct{}
-	mu     sync.Mutex
-	queue  []*durableWrite
-	closed bool // no more writes are queued
+	mu     sync.Mutex      // guards queue and closed
+	queue  []*durableWrite // in arrival order
+	closed bool            // no more writes are queued
 
 	// Counters for tests and diagnostics.
 	groups atomic.Int64 // transactions committed or tried
@@ -62,6 +62,7 @@ type committer struct {
 	beforeCommit func() error
 }
 
+// startCommitter starts the group committer of s.
 func startCommitter(s *Store) *committer {
 	c := &committer{
 		s:     s,
@@ -112,7 +113,7 @@ func (c *committer) stop() {
 	<-c.done
 }
 
-// pending returns how many writes are queued (tests).
+// pending returns how many writes are queued, withdrawn ones included.
 func (c *committer) pending() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -150,13 +151,19 @@ func (c *committer) take() []*durableWrite {
 			bytes += w.bytes
 		}
 	}
-	c.queue = append(c.queue[:0], c.queue[n:]...)
+	// Keep the array, without pointers to the writes taken.
+	left := copy(c.queue, c.queue[n:])
+	clear(c.queue[left:])
+	c.queue = c.queue[:left]
 	return group
 }
 
 // commitGroup runs the writes queued once the writer connection is free in
 // one transaction. It reports whether it found any.
 func (c *committer) commitGroup() bool {
+	if c.pending() == 0 {
+		return false
+	}
 	ctx := context.Background()
 	s := c.s
 	// The connection first: writes queued while it is busy join the group.

@@ -444,3 +444,26 @@ func TestKillDuringConcurrentPuts(t *testing.T) {
 	}
 	t.Logf("%d puts acknowledged before the kill, %d objects after it", len(acked), n)
 }
+
+// Group commits run with synchronous=FULL, and the writer goes back to
+// NORMAL after them.
+func TestGroupCommitSynchronous(t *testing.T) {
+	s, _ := openTest(t, testChunkSize)
+	defer closeStore(t, s)
+	ctx := testContext(t)
+	for range 2 {
+		var mode int
+		err := s.commits.do(ctx, 0, func(ctx context.Context, tx *sql.Tx) error {
+			return tx.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&mode)
+		})
+		if err != nil || mode != 2 {
+			t.Fatalf("synchronous in a group commit: %d, %v; want 2 (FULL)", mode, err)
+		}
+		err = s.write(ctx, false, func(tx *sql.Tx) error {
+			return tx.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&mode)
+		})
+		if err != nil || mode != 1 {
+			t.Fatalf("synchronous after a group commit: %d, %v; want 1 (NORMAL)", mode, err)
+		}
+	}
+}

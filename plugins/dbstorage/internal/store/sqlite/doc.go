@@ -11,8 +11,8 @@
 //     IMMEDIATE transactions, and a separate pool of query_only reader
 //     connections (Config.MaxReaders): writes queue in Go for the one
 //     connection instead of spinning on SQLITE_BUSY, and every write
-//     transaction is short (one chunk, one publish, one delete, 16 chunks
-//     of garbage), so writers interleave. No lock is held while a Put
+//     transaction is short (one chunk, one group of publishes and deletes,
+//     16 chunks of garbage), so writers interleave. No lock is held while a Put
 //     waits for its data.
 //   - Durability: a Put's chunks are committed with synchronous=NORMAL
 //     (no fsync), and the transaction that publishes the object, like a
@@ -21,7 +21,39 @@
 //     the chunks included. So an acknowledged Put or Delete survives kill -9
 //     and power loss, while a large upload pays one fsync rather than one
 //     per chunk. WAL recovery keeps a prefix of the commits, so chunks never
-//     survive without the uploads row that lets Open remove them.
+//     survive without the uploads row that lets Open remove them. Garbage
+//     collection commits with NORMAL too: a crash loses at most deletions
+//     that the next pass redoes. A 4 KiB Put is thus one fsync of the WAL
+//     (strace -f -e fsync,fdatasync on BenchmarkSmallPut counts one per Put
+//     at concurrency 1, checkpoints aside).
+//   - Group commit: the publishing transactions and Deletes (the durable
+//     writes) go through a committer goroutine owned by the Store (started
+//     by Open, stopped and waited for by Close). Once it holds the writer
+//     connection it takes every durable write queued at that moment (up to
+//     128, and 16 MiB of inline chunks) and runs them in ONE transaction
+//     committed with synchronous=FULL, so concurrent Puts share one fsync
+//     instead of each paying its own behind the one writer. It never waits
+//     for company: a lone Put is committed at once. Each write runs in a
+//     SAVEPOINT of its own, and its checks (announced size, SHA-256) run
+//     there too: a write that fails is rolled back to its savepoint and
+//     fails alone, the others commit. Every caller gets its result only
+//     after the shared COMMIT; if the COMMIT (or an error that undoes the
+//     whole transaction) fails, every write of the group fails and nothing
+//     of it is stored. Statements run under the committer's context, not
+//     the callers' (an interrupted statement can roll back the whole
+//     transaction): a caller whose context ends while its write is still
+//     queued withdraws it and returns at once; once taken, it waits for the
+//     outcome, so a write never commits after its caller was told it
+//     failed. The savepoints' undo records stay in memory (temp_store =
+//     MEMORY), bounded by the group's size. Writes of the same key in one
+//     group apply in queue order, exactly as one after another would.
+//   - Small objects: a Put whose announced size fits in one chunk reads into
+//     a buffer of that size, not a whole chunk (a 4 KiB Put used to allocate
+//     and clear 1 MiB), and an object of one chunk, exactly one chunk long
+//     included, is written with its object row with no uploads row.
+//     Garbage collection deletes up to 16 chunks of up to 16 garbage
+//     versions, and the garbage rows of the versions it empties, per
+//     transaction, so a replaced small object costs it one transaction.
 //   - The file belongs to one process: Open takes an exclusive flock on
 //     Path+".lock" (a second Open of the same file, in this process or
 //     another, fails) and then hands the chunks of every upload left over by
@@ -38,6 +70,19 @@
 //     what is written meanwhile; it is truncated to journal_size_limit
 //     (64 MiB) after the next checkpoint. A Reader gives its snapshot back
 //     as soon as it reaches the end of its range.
+//
+// Small Puts, 4 KiB with the size announced, from 1 and 16 goroutines, on
+// the 2-core VM, the code before and after group commit run back to back
+// (two rounds; the machine is shared, so figures vary from hour to hour):
+//
+//	go test -run '^$' -bench SmallPut -benchtime 2000x ./plugins/dbstorage/internal/store/sqlite/
+//
+//	ops/s               before c1 / c16     after c1 / c16
+//	new keys            645-745 / 960-1014  961-1088 / 4500-4883
+//	replacing 100 keys  403-421 / 887-942   570-577 / 3379-3960
+//
+// strace -f -c -e fsync counts one fsync per Put before and after at
+// concurrency 1, and 141 instead of 1026 for 1000 Puts at 16.
 //
 // Store also implements storetest.Inspector (ChunkSize, ChunkRows,
 // WaitIdle) for the conformance suite and for diagnostics.
