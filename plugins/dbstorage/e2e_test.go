@@ -351,13 +351,18 @@ func TestLargeObjectsBoundedMemory(t *testing.T) {
 		t.Skip("moves several GiB; skipped with -short")
 	}
 	h := startDB(t, true, "")
+	// Idle sizes: the fresh processes, before any transfer.
+	plugin := h.Plugin(t, "dbstorage").PID
+	idleHost, idlePlugin := rss(t, h.PID()), rss(t, plugin)
+	t.Logf("idle RSS: host %.1f MiB, plugin %.1f MiB", mib(idleHost), mib(idlePlugin))
 	forEachStrategy(t, h, true, func(t *testing.T, query string) {
 		peaks := map[int64][2]int64{}
 		for _, size := range []int64{256 << 20, 1 << 30} {
-			plugin := h.Plugin(t, "dbstorage").PID
+			if pid := h.Plugin(t, "dbstorage").PID; pid != plugin {
+				t.Fatalf("the plugin was restarted (pid %d → %d)", plugin, pid)
+			}
 			key := fmt.Sprintf("large/%d", size)
 			want := patternSum(t, size)
-			idleHost, idlePlugin := rss(t, h.PID()), rss(t, plugin)
 			resetPeak(t, h.PID())
 			resetPeak(t, plugin)
 			code, o, e := put(t, h, key, query, newPattern(size), size, nil)
