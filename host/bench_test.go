@@ -84,9 +84,9 @@ func BenchmarkHostRSSAtRest(b *testing.B) {
 			return n == 5
 		})
 		time.Sleep(2 * time.Second)
-		b.ReportMetric(float64(rssKiB(b, h.cmd.Process.Pid))/1024, "host-RSS-MiB")
-		_ = h.cmd.Process.Kill()
-		<-h.done
+		b.ReportMetric(float64(rssKiB(b, h.PID()))/1024, "host-RSS-MiB")
+		h.Kill()
+		<-h.Done()
 	}
 }
 

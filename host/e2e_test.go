@@ -1,8 +1,6 @@
 package host_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,49 +14,25 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/datawarehouse/dw/host/internal/testplugins"
+	"github.com/datawarehouse/dw/internal/hosttest"
 )
 
 // These tests run the real `dw` binary with real plugin processes.
 
-var (
-	buildOnce sync.Once
-	buildDir  string
-	buildErr  error
-)
-
 // binaries builds bin/dw and the kvcache example once per test process.
 func binaries(t testing.TB) (dw, kvcache string) {
 	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "dw-e2e-bin-")
-		if buildErr != nil {
-			return
-		}
-		for out, pkg := range map[string]string{"dw": "../cmd/dw", "dw-plugin-kvcache": "../examples/kvcache"} {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(buildDir, out), pkg)
-			if b, err := cmd.CombinedOutput(); err != nil {
-				buildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
-				return
-			}
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return filepath.Join(buildDir, "dw"), filepath.Join(buildDir, "dw-plugin-kvcache")
+	return hosttest.Binary(t, "cmd/dw", "dw"), hosttest.Binary(t, "examples/kvcache", "dw-plugin-kvcache")
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
+	hosttest.Cleanup()
 	testplugins.Cleanup()
 	os.Exit(code)
 }
@@ -75,15 +49,10 @@ func copyExec(t testing.TB, src, dir, name string) {
 	}
 }
 
-// runningHost is a `dw serve` child process.
+// runningHost is a `dw serve` child process (see internal/hosttest).
 type runningHost struct {
-	cmd    *exec.Cmd
-	addr   string
-	stderr *bytes.Buffer
-	mu     *sync.Mutex
-	done   chan struct{} // closed once the process has been waited for
-	err    error         // its exit error, valid after done
-
+	*hosttest.Host
+	addr       string
 	cfgPath    string // the config file dw serve watches
 	pluginsDir string // its plugins.dir
 	cfgBase    string // its host part; configWith appends subsystem sections
@@ -94,91 +63,17 @@ func (h *runningHost) configWith(extra string) []byte {
 	return []byte(h.cfgBase + extra)
 }
 
-func (h *runningHost) logs() string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.stderr.String()
-}
-
-type syncWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (s syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
-}
+func (h *runningHost) logs() string { return h.Logs() }
 
 // startHost writes a config with the given plugins dir and starts dw serve,
 // returning once the API address is logged.
 func startHost(t testing.TB, pluginsDir string, extraYAML string, env ...string) *runningHost {
 	t.Helper()
-	dw, _ := binaries(t)
-	dir := t.TempDir()
-	base := fmt.Sprintf(`server:
-  listen: 127.0.0.1:0
-log: {level: debug, format: json}
-data_dir: %s
-plugins:
-  dir: %s
-  start_timeout: 20s
-`, filepath.Join(dir, "data"), pluginsDir)
-	cfgPath := filepath.Join(dir, "dw.yaml")
-	if err := os.WriteFile(cfgPath, []byte(base+extraYAML), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(dw, "serve", "--config", cfgPath)
 	// These tests bring their own plugins: the first-party ones that the
 	// embedded defaults enable are not in their plugins folder.
-	cmd.Env = append(append(os.Environ(), "DW_SUBSYSTEMS__DBSTORAGE__ENABLED=false"), env...)
-	pr, pw := io.Pipe()
-	h := &runningHost{cmd: cmd, stderr: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan struct{}), cfgPath: cfgPath, cfgBase: base, pluginsDir: pluginsDir}
-	cmd.Stderr = pw
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	addrCh := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		sent := false
-		for sc.Scan() {
-			line := sc.Text()
-			syncWriter{h.mu, h.stderr}.Write([]byte(line + "\n"))
-			if !sent && strings.Contains(line, "dw host serving") {
-				var m map[string]any
-				if json.Unmarshal([]byte(line), &m) == nil {
-					if a, ok := m["listen"].(string); ok {
-						addrCh <- a
-						sent = true
-					}
-				}
-			}
-		}
-	}()
-	go func() {
-		h.err = cmd.Wait()
-		pw.Close()
-		close(h.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-h.done:
-		default:
-			_ = cmd.Process.Signal(syscall.SIGKILL)
-			<-h.done
-		}
-	})
-	select {
-	case h.addr = <-addrCh:
-	case <-h.done:
-		t.Fatalf("dw serve exited before serving: %v\n%s", h.err, h.logs())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("dw serve did not start within 60s\n%s", h.logs())
-	}
-	return h
+	env = append([]string{"DW_SUBSYSTEMS__DBSTORAGE__ENABLED=false"}, env...)
+	hh := hosttest.Start(t, pluginsDir, extraYAML, env...)
+	return &runningHost{Host: hh, addr: hh.Addr, cfgPath: hh.ConfigPath, pluginsDir: hh.PluginsDir, cfgBase: hh.Base}
 }
 
 func (h *runningHost) get(t testing.TB, path string, out any) int {
@@ -290,10 +185,10 @@ func TestHostKill9LeavesNoPlugins(t *testing.T) {
 	}
 
 	killed := time.Now()
-	if err := h.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := h.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	<-h.done
+	<-h.Done()
 	for _, pid := range pids {
 		waitFor(t, 2*time.Second, fmt.Sprintf("plugin pid %d to exit after kill -9 of the host", pid), func() bool { return processGone(pid) })
 	}
@@ -303,13 +198,13 @@ func TestHostKill9LeavesNoPlugins(t *testing.T) {
 func TestHostSIGTERMIsGraceful(t *testing.T) {
 	h := startHost(t, setupPlugins(t), "")
 	ps := h.plugins(t)
-	if err := h.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := h.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-h.done:
-		if h.err != nil {
-			t.Fatalf("dw serve exited with %v after SIGTERM\n%s", h.err, h.logs())
+	case <-h.Done():
+		if err := h.Err(); err != nil {
+			t.Fatalf("dw serve exited with %v after SIGTERM\n%s", err, h.logs())
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatalf("dw serve did not exit within 30s of SIGTERM\n%s", h.logs())
@@ -537,7 +432,7 @@ func TestSIGHUPRescansPluginsDir(t *testing.T) {
 	if err := os.Rename(filepath.Join(dir, ".dw-plugin-kvcache.partial"), filepath.Join(dir, "dw-plugin-kvcache")); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := h.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 30*time.Second, "kvcache to serve after SIGHUP", func() bool {
@@ -547,7 +442,7 @@ func TestSIGHUPRescansPluginsDir(t *testing.T) {
 	if err := os.Remove(filepath.Join(dir, "dw-plugin-kvcache")); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := h.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 30*time.Second, "kvcache to stop after its binary was removed", func() bool {

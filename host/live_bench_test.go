@@ -102,7 +102,7 @@ func BenchmarkReloadOnWrite(b *testing.B) {
 // reload of that content).
 func BenchmarkReloadOnSIGHUP(b *testing.B) {
 	reloadLatency(b, func(h *runningHost) {
-		if err := h.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		if err := h.Signal(syscall.SIGHUP); err != nil {
 			b.Fatal(err)
 		}
 	})

@@ -294,7 +294,7 @@ func (h *runningHost) metricsText(t testing.TB) string {
 func TestLiveSIGHUPAndHTTPReload(t *testing.T) {
 	h := startLiveHost(t, 10)
 	writeFile(t, h.cfgPath, h.configWith(limitsYAML(81)))
-	if err := h.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := h.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	waitApplied(t, h, 81)

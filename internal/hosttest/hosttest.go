@@ -193,6 +193,18 @@ func (h *Host) Logs() string {
 // PID is the host's process id.
 func (h *Host) PID() int { return h.cmd.Process.Pid }
 
+// Signal sends sig to the host process.
+func (h *Host) Signal(sig os.Signal) error { return h.cmd.Process.Signal(sig) }
+
+// Done is closed once the host process has exited and been waited for.
+func (h *Host) Done() <-chan struct{} { return h.done }
+
+// Err is the host's exit error; valid once Done is closed.
+func (h *Host) Err() error {
+	<-h.done
+	return h.err
+}
+
 // Kill kills the host with SIGKILL (its plugins exit with it) and waits.
 func (h *Host) Kill() {
 	select {
