@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"unicode/utf8"
 
 	"google.golang.org/grpc"
 
@@ -23,22 +22,7 @@ const (
 
 // ValidateKVKey checks a host KV key: 1 to MaxKVKeyBytes bytes of UTF-8
 // without NUL.
-func ValidateKVKey(key string) error {
-	switch {
-	case key == "":
-		return fmt.Errorf("kv key: %w: must not be empty", ErrInvalidArgument)
-	case len(key) > MaxKVKeyBytes:
-		return fmt.Errorf("kv key: %w: %d bytes, at most %d allowed", ErrInvalidArgument, len(key), MaxKVKeyBytes)
-	case !utf8.ValidString(key):
-		return fmt.Errorf("kv key %q: %w: must be valid UTF-8", key, ErrInvalidArgument)
-	}
-	for i := 0; i < len(key); i++ {
-		if key[i] == 0 {
-			return fmt.Errorf("kv key %q: %w: must not contain NUL", key, ErrInvalidArgument)
-		}
-	}
-	return nil
-}
+func ValidateKVKey(key string) error { return validateKey("kv key", key, MaxKVKeyBytes) }
 
 func validateKVValue(key string, v []byte) error {
 	if len(v) > MaxKVValueBytes {

@@ -63,8 +63,8 @@ const ObjectsSubsystem = "dbstorage"
 // Rules of the object endpoints.
 const (
 	objectsPath         = "/v1/objects"
-	maxKeyBytes         = 1024
-	maxPrefixBytes      = 1024
+	maxKeyBytes         = sdk.MaxObjectKeyBytes
+	maxPrefixBytes      = sdk.MaxObjectKeyBytes
 	maxStrategyBytes    = 255
 	maxContentTypeBytes = 255
 	maxMetaEntries      = 64
@@ -168,21 +168,14 @@ func parseObjectKey(escaped string) (string, error) {
 	return key, nil
 }
 
-const keyRule = "keys are 1 to 1024 bytes of UTF-8 without NUL"
-
-// validateKey checks the key rules; the error wraps sdk.ErrInvalidArgument.
+// validateKey checks the ObjectStore key rule (sdk.ValidateObjectKey); an
+// empty key also says where the key goes. The error wraps
+// sdk.ErrInvalidArgument.
 func validateKey(key string) error {
-	switch {
-	case key == "":
-		return fmt.Errorf("object key is empty: %w: put the key after /v1/objects/ (%s); list objects with GET /v1/objects", sdk.ErrInvalidArgument, keyRule)
-	case len(key) > maxKeyBytes:
-		return fmt.Errorf("object key of %d bytes: %w: too long (%s)", len(key), sdk.ErrInvalidArgument, keyRule)
-	case !utf8.ValidString(key):
-		return fmt.Errorf("object key %s: %w: not valid UTF-8 (%s)", shown(key), sdk.ErrInvalidArgument, keyRule)
-	case strings.IndexByte(key, 0) >= 0:
-		return fmt.Errorf("object key %s: %w: contains NUL (%s)", shown(key), sdk.ErrInvalidArgument, keyRule)
+	if key == "" {
+		return fmt.Errorf("object key is empty: %w: put the key after /v1/objects/; list objects with GET /v1/objects", sdk.ErrInvalidArgument)
 	}
-	return nil
+	return sdk.ValidateObjectKey(key)
 }
 
 // shown quotes s for a message, cut after 100 bytes.

@@ -8,4 +8,7 @@ import (
 	"github.com/datawarehouse/dw/sdk"
 )
 
-func main() { sdk.Serve[objectstore.Limits](objectstore.New()) }
+func main() {
+	objectstore.TuneGC()
+	sdk.Serve[objectstore.Limits](objectstore.New())
+}

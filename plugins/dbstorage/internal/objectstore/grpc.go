@@ -40,9 +40,11 @@ func toProto(o store.Object, strategy string) *dwv1.ObjectInfo {
 	}
 }
 
-// validateHeader checks what a Put carries besides the data.
+// validateHeader checks what a Put carries besides the data: the store's
+// rules for key, size and digest, and the service's for content type and
+// metadata.
 func validateHeader(h *dwv1.PutObjectHeader) error {
-	if err := store.ValidateKey(h.GetKey()); err != nil {
+	if err := store.ValidatePutRequest(store.PutRequest{Key: h.GetKey(), Size: h.GetSize(), SHA256: h.GetSha256()}); err != nil {
 		return err
 	}
 	ct := h.GetContentType()
@@ -69,30 +71,12 @@ func validateHeader(h *dwv1.PutObjectHeader) error {
 	if total > maxMetadataBytes {
 		return fmt.Errorf("%w: metadata is %d bytes (names and values), at most %d allowed", sdk.ErrInvalidArgument, total, maxMetadataBytes)
 	}
-	if s := h.GetSize(); s < -1 {
-		return fmt.Errorf("%w: size %d: give the size in bytes, or -1 if unknown", sdk.ErrInvalidArgument, s)
-	}
-	if sum := h.GetSha256(); sum != "" && !isHexSHA256(sum) {
-		return fmt.Errorf("%w: sha256 %q: 64 lowercase hex digits expected", sdk.ErrInvalidArgument, sum)
-	}
 	return nil
 }
 
 func printable(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] < 0x20 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
-}
-
-func isHexSHA256(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !(s[i] >= '0' && s[i] <= '9' || s[i] >= 'a' && s[i] <= 'f') {
 			return false
 		}
 	}

@@ -29,13 +29,25 @@ import (
 const Version = "0.1.0"
 
 // Garbage collection (see the package doc, Memory): the data path makes a
-// megabyte of garbage per chunk, so the collector runs less often than Go's
-// default (GOGC 400 instead of 100) under a soft memory limit of
-// memoryLimit. GOGC and GOMEMLIMIT in the environment win over both.
+// megabyte of garbage per chunk, so the collector should run less often
+// than Go's default (GOGC 400 instead of 100) under a soft memory limit.
+// These are process-wide settings: the plugin's main applies them with
+// TuneGC, before serving.
 const (
 	gcPercent   = 400
 	memoryLimit = 48 << 20
 )
+
+// TuneGC sets the collector for the dbstorage process: GOGC 400 under a
+// soft memory limit of 48 MiB. GOGC and GOMEMLIMIT in the environment win.
+func TuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(memoryLimit)
+	}
+}
 
 // tokenSecretKey is where the page token secret lives in the host KV.
 const tokenSecretKey = "dw://internal/dbstorage/page-token-secret"
@@ -140,13 +152,6 @@ func (s *Service) Configure(ctx context.Context, cfg sdk.Config) error {
 		s.logger.Info("strategy opened", "strategy", r.Name, "driver", r.Driver)
 	}
 	s.defaultName = settings.DefaultStrategy
-
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(gcPercent)
-	}
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(memoryLimit)
-	}
 
 	loopCtx, cancel := context.WithCancel(context.Background())
 	s.stop = cancel

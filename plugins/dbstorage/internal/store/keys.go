@@ -9,14 +9,12 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"strings"
-	"unicode/utf8"
 
 	"github.com/datawarehouse/dw/sdk"
 )
 
 // MaxKeyBytes is the longest key, in bytes.
-const MaxKeyBytes = 1024
+const MaxKeyBytes = sdk.MaxObjectKeyBytes
 
 // DefaultChunkSize is the chunk size of new objects unless a driver is
 // configured otherwise (see doc.go for the measurement behind it).
@@ -29,19 +27,7 @@ const MaxChunkSize = 16 << 20
 // ValidateKey reports whether key is a valid object key: 1 to 1024 bytes of
 // valid UTF-8 without NUL. The error wraps sdk.ErrInvalidArgument and names
 // the rule that was broken. The service and every driver use this function.
-func ValidateKey(key string) error {
-	switch {
-	case key == "":
-		return fmt.Errorf("object key is empty; a key is 1 to %d bytes of UTF-8 without NUL: %w", MaxKeyBytes, sdk.ErrInvalidArgument)
-	case len(key) > MaxKeyBytes:
-		return fmt.Errorf("object key is %d bytes long; a key is at most %d bytes: %w", len(key), MaxKeyBytes, sdk.ErrInvalidArgument)
-	case !utf8.ValidString(key):
-		return fmt.Errorf("object key is not valid UTF-8; a key is 1 to %d bytes of UTF-8 without NUL: %w", MaxKeyBytes, sdk.ErrInvalidArgument)
-	case strings.IndexByte(key, 0) >= 0:
-		return fmt.Errorf("object key contains a NUL byte at byte %d; a key is UTF-8 without NUL: %w", strings.IndexByte(key, 0), sdk.ErrInvalidArgument)
-	}
-	return nil
-}
+func ValidateKey(key string) error { return sdk.ValidateObjectKey(key) }
 
 // ValidateSHA256 reports whether s is a SHA-256 digest as the store writes
 // it: 64 lowercase hex digits. The error wraps sdk.ErrInvalidArgument.
