@@ -75,6 +75,7 @@ func designDefaults(t testing.TB) *Config {
 				},
 			},
 			"filesystem": {
+				Enabled:  true,
 				Settings: map[string]any{"root": "files", "device_class": "auto"},
 				Limits: map[string]any{
 					"max_queue_depth":   1024,
@@ -149,11 +150,11 @@ func TestDefaultYAMLEnablesShippedPlugins(t *testing.T) {
 	// First-party plugins that ship are enabled; the others say they are
 	// not shipped yet.
 	const notYet = "enabled: false        # enabled once its plugin ships"
-	if n := strings.Count(string(DefaultYAML), notYet); n != 3 {
-		t.Errorf("dw.yaml has %d disabled first-party sections with the comment, want 3", n)
+	if n := strings.Count(string(DefaultYAML), notYet); n != 2 {
+		t.Errorf("dw.yaml has %d disabled first-party sections with the comment, want 2", n)
 	}
-	if n := strings.Count(string(DefaultYAML), "enabled: true"); n != 1 {
-		t.Errorf("dw.yaml enables %d subsystems, want 1 (dbstorage)", n)
+	if n := strings.Count(string(DefaultYAML), "enabled: true"); n != 2 {
+		t.Errorf("dw.yaml enables %d subsystems, want 2 (dbstorage, filesystem)", n)
 	}
 }
 

@@ -551,6 +551,12 @@ func isSimpleKey(key string) bool {
 // maxPlainKey is the longest key a path shows unquoted.
 const maxPlainKey = 128
 
+// KeyPath returns the key path of key under parent as Decode writes it in
+// a FieldProblem: "parent.key", or `parent["a.b"]` for a key that is not
+// made of letters, digits, '_' and '-'. A Validate method uses it to name
+// map entries.
+func KeyPath(parent, key string) string { return childPath(parent, key) }
+
 // childPath returns the path of key under parent.
 func childPath(parent, key string) string {
 	if !isSimpleKey(key) || len(key) > maxPlainKey {

@@ -31,3 +31,75 @@ func validateKey(what, key string, maxBytes int) error {
 	}
 	return nil
 }
+
+// File path limits of the FileStore contract.
+const (
+	// MaxFilePathBytes is the longest file path.
+	MaxFilePathBytes = 4096
+	// MaxFileNameBytes is the longest element of a file path (Linux's
+	// NAME_MAX).
+	MaxFileNameBytes = 255
+)
+
+// filePathRule is the FileStore path rule, quoted in every error.
+const filePathRule = "a path is relative to the root: '/'-separated names of 1 to 255 bytes of UTF-8, " +
+	"without control characters or '\\', and without empty, '.' or '..' names; at most 4096 bytes"
+
+// ValidateFilePath checks a path of the FileStore contract: relative,
+// '/'-separated, no empty, "." or ".." element, no element over
+// MaxFileNameBytes, no control character (NUL included) and no backslash
+// (which other systems read as a separator), valid UTF-8, at most
+// MaxFilePathBytes. The empty path (the root folder) is refused; callers
+// that accept the root (listing) check for "" first. The error wraps
+// ErrInvalidArgument and names the broken rule.
+//
+// The rule is lexical: it keeps a name from climbing out of the root by
+// itself. Symlinks inside the root that point out are the store's to refuse
+// (the filesystem plugin opens every name through os.Root).
+func ValidateFilePath(p string) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("file path %s (%s): %w", fmt.Sprintf(format, args...), filePathRule, ErrInvalidArgument)
+	}
+	switch {
+	case p == "":
+		return bad("is empty")
+	case len(p) > MaxFilePathBytes:
+		return bad("is %d bytes, at most %d allowed", len(p), MaxFilePathBytes)
+	case !utf8.ValidString(p):
+		return bad("is not valid UTF-8")
+	case p[0] == '/':
+		return bad("%q is absolute", shortPath(p))
+	}
+	for i, r := range p {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return bad("contains control character %U at byte %d", r, i)
+		}
+		if r == '\\' {
+			return bad("%q contains '\\' at byte %d", shortPath(p), i)
+		}
+	}
+	for name := range strings.SplitSeq(p, "/") {
+		switch {
+		case name == "":
+			return bad("%q has an empty name (a leading, trailing or doubled '/')", shortPath(p))
+		case name == "." || name == "..":
+			return bad("%q contains %q", shortPath(p), name)
+		case len(name) > MaxFileNameBytes:
+			return bad("has a name of %d bytes, at most %d allowed", len(name), MaxFileNameBytes)
+		}
+	}
+	return nil
+}
+
+// shortPath keeps error messages readable for hostile, long paths.
+func shortPath(p string) string {
+	const max = 200
+	if len(p) <= max {
+		return p
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(p[cut]) {
+		cut--
+	}
+	return p[:cut] + "…"
+}

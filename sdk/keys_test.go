@@ -2,8 +2,10 @@ package sdk
 
 import (
 	"errors"
+	"path"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestValidateObjectKey(t *testing.T) {
@@ -32,4 +34,67 @@ func TestValidateObjectKey(t *testing.T) {
 	if err := ValidateKVKey(strings.Repeat("k", MaxKVKeyBytes+1)); !errors.Is(err, ErrInvalidArgument) || !strings.HasPrefix(err.Error(), "kv key") {
 		t.Errorf("ValidateKVKey(long) = %v", err)
 	}
+}
+
+func TestValidateFilePath(t *testing.T) {
+	long := strings.Repeat("a/", MaxFilePathBytes/2) // 4096 bytes, trailing '/'
+	for _, tc := range []struct {
+		path string
+		ok   bool
+		want string // part of the error
+	}{
+		{"a", true, ""},
+		{"a/b/c.txt", true, ""},
+		{"dir/.hidden", true, ""},
+		{"...", true, ""},
+		{"%2e%2e", true, ""}, // encoded forms are names, decoded once by the host
+		{"名前/ファイル", true, ""},
+		{long[:MaxFilePathBytes-1], true, ""},
+		{strings.Repeat("x", MaxFileNameBytes), true, ""},
+		{"", false, "is empty"},
+		{"/etc/passwd", false, "is absolute"},
+		{"..", false, `contains ".."`},
+		{"../x", false, `contains ".."`},
+		{"a/../../x", false, `contains ".."`},
+		{"a/./b", false, `contains "."`},
+		{".", false, `contains "."`},
+		{"a//b", false, "empty name"},
+		{"a/", false, "empty name"},
+		{`..\..\x`, false, `'\'`},
+		{"a\x00b", false, "control character U+0000"},
+		{"a\nb", false, "control character U+000A"},
+		{"a\u0085b", false, "control character U+0085"},
+		{"\xff", false, "not valid UTF-8"},
+		{long + "x", false, "at most 4096"},
+		{strings.Repeat("x", MaxFileNameBytes+1), false, "name of 256 bytes"},
+	} {
+		err := ValidateFilePath(tc.path)
+		if tc.ok {
+			if err != nil {
+				t.Errorf("ValidateFilePath(%.40q) = %v, want nil", tc.path, err)
+			}
+			continue
+		}
+		if err == nil || !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ValidateFilePath(%.40q) = %v, want ErrInvalidArgument containing %q", tc.path, err, tc.want)
+		}
+	}
+}
+
+func FuzzValidateFilePath(f *testing.F) {
+	for _, s := range []string{"a/b", "../x", "a//b", "/x", "a\x00", "\xff", "名前"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		if ValidateFilePath(p) != nil {
+			return
+		}
+		// An accepted path stays inside any root, lexically.
+		if strings.HasPrefix(p, "/") || !utf8.ValidString(p) || len(p) > MaxFilePathBytes {
+			t.Fatalf("accepted %q", p)
+		}
+		if c := path.Clean(p); c != p || c == ".." || strings.HasPrefix(c, "../") {
+			t.Fatalf("accepted %q, which cleans to %q", p, c)
+		}
+	})
 }

@@ -58,25 +58,36 @@ type objFlags struct {
 	strategy string
 }
 
-// objClient streams objects to and from the host. Unlike apiClient it has
-// no overall timeout (a large transfer takes as long as it takes; ^C stops
-// it) and never reads a whole body into memory.
-type objClient struct {
-	base     string
-	token    string
-	strategy string
-	http     *http.Client
+// transferClient streams objects and files to and from the host. Unlike
+// apiClient it has no overall timeout (a large transfer takes as long as
+// it takes; ^C stops it) and never reads a whole body into memory.
+type transferClient struct {
+	base  string
+	token string
+	// header is sent with every request.
+	header http.Header
+	http   *http.Client
 }
 
-func (o *objFlags) client() *objClient {
-	api := newAPIClient(o.g)
+func newTransferClient(g *globalFlags) *transferClient {
+	api := newAPIClient(g)
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.ResponseHeaderTimeout = 0
-	return &objClient{base: api.base, token: api.token, strategy: o.strategy, http: &http.Client{Transport: tr}}
+	return &transferClient{base: api.base, token: api.token, header: http.Header{}, http: &http.Client{Transport: tr}}
 }
 
 // close releases the client's idle connections.
-func (c *objClient) close() { c.http.CloseIdleConnections() }
+func (c *transferClient) close() { c.http.CloseIdleConnections() }
+
+// objClient is the transferClient of the obj commands.
+type objClient struct {
+	*transferClient
+	strategy string
+}
+
+func (o *objFlags) client() *objClient {
+	return &objClient{transferClient: newTransferClient(o.g), strategy: o.strategy}
+}
 
 // checkKey catches what the host would refuse, without a round trip.
 func checkKey(key string) error {
@@ -120,9 +131,12 @@ func (c *objClient) objectURL(key string) string {
 
 // do sends req and returns the response of a 2xx (or 304) answer; any
 // other answer becomes an *apiError and its body is closed.
-func (c *objClient) do(req *http.Request) (*http.Response, error) {
+func (c *transferClient) do(req *http.Request) (*http.Response, error) {
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	for k, vs := range c.header {
+		req.Header[k] = vs
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -218,6 +232,14 @@ func newProgress(mode string, w io.Writer, size int64, desc string) *progressbar
 	)
 }
 
+// progressFlag adds --progress to a command that transfers a body.
+func progressFlag(cmd *cobra.Command, mode *string) {
+	cmd.Flags().StringVar(mode, "progress", "auto", "progress bar on stderr: auto (on a terminal, for 8 MiB or more or an unknown size), always or never")
+}
+
+// rangeUsage is the help of --range.
+const rangeUsage = "fetch only bytes FIRST-LAST, FIRST- or -COUNT (the last COUNT bytes)"
+
 func checkProgressMode(mode string) error {
 	if mode != "auto" && mode != "always" && mode != "never" {
 		return fmt.Errorf("--progress %q: must be auto, always or never", mode)
@@ -265,12 +287,6 @@ func newObjPutCmd(o *objFlags) *cobra.Command {
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			key := args[0]
-			if err := checkKey(key); err != nil {
-				return err
-			}
-			if err := checkProgressMode(progress); err != nil {
-				return err
-			}
 			header := http.Header{}
 			for _, m := range meta {
 				name, value, ok := strings.Cut(m, "=")
@@ -279,78 +295,26 @@ func newObjPutCmd(o *objFlags) *cobra.Command {
 				}
 				header.Set("X-DW-Meta-"+name, value)
 			}
-			src := "-"
-			if len(args) == 2 {
-				src = args[1]
+			src, body, size, closeSource, err := uploadSource(cmd, args, checkKey, progress)
+			if err != nil {
+				return err
 			}
-			var body io.Reader
-			size := int64(-1)
-			if src == "-" {
-				body = cmd.InOrStdin()
-				if f, ok := body.(*os.File); ok {
-					size = regularRemaining(f)
-				}
-			} else {
-				f, err := os.Open(src)
-				if err != nil {
-					return fmt.Errorf("put %s: %w", key, err)
-				}
-				defer f.Close()
-				st, err := f.Stat()
-				if err != nil {
-					return fmt.Errorf("put %s: %w", key, err)
-				}
-				if st.IsDir() {
-					return fmt.Errorf("put %s: %s is a folder, not a file", key, src)
-				}
-				size = regularRemaining(f)
-				body = f
-				if contentType == "" {
-					contentType = mime.TypeByExtension(filepath.Ext(src))
-				}
+			defer closeSource()
+			if contentType == "" && src != "-" {
+				contentType = mime.TypeByExtension(filepath.Ext(src))
 			}
 			if contentType != "" {
 				header.Set("Content-Type", contentType)
 			}
 			c := o.client()
 			defer c.close()
-			ctx, stop := interruptible(cmd.Context())
-			defer stop()
-
-			hash := sha256.New()
-			bar := progressWriter{newProgress(progress, cmd.ErrOrStderr(), size, "put "+key)}
-			source := &sourceReader{r: body, name: src}
-			req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.objectURL(key), io.TeeReader(source, io.MultiWriter(hash, bar)))
+			raw, err := c.upload(cmd, c.objectURL(key), header, transfer{what: "object", name: key, source: src, progress: progress}, body, size)
 			if err != nil {
-				return fmt.Errorf("put %s: %w", key, err)
-			}
-			req.Header = header
-			if size == 0 {
-				req.Body = http.NoBody // a length of 0 with a body would read as unknown
-			}
-			if size >= 0 {
-				req.ContentLength = size
-			}
-			resp, err := c.do(req)
-			bar.finish(err == nil)
-			if source.err != nil && err != nil {
-				// The transport reports a failing body as its own error.
-				return fmt.Errorf("put %s: read %s: %w (nothing was stored)", key, source.name, source.err)
-			}
-			if err != nil {
-				return fmt.Errorf("put %s: %w", key, err)
-			}
-			defer resp.Body.Close()
-			raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-			if err != nil {
-				return fmt.Errorf("put %s: read answer: %w", key, err)
+				return err
 			}
 			var obj objectInfo
 			if err := json.Unmarshal(raw, &obj); err != nil {
 				return fmt.Errorf("put %s: decode answer: %w", key, err)
-			}
-			if sent := hex.EncodeToString(hash.Sum(nil)); obj.SHA256 != sent {
-				return fmt.Errorf("put %s: the host stored SHA-256 %s but %s was sent; the object is damaged, put it again", key, obj.SHA256, sent)
 			}
 			if o.g.output == "json" {
 				return printJSON(cmd.OutOrStdout(), raw)
@@ -361,8 +325,111 @@ func newObjPutCmd(o *objFlags) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&contentType, "content-type", "", "content type (default: guessed from FILE's extension, else application/octet-stream)")
 	cmd.Flags().StringArrayVar(&meta, "meta", nil, "user metadata name=value (repeatable; names: a-z, 0-9, '-', '_')")
-	cmd.Flags().StringVar(&progress, "progress", "auto", "progress bar on stderr: auto (on a terminal, for 8 MiB or more or an unknown size), always or never")
+	progressFlag(cmd, &progress)
 	return cmd
+}
+
+// transfer names one upload or download for messages and progress.
+type transfer struct {
+	what, name string // "object" and its key, "file" and its path
+	source     string // upload: the FILE or "-"
+	progress   string // --progress: auto, always or never
+}
+
+// uploadSource checks the args of a put (NAME [FILE|-]) with check and
+// its --progress, then opens what it sends (openSource).
+func uploadSource(cmd *cobra.Command, args []string, check func(string) error, progress string) (src string, body io.Reader, size int64, done func(), err error) {
+	if err := check(args[0]); err != nil {
+		return "", nil, 0, nil, err
+	}
+	if err := checkProgressMode(progress); err != nil {
+		return "", nil, 0, nil, err
+	}
+	src = "-"
+	if len(args) == 2 {
+		src = args[1]
+	}
+	body, size, done, err = openSource(cmd, src)
+	if err != nil {
+		return "", nil, 0, nil, fmt.Errorf("put %s: %w", args[0], err)
+	}
+	return src, body, size, done, nil
+}
+
+// openSource opens what an upload sends: FILE, or stdin for "-". size is
+// what is left to read of a regular file, else -1; done closes FILE.
+func openSource(cmd *cobra.Command, src string) (body io.Reader, size int64, done func(), err error) {
+	if src == "-" {
+		body = cmd.InOrStdin()
+		size = -1
+		if f, ok := body.(*os.File); ok {
+			size = regularRemaining(f)
+		}
+		return body, size, func() {}, nil
+	}
+	f, err := os.Open(src)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	st, err := f.Stat()
+	if err == nil && st.IsDir() {
+		err = fmt.Errorf("%s is a folder, not a file", src)
+	}
+	if err != nil {
+		f.Close()
+		return nil, 0, nil, err
+	}
+	return f, regularRemaining(f), func() { f.Close() }, nil
+}
+
+// upload PUTs body (size bytes, -1: unknown) to u with header, showing
+// progress, and returns the answer's JSON once its "sha256" matches what
+// was sent.
+func (c *transferClient) upload(cmd *cobra.Command, u string, header http.Header, t transfer, body io.Reader, size int64) ([]byte, error) {
+	ctx, stop := interruptible(cmd.Context())
+	defer stop()
+	hash := sha256.New()
+	bar := progressWriter{newProgress(t.progress, cmd.ErrOrStderr(), size, "put "+t.name)}
+	source := &sourceReader{r: body, name: t.source}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, io.TeeReader(source, io.MultiWriter(hash, bar)))
+	if err != nil {
+		return nil, fmt.Errorf("put %s: %w", t.name, err)
+	}
+	req.Header = header
+	if size == 0 {
+		req.Body = http.NoBody // a length of 0 with a body would read as unknown
+	}
+	if size >= 0 {
+		req.ContentLength = size
+	}
+	resp, err := c.do(req)
+	bar.finish(err == nil)
+	if source.err != nil && err != nil {
+		// The transport reports a failing body as its own error.
+		return nil, fmt.Errorf("put %s: read %s: %w (nothing was stored)", t.name, source.name, source.err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("put %s: %w", t.name, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("put %s: read answer: %w", t.name, err)
+	}
+	var stored struct {
+		SHA256 string `json:"sha256"`
+	}
+	if err := json.Unmarshal(raw, &stored); err != nil {
+		return nil, fmt.Errorf("put %s: decode answer: %w", t.name, err)
+	}
+	if stored.SHA256 == "" && t.what == "file" && header.Get("X-DW-Content-SHA256") == "" {
+		// A file store hashes only when asked: nothing to compare.
+		return raw, nil
+	}
+	if sent := hex.EncodeToString(hash.Sum(nil)); stored.SHA256 != sent {
+		return nil, fmt.Errorf("put %s: the host stored SHA-256 %s but %s was sent; the %s is damaged, put it again", t.name, stored.SHA256, sent, t.what)
+	}
+	return raw, nil
 }
 
 // sourceReader remembers why reading the upload's source failed.
@@ -414,85 +481,23 @@ func newObjGetCmd(o *objFlags) *cobra.Command {
 			if err := checkKey(key); err != nil {
 				return err
 			}
-			if err := checkProgressMode(progress); err != nil {
+			dst, err := downloadTarget(args, progress, rng)
+			if err != nil {
 				return err
-			}
-			if rng != "" && !rangeRE.MatchString(rng) {
-				return fmt.Errorf("--range %q: want FIRST-LAST, FIRST- or -COUNT (bytes, from 0), e.g. 0-99, 100- or -50", rng)
-			}
-			dst := "-"
-			if len(args) == 2 {
-				dst = args[1]
-			}
-			if dst != "-" {
-				if st, err := os.Stat(dst); err == nil && st.IsDir() {
-					return fmt.Errorf("get %s: %s is a folder; name the file to write", key, dst)
-				}
 			}
 			c := o.client()
 			defer c.close()
-			ctx, stop := interruptible(cmd.Context())
-			defer stop()
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.objectURL(key), nil)
-			if err != nil {
-				return fmt.Errorf("get %s: %w", key, err)
-			}
-			if rng != "" {
-				req.Header.Set("Range", "bytes="+rng)
-			}
-			resp, err := c.do(req)
-			if err != nil {
-				return fmt.Errorf("get %s: %w", key, err)
-			}
-			defer resp.Body.Close()
-			obj := objectFromHeaders(key, resp.Header, resp.ContentLength)
-			if cr := resp.Header.Get("Content-Range"); resp.StatusCode == http.StatusPartialContent {
-				// "bytes first-last/size": the object's size follows the slash.
-				if _, total, ok := strings.Cut(cr, "/"); ok {
-					if n, err := strconv.ParseInt(total, 10, 64); err == nil {
-						obj.Size = n
-					}
+			var obj objectInfo
+			t := transfer{what: "object", name: key, progress: progress}
+			n, whole, err := c.download(cmd, c.objectURL(key), rng, dst, t, func(resp *http.Response) string {
+				obj = objectFromHeaders(key, resp.Header, resp.ContentLength)
+				if total, ok := rangeTotal(resp); ok {
+					obj.Size = total
 				}
-			}
-			whole := resp.StatusCode == http.StatusOK
-			bar := progressWriter{newProgress(progress, cmd.ErrOrStderr(), resp.ContentLength, "get "+key)}
-
-			copyBody := func(w io.Writer) (int64, error) {
-				hash := sha256.New()
-				n, err := io.Copy(io.MultiWriter(w, hash, bar), resp.Body)
-				if err != nil {
-					if ctx.Err() != nil {
-						return n, fmt.Errorf("interrupted after %d bytes", n)
-					}
-					return n, fmt.Errorf("download failed after %d bytes: %w", n, err)
-				}
-				if resp.ContentLength >= 0 && n != resp.ContentLength {
-					return n, fmt.Errorf("download ended after %d of %d bytes", n, resp.ContentLength)
-				}
-				if got := hex.EncodeToString(hash.Sum(nil)); whole && obj.SHA256 != "" && got != obj.SHA256 {
-					return n, fmt.Errorf("SHA-256 mismatch: the data read has %s, the object has %s", got, obj.SHA256)
-				}
-				return n, nil
-			}
-			var n int64
-			if dst == "-" {
-				n, err = copyBody(cmd.OutOrStdout())
-			} else {
-				err = writeAtomically(dst, func(f io.Writer) error {
-					var err error
-					n, err = copyBody(f)
-					return err
-				})
-			}
-			bar.finish(err == nil)
-			if err != nil {
-				if dst != "-" {
-					return fmt.Errorf("get %s: %w (%s was not written)", key, err, dst)
-				}
-				return fmt.Errorf("get %s: %w", key, err)
-			}
-			if dst == "-" {
-				return nil
+				return obj.SHA256
+			})
+			if err != nil || dst == "-" {
+				return err
 			}
 			if o.g.output == "json" {
 				raw, _ := json.Marshal(obj)
@@ -506,9 +511,105 @@ func newObjGetCmd(o *objFlags) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&rng, "range", "", "fetch only bytes FIRST-LAST, FIRST- or -COUNT (the last COUNT bytes)")
-	cmd.Flags().StringVar(&progress, "progress", "auto", "progress bar on stderr: auto (on a terminal, for 8 MiB or more or an unknown size), always or never")
+	cmd.Flags().StringVar(&rng, "range", "", rangeUsage)
+	progressFlag(cmd, &progress)
 	return cmd
+}
+
+// downloadTarget checks the flags of a get (args: NAME [FILE|-]) and
+// returns where it writes: FILE, or "-" for stdout.
+func downloadTarget(args []string, progress, rng string) (string, error) {
+	name := args[0]
+	if err := checkProgressMode(progress); err != nil {
+		return "", err
+	}
+	if rng != "" && !rangeRE.MatchString(rng) {
+		return "", fmt.Errorf("--range %q: want FIRST-LAST, FIRST- or -COUNT (bytes, from 0), e.g. 0-99, 100- or -50", rng)
+	}
+	dst := "-"
+	if len(args) == 2 {
+		dst = args[1]
+	}
+	if dst != "-" {
+		if st, err := os.Stat(dst); err == nil && st.IsDir() {
+			return "", fmt.Errorf("get %s: %s is a folder; name the file to write", name, dst)
+		}
+	}
+	return dst, nil
+}
+
+// download GETs u (only the bytes rng, e.g. "0-99", when set) into dst
+// ("-": stdout), showing progress. FILE is written through
+// writeAtomically. answered reads the answer's headers and returns the
+// SHA-256 a whole body must have (empty: not checked). whole reports
+// whether the whole body came (200).
+func (c *transferClient) download(cmd *cobra.Command, u, rng, dst string, t transfer, answered func(*http.Response) string) (n int64, whole bool, err error) {
+	ctx, stop := interruptible(cmd.Context())
+	defer stop()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return 0, false, fmt.Errorf("get %s: %w", t.name, err)
+	}
+	if rng != "" {
+		req.Header.Set("Range", "bytes="+rng)
+	}
+	resp, err := c.do(req)
+	if err != nil {
+		return 0, false, fmt.Errorf("get %s: %w", t.name, err)
+	}
+	defer resp.Body.Close()
+	want := answered(resp)
+	whole = resp.StatusCode == http.StatusOK
+	bar := progressWriter{newProgress(t.progress, cmd.ErrOrStderr(), resp.ContentLength, "get "+t.name)}
+
+	copyBody := func(w io.Writer) (int64, error) {
+		hash := sha256.New()
+		n, err := io.Copy(io.MultiWriter(w, hash, bar), resp.Body)
+		if err != nil {
+			if ctx.Err() != nil {
+				return n, fmt.Errorf("interrupted after %d bytes", n)
+			}
+			return n, fmt.Errorf("download failed after %d bytes: %w", n, err)
+		}
+		if resp.ContentLength >= 0 && n != resp.ContentLength {
+			return n, fmt.Errorf("download ended after %d of %d bytes", n, resp.ContentLength)
+		}
+		if got := hex.EncodeToString(hash.Sum(nil)); whole && want != "" && got != want {
+			return n, fmt.Errorf("SHA-256 mismatch: the data read has %s, the %s has %s", got, t.what, want)
+		}
+		return n, nil
+	}
+	if dst == "-" {
+		n, err = copyBody(cmd.OutOrStdout())
+	} else {
+		err = writeAtomically(dst, func(f io.Writer) error {
+			var err error
+			n, err = copyBody(f)
+			return err
+		})
+	}
+	bar.finish(err == nil)
+	if err != nil {
+		if dst != "-" {
+			return n, whole, fmt.Errorf("get %s: %w (%s was not written)", t.name, err, dst)
+		}
+		return n, whole, fmt.Errorf("get %s: %w", t.name, err)
+	}
+	return n, whole, nil
+}
+
+// rangeTotal is the size of the whole body from a 206's Content-Range
+// ("bytes first-last/size").
+func rangeTotal(resp *http.Response) (int64, bool) {
+	if resp.StatusCode != http.StatusPartialContent {
+		return 0, false
+	}
+	_, total, ok := strings.Cut(resp.Header.Get("Content-Range"), "/")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(total, 10, 64)
+	return n, err == nil
 }
 
 // writeAtomically writes path through a temporary file in its folder that
@@ -583,19 +684,10 @@ func newObjStatCmd(o *objFlags) *cobra.Command {
 			}
 			c := o.client()
 			defer c.close()
-			req, err := http.NewRequestWithContext(cmd.Context(), http.MethodHead, c.objectURL(key), nil)
+			resp, err := c.head(cmd, c.objectURL(key), "object", key)
 			if err != nil {
-				return fmt.Errorf("stat %s: %w", key, err)
+				return err
 			}
-			resp, err := c.do(req)
-			if err != nil {
-				var ae *apiError
-				if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
-					ae.Message = fmt.Sprintf("object %q not found", key)
-				}
-				return fmt.Errorf("stat %s: %w", key, err)
-			}
-			resp.Body.Close()
 			obj := objectFromHeaders(key, resp.Header, resp.ContentLength)
 			out := cmd.OutOrStdout()
 			if o.g.output == "json" {
@@ -616,6 +708,25 @@ func newObjStatCmd(o *objFlags) *cobra.Command {
 			return tw.Flush()
 		},
 	}
+}
+
+// head sends HEAD u for the item what ("object", "file") named name; the
+// answer's body is closed.
+func (c *transferClient) head(cmd *cobra.Command, u, what, name string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(cmd.Context(), http.MethodHead, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("stat %s: %w", name, err)
+	}
+	resp, err := c.do(req)
+	if err != nil {
+		var ae *apiError
+		if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+			ae.Message = fmt.Sprintf("%s %q not found", what, name)
+		}
+		return nil, fmt.Errorf("stat %s: %w", name, err)
+	}
+	resp.Body.Close()
+	return resp, nil
 }
 
 // listPage is GET /v1/objects.
@@ -786,45 +897,52 @@ func newObjRmCmd(o *objFlags) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c := o.client()
 			defer c.close()
-			var removed []string
-			var failed int
-			for _, key := range args {
-				err := checkKey(key)
-				if err == nil {
-					var req *http.Request
-					req, err = http.NewRequestWithContext(cmd.Context(), http.MethodDelete, c.objectURL(key), nil)
-					if err == nil {
-						var resp *http.Response
-						if resp, err = c.do(req); err == nil {
-							resp.Body.Close()
-						}
-					}
-				}
-				if err != nil {
-					failed++
-					fmt.Fprintf(cmd.ErrOrStderr(), "dw: rm %s: %v\n", key, err)
-					continue
-				}
-				removed = append(removed, key)
-				if o.g.output != "json" {
-					fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", key)
-				}
-			}
-			if o.g.output == "json" {
-				if removed == nil {
-					removed = []string{}
-				}
-				raw, _ := json.Marshal(map[string]any{"removed": removed})
-				if err := printJSON(cmd.OutOrStdout(), raw); err != nil {
-					return err
-				}
-			}
-			if failed > 0 {
-				return fmt.Errorf("rm: %d of %d objects could not be removed", failed, len(args))
-			}
-			return nil
+			return c.removeEach(cmd, o.g, args, checkKey, c.objectURL, "objects")
 		},
 	}
+}
+
+// removeEach DELETEs each of names (checked by check; at urlOf(name)),
+// saying what became of each, and fails if any could not be removed;
+// what names them in that error ("objects").
+func (c *transferClient) removeEach(cmd *cobra.Command, g *globalFlags, names []string, check func(string) error, urlOf func(string) string, what string) error {
+	var removed []string
+	var failed int
+	for _, name := range names {
+		err := check(name)
+		if err == nil {
+			var req *http.Request
+			req, err = http.NewRequestWithContext(cmd.Context(), http.MethodDelete, urlOf(name), nil)
+			if err == nil {
+				var resp *http.Response
+				if resp, err = c.do(req); err == nil {
+					resp.Body.Close()
+				}
+			}
+		}
+		if err != nil {
+			failed++
+			fmt.Fprintf(cmd.ErrOrStderr(), "dw: rm %s: %v\n", name, err)
+			continue
+		}
+		removed = append(removed, name)
+		if g.output != "json" {
+			fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", name)
+		}
+	}
+	if g.output == "json" {
+		if removed == nil {
+			removed = []string{}
+		}
+		raw, _ := json.Marshal(map[string]any{"removed": removed})
+		if err := printJSON(cmd.OutOrStdout(), raw); err != nil {
+			return err
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("rm: %d of %d %s could not be removed", failed, len(names), what)
+	}
+	return nil
 }
 
 // humanSize writes n bytes in IEC units.

@@ -59,6 +59,7 @@ func newRootCmd() *cobra.Command {
 		newPluginCmd(g),
 		newConfigCmd(g),
 		newObjCmd(g),
+		newFsCmd(g),
 	)
 	return root
 }

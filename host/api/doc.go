@@ -28,9 +28,19 @@
 // dbstorage subsystem, streaming bodies both ways in 1 MiB messages. Object
 // keys are taken from the escaped path and decoded by the handler, so that
 // keys such as "a//b" or "x/../y" reach the store unchanged: these routes
-// bypass http.ServeMux's path cleaning (and its redirects), and nothing else
-// does. A plugin error after the response headers are out aborts the
-// connection, so that a client never takes a short body for a whole one.
+// bypass http.ServeMux's path cleaning (and its redirects), and only they
+// and the file routes do. A plugin error after the response headers are
+// out aborts the connection, so that a client never takes a short body for
+// a whole one.
+//
+// File routes (files.go): PUT, GET, HEAD and DELETE /v1/files/{path...}
+// and the folder listings GET /v1/files/ and /v1/files/{dir}/ speak
+// dw.sdk.v1.FileStore to the plugin of the filesystem subsystem, with the
+// X-DW-Priority of the request. Paths are decoded once from the escaped
+// path and must pass sdk.ValidateFilePath before any plugin call: a name
+// that climbs out of the root is a logged 400, never cleaned into another
+// path. They share the object routes' streaming, Range and conditional
+// request code (serveDownload, sendBody).
 //
 // More routes (the config endpoints) are added with [Server.Handle] and get
 // the same authentication, metrics, logging and panic recovery.

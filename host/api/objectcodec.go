@@ -12,13 +12,13 @@ import (
 	dwv1 "github.com/datawarehouse/dw/sdk/proto/dw/v1"
 )
 
-// objectCodec is the gRPC codec of the host's ObjectStore.Get calls. It is
-// the standard proto codec, except that it decodes a data message of the
-// stream into an *objectData, copying the bytes once into a buffer the
-// request reuses. The standard codec copies them twice (into one
-// contiguous buffer, then into a new slice for the proto field) and leaves
-// a megabyte of garbage per message: on a large download that is a tenth
-// of the host's CPU.
+// objectCodec is the gRPC codec of the host's ObjectStore.Get and
+// FileStore.Get calls. It is the standard proto codec, except that it
+// decodes a data message of the stream into a *streamData, copying the
+// bytes once into a buffer the request reuses. The standard codec copies
+// them twice (into one contiguous buffer, then into a new slice for the
+// proto field) and leaves a megabyte of garbage per message: on a large
+// download that is a tenth of the host's CPU.
 type objectCodec struct{}
 
 var protoCodec = encoding.GetCodecV2("proto")
@@ -29,25 +29,42 @@ func (objectCodec) Name() string { return "proto" }
 func (objectCodec) Marshal(v any) (mem.BufferSlice, error) { return protoCodec.Marshal(v) }
 
 func (objectCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	if d, ok := v.(*objectData); ok {
+	if d, ok := v.(streamDecoder); ok {
 		return d.decode(data)
 	}
 	return protoCodec.Unmarshal(data, v)
 }
 
-// objectData receives one message of a Get stream. For a data message,
-// Data holds its bytes (valid until the next message is received into the
-// same objectData); any other message is decoded whole into Other.
-type objectData struct {
+// streamDecoder is a *streamData of any Get stream.
+type streamDecoder interface{ decode(mem.BufferSlice) error }
+
+// streamData receives one message M of a Get stream whose oneof has the
+// header in field 1 and the data bytes in field 2 (GetObjectResponse,
+// GetFileResponse). For a data message, Data holds its bytes (valid until
+// the next message is received into the same streamData); any other
+// message is decoded whole into Other.
+type streamData[M any, PM interface {
+	*M
+	proto.Message
+}] struct {
 	buf   []byte
 	Data  []byte
-	Other *dwv1.GetObjectResponse
+	Other PM
 }
 
-// dataTag is the key of GetObjectResponse.data (field 2, bytes).
-var dataTag = uint64(protowire.EncodeTag(2, protowire.BytesType))
+// objectData receives one message of an ObjectStore.Get stream.
+type objectData = streamData[dwv1.GetObjectResponse, *dwv1.GetObjectResponse]
 
-func (d *objectData) decode(data mem.BufferSlice) error {
+// Field numbers of the Get stream messages.
+const (
+	getHeaderField = 1
+	getDataField   = 2
+)
+
+// dataTag is the key of the data field (bytes).
+var dataTag = uint64(protowire.EncodeTag(getDataField, protowire.BytesType))
+
+func (d *streamData[M, PM]) decode(data mem.BufferSlice) error {
 	d.Data, d.Other = nil, nil
 	r := data.Reader()
 	defer r.Close()
@@ -67,12 +84,14 @@ func (d *objectData) decode(data mem.BufferSlice) error {
 	}
 	// Anything else (the header, or data encoded some other valid way):
 	// decode the whole message.
-	m := &dwv1.GetObjectResponse{}
+	m := PM(new(M))
 	if err := proto.Unmarshal(data.Materialize(), m); err != nil {
 		return fmt.Errorf("decode object stream message: %w", err)
 	}
-	if m.GetHeader() == nil {
-		d.Data = m.GetData()
+	pr := m.ProtoReflect()
+	fields := pr.Descriptor().Fields()
+	if !pr.Has(fields.ByNumber(getHeaderField)) {
+		d.Data = pr.Get(fields.ByNumber(getDataField)).Bytes()
 		return nil
 	}
 	d.Other = m

@@ -50,6 +50,7 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/datawarehouse/dw/sdk"
@@ -94,18 +95,18 @@ var objectPatterns = []string{
 	"DELETE " + objectsPath + "/{key...}",
 }
 
-// registerObjectRoutes registers the object routes like every route (so
-// that a conflicting Handle is caught), although route dispatches them
-// itself through objectRoute before the ServeMux could clean their paths.
-func (s *Server) registerObjectRoutes() {
+// registerDirectRoutes registers routes that route dispatches itself
+// through match before the ServeMux could clean their paths (objectRoute,
+// fileRoute) like every route, so that a conflicting Handle is caught.
+func (s *Server) registerDirectRoutes(patterns []string, match func(*http.Request) (http.Handler, string, bool)) {
 	serve := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if h, pattern, ok := s.objectRoute(r); ok && pattern != "" {
+		if h, pattern, ok := match(r); ok && pattern != "" {
 			h.ServeHTTP(w, r)
 			return
 		}
 		WriteError(w, &httpError{status: http.StatusNotFound, code: "not_found", msg: "no route for " + r.Method + " " + r.URL.Path})
 	})
-	for _, p := range objectPatterns {
+	for _, p := range patterns {
 		s.handle(p, serve, false)
 	}
 }
@@ -121,16 +122,29 @@ func (s *Server) objectRoute(r *http.Request) (h http.Handler, pattern string, o
 		return nil, "", false
 	}
 	if list {
-		if r.Method == http.MethodGet || r.Method == http.MethodHead {
-			return http.HandlerFunc(s.listObjects), "GET " + objectsPath, true
-		}
-		return allowOnly("GET, HEAD"), "", true
+		return listingRoute(r, objectsPath, s.listObjects)
 	}
+	return itemRoute(r, objectsPath+"/{key...}", func(w http.ResponseWriter, r *http.Request) {
+		s.serveObject(w, r, escapedKey)
+	})
+}
+
+// listingRoute routes r to the listing serve, whose route label is "GET
+// "+path, for GET and HEAD, and to a 405 otherwise.
+func listingRoute(r *http.Request, path string, serve http.HandlerFunc) (http.Handler, string, bool) {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return serve, "GET " + path, true
+	}
+	return allowOnly("GET, HEAD"), "", true
+}
+
+// itemRoute routes r to serve, which serves one item (an object, a file)
+// and whose route label is the method and path, for PUT, GET, HEAD and
+// DELETE, and to a 405 otherwise.
+func itemRoute(r *http.Request, path string, serve http.HandlerFunc) (http.Handler, string, bool) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete:
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			s.serveObject(w, r, escapedKey)
-		}), r.Method + " " + objectsPath + "/{key...}", true
+		return serve, r.Method + " " + path, true
 	}
 	return allowOnly("DELETE, GET, HEAD, PUT"), "", true
 }
@@ -201,8 +215,11 @@ func parseQuery(raw, where string, allowed ...string) (map[string]string, error)
 	out := make(map[string]string, len(q))
 	for _, name := range slices.Sorted(maps.Keys(q)) {
 		if !slices.Contains(allowed, name) {
-			return nil, fmt.Errorf("query parameter %s on %s: %w: unknown; allowed: %s",
-				shown(name), where, sdk.ErrInvalidArgument, strings.Join(allowed, ", "))
+			list := strings.Join(allowed, ", ")
+			if list == "" {
+				list = "none"
+			}
+			return nil, fmt.Errorf("query parameter %s on %s: %w: unknown; allowed: %s", shown(name), where, sdk.ErrInvalidArgument, list)
 		}
 		if n := len(q[name]); n > 1 {
 			return nil, fmt.Errorf("query parameter %s on %s: %w: given %d times; give it once", name, where, sdk.ErrInvalidArgument, n)
@@ -229,27 +246,44 @@ func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 // objectStore returns the ObjectStore client of the dbstorage plugin. A
 // plugin that is missing, disabled or down is sdk.ErrUnavailable (503).
 func (s *Server) objectStore() (dwv1.ObjectStoreClient, error) {
-	c, err := s.plugins.Client(ObjectsSubsystem)
+	conn, err := s.storeConn(ObjectsSubsystem, "object store")
 	if err != nil {
-		if errors.Is(err, sdk.ErrNotFound) {
-			// Not the object that is missing: the store is.
-			return nil, fmt.Errorf("object store: %w: subsystem %s is not loaded (%v)", sdk.ErrUnavailable, ObjectsSubsystem, err)
-		}
-		return nil, fmt.Errorf("object store: subsystem %s: %w", ObjectsSubsystem, err)
+		return nil, err
 	}
-	return dwv1.NewObjectStoreClient(c.Conn()), nil
+	return dwv1.NewObjectStoreClient(conn), nil
 }
 
-// objectCtx is the request's context carrying the caller identity to the
+// storeConn returns the connection to the plugin of subsystem, which
+// serves the store named what. A plugin that is missing, disabled or down
+// is sdk.ErrUnavailable (503).
+func (s *Server) storeConn(subsystem, what string) (*grpc.ClientConn, error) {
+	c, err := s.plugins.Client(subsystem)
+	if err != nil {
+		if errors.Is(err, sdk.ErrNotFound) {
+			// Not the object or file that is missing: the store is.
+			return nil, fmt.Errorf("%s: %w: subsystem %s is not loaded (%v)", what, sdk.ErrUnavailable, subsystem, err)
+		}
+		return nil, fmt.Errorf("%s: subsystem %s: %w", what, subsystem, err)
+	}
+	return c.Conn(), nil
+}
+
+// callerCtx is the request's context carrying the caller identity to the
 // plugin.
-func objectCtx(r *http.Request) context.Context {
+func callerCtx(r *http.Request) context.Context {
 	return sdk.WithCaller(r.Context(), Caller(r.Context()))
 }
 
 // storeError turns an error of an ObjectStore call into one that maps to
 // its status.
 func storeError(r *http.Request, op, key string, err error) error {
-	return pluginError(r, fmt.Errorf("%s object %s: %w", op, shown(key), sdk.FromStatus(err)))
+	return callError(r, op, "object", key, err)
+}
+
+// callError turns an error of a store's call on the item what ("object",
+// "file") named name into one that maps to its status.
+func callError(r *http.Request, op, what, name string, err error) error {
+	return pluginError(r, fmt.Errorf("%s %s %s: %w", op, what, shown(name), sdk.FromStatus(err)))
 }
 
 // objectJSON is an object's info in every /v1/objects answer.
@@ -333,8 +367,8 @@ func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, escapedKey 
 // putHeader builds the Put header message from the request headers.
 func putHeader(r *http.Request, key, strategy string) (*dwv1.PutObjectHeader, error) {
 	h := r.Header
-	if _, ok := h["Content-Range"]; ok {
-		return nil, fmt.Errorf("put object %s: %w: partial PUT (Content-Range) is not supported; send the whole object", shown(key), sdk.ErrInvalidArgument)
+	if err := checkWholeBody(h, "object", key); err != nil {
+		return nil, err
 	}
 	ct := defaultContentType
 	switch vs := h.Values("Content-Type"); {
@@ -351,22 +385,43 @@ func putHeader(r *http.Request, key, strategy string) (*dwv1.PutObjectHeader, er
 	if err != nil {
 		return nil, fmt.Errorf("put object %s: %w", shown(key), err)
 	}
-	var sum string
+	sum, err := contentSHA256(h, "object", key)
+	if err != nil {
+		return nil, err
+	}
+	return &dwv1.PutObjectHeader{Key: key, Strategy: strategy, ContentType: ct, Metadata: md, Size: bodySize(r), Sha256: sum}, nil
+}
+
+// checkWholeBody refuses a partial PUT of the item what named name.
+func checkWholeBody(h http.Header, what, name string) error {
+	if _, ok := h["Content-Range"]; ok {
+		return fmt.Errorf("put %s %s: %w: partial PUT (Content-Range) is not supported; send the whole %s", what, shown(name), sdk.ErrInvalidArgument, what)
+	}
+	return nil
+}
+
+// contentSHA256 returns the X-DW-Content-SHA256 of a PUT of the item what
+// named name: 64 lowercase hex digits, or empty when not given.
+func contentSHA256(h http.Header, what, name string) (string, error) {
 	switch vs := h.Values(sha256Header); {
 	case len(vs) > 1:
-		return nil, fmt.Errorf("put object %s: %w: X-DW-Content-SHA256 given %d times; give it once", shown(key), sdk.ErrInvalidArgument, len(vs))
+		return "", fmt.Errorf("put %s %s: %w: X-DW-Content-SHA256 given %d times; give it once", what, shown(name), sdk.ErrInvalidArgument, len(vs))
 	case len(vs) == 1:
 		if !isSHA256Hex(vs[0]) {
-			return nil, fmt.Errorf("put object %s: X-DW-Content-SHA256 %s: %w: must be 64 lowercase hex digits",
-				shown(key), shown(vs[0]), sdk.ErrInvalidArgument)
+			return "", fmt.Errorf("put %s %s: X-DW-Content-SHA256 %s: %w: must be 64 lowercase hex digits",
+				what, shown(name), shown(vs[0]), sdk.ErrInvalidArgument)
 		}
-		sum = vs[0]
+		return vs[0], nil
 	}
-	size := r.ContentLength
-	if size < 0 {
-		size = -1
+	return "", nil
+}
+
+// bodySize is the size a PUT announces (Content-Length), or -1.
+func bodySize(r *http.Request) int64 {
+	if r.ContentLength < 0 {
+		return -1
 	}
-	return &dwv1.PutObjectHeader{Key: key, Strategy: strategy, ContentType: ct, Metadata: md, Size: size, Sha256: sum}, nil
+	return r.ContentLength
 }
 
 func isSHA256Hex(s string) bool {
@@ -435,36 +490,60 @@ func validMetaName(name string) bool {
 
 // putObject streams the request body to the plugin's Put.
 func (s *Server) putObject(w http.ResponseWriter, r *http.Request, store dwv1.ObjectStoreClient, hdr *dwv1.PutObjectHeader) {
-	ctx, cancel := context.WithCancel(objectCtx(r))
+	ctx, cancel := context.WithCancel(callerCtx(r))
 	defer cancel()
 	info, err := sendObject(ctx, cancel, store, hdr, r.Body)
 	if err != nil {
-		if errors.Is(err, errBody) {
-			if r.Context().Err() != nil {
-				err = fmt.Errorf("put object %s: %w (the client went away)", shown(hdr.GetKey()), r.Context().Err())
-			} else {
-				err = fmt.Errorf("put object %s: %w: %w", shown(hdr.GetKey()), sdk.ErrInvalidArgument, err)
-			}
-			WriteError(w, err)
-			return
-		}
-		WriteError(w, storeError(r, "put", hdr.GetKey(), err))
+		WriteError(w, uploadError(r, "object", hdr.GetKey(), err))
 		return
 	}
 	w.Header().Set("ETag", etagOf(info))
 	WriteJSON(w, http.StatusOK, toObjectJSON(info))
 }
 
+// uploadError turns an error of sendBody for the item what ("object",
+// "file") named name into one that maps to its status: a body that failed
+// is the client's error (400, or 499 when it went away), anything else the
+// plugin's.
+func uploadError(r *http.Request, what, name string, err error) error {
+	if !errors.Is(err, errBody) {
+		return callError(r, "put", what, name, err)
+	}
+	if r.Context().Err() != nil {
+		return fmt.Errorf("put %s %s: %w (the client went away)", what, shown(name), r.Context().Err())
+	}
+	return fmt.Errorf("put %s %s: %w: %w", what, shown(name), sdk.ErrInvalidArgument, err)
+}
+
 // errBody marks a failure to read the request body.
 var errBody = errors.New("read request body")
 
-// sendObject sends hdr and then body in messages of putMessageBytes,
-// through one reused buffer (grpc-go marshals a message before Send
-// returns). A body that fails cancels the call (cancel), so that the
-// plugin sees an aborted stream, never a normal end; the error then wraps
-// errBody. Other errors are the plugin's, not yet through FromStatus.
+// sendObject sends hdr and then body to the ObjectStore's Put (sendBody).
 func sendObject(ctx context.Context, cancel context.CancelFunc, store dwv1.ObjectStoreClient, hdr *dwv1.PutObjectHeader, body io.Reader) (*dwv1.ObjectInfo, error) {
-	stream, err := store.Put(ctx)
+	part := &dwv1.PutObjectRequest_Data{}
+	msg := &dwv1.PutObjectRequest{Part: part}
+	resp, err := sendBody(ctx, cancel, store.Put, &dwv1.PutObjectRequest{Part: &dwv1.PutObjectRequest_Header{Header: hdr}},
+		hdr.GetSize(), body, func(b []byte) *dwv1.PutObjectRequest { part.Data = b; return msg })
+	if err != nil {
+		return nil, err
+	}
+	if resp.GetInfo() == nil {
+		return nil, errors.New("plugin answered the upload without the object's info")
+	}
+	return resp.GetInfo(), nil
+}
+
+// sendBody runs a store's client-streaming Put (put): it sends header, then
+// body (of size bytes, -1: unknown) in messages of putMessageBytes through
+// one reused buffer (grpc-go marshals a message before Send returns);
+// data returns the data message holding a piece of the body. A body that
+// fails cancels the call (cancel), so that the plugin sees an aborted
+// stream, never a normal end; the error then wraps errBody. Other errors
+// are the plugin's, not yet through FromStatus.
+func sendBody[Req, Resp any](ctx context.Context, cancel context.CancelFunc,
+	put func(context.Context, ...grpc.CallOption) (grpc.ClientStreamingClient[Req, Resp], error),
+	header *Req, size int64, body io.Reader, data func([]byte) *Req) (*Resp, error) {
+	stream, err := put(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -479,13 +558,11 @@ func sendObject(ctx context.Context, cancel context.CancelFunc, store dwv1.Objec
 		}
 		return err
 	}
-	if err := stream.Send(&dwv1.PutObjectRequest{Part: &dwv1.PutObjectRequest_Header{Header: hdr}}); err != nil {
+	if err := stream.Send(header); err != nil {
 		return nil, sendFailed(err)
 	}
-	buf, release := putBuffer(hdr.GetSize())
+	buf, release := putBuffer(size)
 	defer release()
-	data := &dwv1.PutObjectRequest_Data{}
-	msg := &dwv1.PutObjectRequest{Part: data}
 	for {
 		n, rerr := fill(body, buf)
 		if rerr != nil && rerr != io.EOF {
@@ -493,8 +570,7 @@ func sendObject(ctx context.Context, cancel context.CancelFunc, store dwv1.Objec
 			return nil, fmt.Errorf("%w: %w", errBody, rerr)
 		}
 		if n > 0 {
-			data.Data = buf[:n]
-			if err := stream.Send(msg); err != nil {
+			if err := stream.Send(data(buf[:n])); err != nil {
 				return nil, sendFailed(err)
 			}
 		}
@@ -502,14 +578,7 @@ func sendObject(ctx context.Context, cancel context.CancelFunc, store dwv1.Objec
 			break
 		}
 	}
-	resp, err := stream.CloseAndRecv()
-	if err != nil {
-		return nil, err
-	}
-	if resp.GetInfo() == nil {
-		return nil, errors.New("plugin answered the upload without the object's info")
-	}
-	return resp.GetInfo(), nil
+	return stream.CloseAndRecv()
 }
 
 // putBuffers recycles the 1 MiB message buffers of large uploads: zeroing
@@ -543,17 +612,19 @@ func fill(r io.Reader, buf []byte) (int, error) {
 	return n, nil
 }
 
-// setObjectHeaders sets the headers GET and HEAD answer for an object
-// (not Content-Length).
+// objectMeta is what GET and HEAD answer of an object.
+func objectMeta(info *dwv1.ObjectInfo) bodyMeta {
+	return bodyMeta{size: info.GetSize(), etag: etagOf(info), modified: info.GetModifiedAt().AsTime(),
+		headers: func(h http.Header) { setObjectHeaders(h, info) }}
+}
+
+// setObjectHeaders sets the object's own headers of a GET or HEAD.
 func setObjectHeaders(h http.Header, info *dwv1.ObjectInfo) {
 	ct := info.GetContentType()
 	if ct == "" {
 		ct = defaultContentType
 	}
 	h.Set("Content-Type", ct)
-	setValidators(h, info)
-	h.Set("Accept-Ranges", "bytes")
-	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set(sha256Header, info.GetSha256())
 	h.Set("X-Dw-Strategy", info.GetStrategy())
 	h.Set("X-Dw-Created-At", rfc3339(info.GetCreatedAt()))
@@ -565,10 +636,160 @@ func setObjectHeaders(h http.Header, info *dwv1.ObjectInfo) {
 	}
 }
 
+// objectDownload is the GET of one object.
+func (s *Server) objectDownload(r *http.Request, store dwv1.ObjectStoreClient, key, strategy string) download {
+	return download{
+		what: "object", name: key, logName: "key",
+		fail: func(err error) error { return storeError(r, "get", key, err) },
+		stat: func(ctx context.Context) (bodyMeta, error) {
+			ctx, cancel := context.WithTimeout(ctx, s.requestTimeout)
+			defer cancel()
+			resp, err := store.Stat(ctx, &dwv1.StatObjectRequest{Key: key, Strategy: strategy})
+			if err != nil {
+				return bodyMeta{}, storeError(r, "stat", key, err)
+			}
+			return objectMeta(resp.GetInfo()), nil
+		},
+		get: func(ctx context.Context, offset int64, length *int64) (bodyStream, error) {
+			req := &dwv1.GetObjectRequest{Key: key, Strategy: strategy, Offset: offset, Length: length}
+			first, next, err := openBody(store.Get(ctx, req, grpc.ForceCodecV2(objectCodec{})))
+			h := first.GetHeader()
+			return startedBody(objectMeta(h.GetInfo()), h.GetInfo() != nil, h.GetOffset(), h.GetLength(), next, err)
+		},
+	}
+}
+
+func (s *Server) headObject(w http.ResponseWriter, r *http.Request, store dwv1.ObjectStoreClient, key, strategy string) {
+	m, err := s.objectDownload(r, store, key, strategy).stat(callerCtx(r))
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	serveHead(w, r, m)
+}
+
+func (s *Server) deleteObject(w http.ResponseWriter, r *http.Request, store dwv1.ObjectStoreClient, key, strategy string) {
+	s.serveDelete(w, r, "object", key, func(ctx context.Context) error {
+		_, err := store.Delete(ctx, &dwv1.DeleteObjectRequest{Key: key, Strategy: strategy})
+		return err
+	})
+}
+
+// serveDelete answers a DELETE of the item what ("object", "file") named
+// name: del runs the store's Delete under the request timeout.
+func (s *Server) serveDelete(w http.ResponseWriter, r *http.Request, what, name string, del func(context.Context) error) {
+	ctx, cancel := context.WithTimeout(callerCtx(r), s.requestTimeout)
+	defer cancel()
+	if err := del(ctx); err != nil {
+		WriteError(w, callError(r, "delete", what, name, err))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) getObject(w http.ResponseWriter, r *http.Request, store dwv1.ObjectStoreClient, key, strategy string, rng byteRange) {
+	s.serveDownload(w, r, s.objectDownload(r, store, key, strategy), rng)
+}
+
+// The GET and HEAD of a stored body, an object or a file, whichever store
+// serves it.
+
+// bodyMeta is what GET and HEAD answer of a stored body.
+type bodyMeta struct {
+	size int64
+	// etag is the quoted ETag; empty: none (no If-None-Match or If-Range
+	// by tag matches).
+	etag     string
+	modified time.Time
+	// headers sets Content-Type and the store's own headers of a 200, 206
+	// or HEAD answer.
+	headers func(http.Header)
+}
+
+// download is one GET of a stored body: what the shared Range, conditional
+// and streaming logic needs of the store.
+type download struct {
+	what, name string // "object" and its key, or "file" and its path
+	logName    string // the log attribute naming it: "key" or "path"
+	// fail maps an error of the store's Get call.
+	fail func(err error) error
+	// stat returns the body's current meta under the request timeout; its
+	// errors are mapped.
+	stat func(ctx context.Context) (bodyMeta, error)
+	// get starts the store's Get of length bytes (nil: to the end) from
+	// offset and reads its header; its errors go through fail.
+	get func(ctx context.Context, offset int64, length *int64) (bodyStream, error)
+}
+
+// bodyStream is a started Get: its header and the data that follows.
+type bodyStream struct {
+	meta           bodyMeta
+	offset, length int64
+	// next receives the next data message: its bytes, valid until the
+	// next call; other reports a message that is not data.
+	next func() (data []byte, other bool, err error)
+}
+
+// errNoHeader is a Get stream that does not start with its header.
+var errNoHeader = errors.New("plugin sent no header first")
+
+// openBody reads the first message of a Get stream (err: the error of
+// starting it), which must be the header, and returns it with the
+// receiver of the data messages that follow (streamData, objectCodec).
+func openBody[M any, PM interface {
+	*M
+	proto.Message
+}](stream grpc.ServerStreamingClient[M], err error) (PM, func() ([]byte, bool, error), error) {
+	if err != nil {
+		return nil, nil, err
+	}
+	d := new(streamData[M, PM])
+	if err := stream.RecvMsg(d); err != nil {
+		return nil, nil, err
+	}
+	if d.Other == nil {
+		return nil, nil, errNoHeader
+	}
+	return d.Other, func() ([]byte, bool, error) {
+		err := stream.RecvMsg(d)
+		return d.Data, d.Other != nil, err
+	}, nil
+}
+
+// startedBody is the bodyStream of a Get that openBody started: the
+// header's meta (hasInfo: the header had the info), offset and length.
+func startedBody(m bodyMeta, hasInfo bool, offset, length int64, next func() ([]byte, bool, error), err error) (bodyStream, error) {
+	if err == nil && !hasInfo {
+		err = errNoHeader
+	}
+	return bodyStream{meta: m, offset: offset, length: length, next: next}, err
+}
+
+// setBodyHeaders sets the headers GET and HEAD answer for a body (not
+// Content-Length).
+func setBodyHeaders(h http.Header, m bodyMeta) {
+	setValidators(h, m)
+	h.Set("Accept-Ranges", "bytes")
+	h.Set("X-Content-Type-Options", "nosniff")
+	m.headers(h)
+}
+
 // setValidators sets ETag and Last-Modified (also on a 304).
-func setValidators(h http.Header, info *dwv1.ObjectInfo) {
-	h.Set("ETag", etagOf(info))
-	h.Set("Last-Modified", info.GetModifiedAt().AsTime().UTC().Format(http.TimeFormat))
+func setValidators(h http.Header, m bodyMeta) {
+	if m.etag != "" {
+		h.Set("ETag", m.etag)
+	}
+	h.Set("Last-Modified", m.modified.UTC().Format(http.TimeFormat))
+}
+
+// notModified answers 304 when If-None-Match matches m.
+func notModified(w http.ResponseWriter, r *http.Request, m bodyMeta) bool {
+	if !noneMatch(r.Header.Values("If-None-Match"), m.etag) {
+		return false
+	}
+	setValidators(w.Header(), m)
+	w.WriteHeader(http.StatusNotModified)
+	return true
 }
 
 // noneMatch reports whether If-None-Match matches etag (weak comparison).
@@ -576,7 +797,7 @@ func noneMatch(values []string, etag string) bool {
 	for _, v := range values {
 		for tag := range strings.SplitSeq(v, ",") {
 			tag = strings.TrimSpace(tag)
-			if tag == "*" || strings.TrimPrefix(tag, "W/") == etag {
+			if tag == "*" || etag != "" && strings.TrimPrefix(tag, "W/") == etag {
 				return true
 			}
 		}
@@ -585,223 +806,193 @@ func noneMatch(values []string, etag string) bool {
 }
 
 // ifRangeMatches reports whether an If-Range value selects the current
-// object: its strong ETag, or exactly its Last-Modified date.
-func ifRangeMatches(v, etag string, info *dwv1.ObjectInfo) bool {
+// body: its strong ETag, or exactly its Last-Modified date.
+func ifRangeMatches(v string, m bodyMeta) bool {
 	v = strings.TrimSpace(v)
 	if strings.HasPrefix(v, `"`) {
-		return v == etag
+		return m.etag != "" && v == m.etag
 	}
 	if strings.HasPrefix(v, "W/") {
 		return false // weak tags never match If-Range
 	}
 	t, err := http.ParseTime(v)
-	return err == nil && t.Equal(info.GetModifiedAt().AsTime().Truncate(time.Second))
+	return err == nil && t.Equal(m.modified.Truncate(time.Second))
 }
 
-func (s *Server) headObject(w http.ResponseWriter, r *http.Request, store dwv1.ObjectStoreClient, key, strategy string) {
-	ctx, cancel := context.WithTimeout(objectCtx(r), s.requestTimeout)
-	defer cancel()
-	resp, err := store.Stat(ctx, &dwv1.StatObjectRequest{Key: key, Strategy: strategy})
-	if err != nil {
-		WriteError(w, storeError(r, "stat", key, err))
+// serveHead answers a HEAD of a body from its meta.
+func serveHead(w http.ResponseWriter, r *http.Request, m bodyMeta) {
+	if notModified(w, r, m) {
 		return
 	}
-	info := resp.GetInfo()
-	if noneMatch(r.Header.Values("If-None-Match"), etagOf(info)) {
-		setValidators(w.Header(), info)
-		w.WriteHeader(http.StatusNotModified)
-		return
-	}
-	setObjectHeaders(w.Header(), info)
-	w.Header().Set("Content-Length", strconv.FormatInt(info.GetSize(), 10))
+	setBodyHeaders(w.Header(), m)
+	w.Header().Set("Content-Length", strconv.FormatInt(m.size, 10))
 	w.WriteHeader(http.StatusOK)
 }
 
-func (s *Server) deleteObject(w http.ResponseWriter, r *http.Request, store dwv1.ObjectStoreClient, key, strategy string) {
-	ctx, cancel := context.WithTimeout(objectCtx(r), s.requestTimeout)
-	defer cancel()
-	if _, err := store.Delete(ctx, &dwv1.DeleteObjectRequest{Key: key, Strategy: strategy}); err != nil {
-		WriteError(w, storeError(r, "delete", key, err))
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-// stat returns an object's info under the request timeout.
-func (s *Server) stat(ctx context.Context, r *http.Request, store dwv1.ObjectStoreClient, key, strategy string) (*dwv1.ObjectInfo, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.requestTimeout)
-	defer cancel()
-	resp, err := store.Stat(ctx, &dwv1.StatObjectRequest{Key: key, Strategy: strategy})
-	if err != nil {
-		return nil, storeError(r, "stat", key, err)
-	}
-	return resp.GetInfo(), nil
-}
-
 // notSatisfiable answers 416 with "Content-Range: bytes */size"; size < 0
-// asks the plugin for it.
-func (s *Server) notSatisfiable(w http.ResponseWriter, r *http.Request, store dwv1.ObjectStoreClient, key, strategy string, size int64, cause error) {
+// asks the store for it.
+func (d download) notSatisfiable(ctx context.Context, w http.ResponseWriter, size int64, cause error) {
 	if size < 0 {
-		info, err := s.stat(objectCtx(r), r, store, key, strategy)
+		m, err := d.stat(ctx)
 		if err != nil {
 			WriteError(w, err)
 			return
 		}
-		size = info.GetSize()
+		size = m.size
 	}
 	w.Header().Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
 	WriteError(w, cause)
 }
 
-// getAttempts bounds how often a GET starts over because the object changed
+// getAttempts bounds how often a GET starts over because the body changed
 // between its Stat and its Get (suffix ranges) or If-Range did not match.
 const getAttempts = 3
 
-func (s *Server) getObject(w http.ResponseWriter, r *http.Request, store dwv1.ObjectStoreClient, key, strategy string, rng byteRange) {
-	ctx := objectCtx(r)
-	ifRange := r.Header.Get("If-Range")
+// serveDownload answers a GET of d for the Range rng.
+func (s *Server) serveDownload(w http.ResponseWriter, r *http.Request, d download, rng byteRange) {
+	ctx := callerCtx(r)
+	a := getAttempt{rng: rng, ifRange: r.Header.Get("If-Range")}
 	for attempt := 1; ; attempt++ {
-		req := &dwv1.GetObjectRequest{Key: key, Strategy: strategy}
-		statSize := int64(-1)
-		switch {
+		a.offset, a.length, a.statSize, a.last = 0, nil, -1, attempt == getAttempts
+		switch rng := a.rng; {
 		case rng.suffix:
-			info, err := s.stat(ctx, r, store, key, strategy)
+			m, err := d.stat(ctx)
 			if err != nil {
 				WriteError(w, err)
 				return
 			}
-			statSize = info.GetSize()
-			if statSize == 0 || rng.suffixLen == 0 {
-				s.notSatisfiable(w, r, store, key, strategy, statSize, fmt.Errorf("get object %s: range %s: %w: the object has %d bytes",
-					shown(key), rng, sdk.ErrOutOfRange, statSize))
+			a.statSize = m.size
+			if a.statSize == 0 || rng.suffixLen == 0 {
+				d.notSatisfiable(ctx, w, a.statSize, fmt.Errorf("get %s %s: range %s: %w: the %s has %d bytes",
+					d.what, shown(d.name), rng, sdk.ErrOutOfRange, d.what, a.statSize))
 				return
 			}
-			n := min(rng.suffixLen, statSize)
-			req.Offset, req.Length = statSize-n, &n
+			n := min(rng.suffixLen, a.statSize)
+			a.offset, a.length = a.statSize-n, &n
 		case rng.set:
-			req.Offset = rng.first
+			a.offset = rng.first
 			if rng.last >= 0 && rng.last < math.MaxInt64 {
 				n := rng.last - rng.first + 1
-				req.Length = &n
+				a.length = &n
 			}
 		}
-		switch s.streamObject(ctx, w, r, store, key, strategy, req, rng, statSize, ifRange, attempt == getAttempts) {
+		switch s.streamDownload(ctx, w, r, d, a) {
 		case retryChanged:
 			continue
 		case retryWhole:
-			rng = byteRange{}
+			a.rng = byteRange{}
 			continue
 		}
 		return
 	}
+}
+
+// getAttempt is one try of a GET.
+type getAttempt struct {
+	rng      byteRange
+	ifRange  string
+	offset   int64
+	length   *int64 // nil: to the end
+	statSize int64  // the size a suffix range was computed from
+	last     bool   // no more tries after this one
 }
 
 type getOutcome int
 
 const (
 	done         getOutcome = iota
-	retryChanged            // the object changed between Stat and Get
-	retryWhole              // If-Range did not match: serve the whole object
+	retryChanged            // the body changed between Stat and Get
+	retryWhole              // If-Range did not match: serve the whole body
 )
 
-// streamObject runs one Get and, unless it asks for another attempt,
+// streamDownload runs one Get and, unless it asks for another attempt,
 // answers the request.
-func (s *Server) streamObject(ctx context.Context, w http.ResponseWriter, r *http.Request, store dwv1.ObjectStoreClient,
-	key, strategy string, req *dwv1.GetObjectRequest, rng byteRange, statSize int64, ifRange string, last bool) getOutcome {
+func (s *Server) streamDownload(ctx context.Context, w http.ResponseWriter, r *http.Request, d download, a getAttempt) getOutcome {
 	ctx, cancel := context.WithCancel(ctx) // ends the call on every return, and on an abort's panic
 	defer cancel()
-	stream, err := store.Get(ctx, req, grpc.ForceCodecV2(objectCodec{}))
-	var first *dwv1.GetObjectResponse
-	if err == nil {
-		first, err = stream.Recv()
-	}
+	body, err := d.get(ctx, a.offset, a.length)
 	if err != nil {
-		err = storeError(r, "get", key, err)
+		err = d.fail(err)
 		if errors.Is(err, sdk.ErrOutOfRange) {
-			s.notSatisfiable(w, r, store, key, strategy, -1, err)
+			d.notSatisfiable(ctx, w, -1, err)
 			return done
 		}
 		WriteError(w, err)
 		return done
 	}
-	hdr := first.GetHeader()
-	info := hdr.GetInfo()
-	if info == nil {
-		WriteError(w, fmt.Errorf("get object %s: plugin sent no header first", shown(key)))
-		return done
-	}
-	etag := etagOf(info)
+	m := body.meta
 	switch {
-	case rng.suffix && info.GetSize() != statSize:
-		if !last {
+	case a.rng.suffix && m.size != a.statSize:
+		if !a.last {
 			return retryChanged
 		}
-		WriteError(w, fmt.Errorf("get object %s: %w: the object keeps changing while read; retry", shown(key), sdk.ErrUnavailable))
+		WriteError(w, fmt.Errorf("get %s %s: %w: the %s keeps changing while read; retry", d.what, shown(d.name), sdk.ErrUnavailable, d.what))
 		return done
-	case rng.set && ifRange != "" && !ifRangeMatches(ifRange, etag, info):
+	case a.rng.set && a.ifRange != "" && !ifRangeMatches(a.ifRange, m):
 		return retryWhole
 	}
-	if noneMatch(r.Header.Values("If-None-Match"), etag) {
-		setValidators(w.Header(), info)
-		w.WriteHeader(http.StatusNotModified)
+	if notModified(w, r, m) {
 		return done
 	}
-	if rng.set && hdr.GetLength() == 0 {
-		// Only an empty object serves 0 bytes for a range: nothing in it
-		// can be satisfied.
-		s.notSatisfiable(w, r, store, key, strategy, info.GetSize(), fmt.Errorf("get object %s: range %s: %w: the object is empty",
-			shown(key), rng, sdk.ErrOutOfRange))
+	if a.rng.set && body.length == 0 {
+		// Only an empty body serves 0 bytes for a range: nothing in it can
+		// be satisfied.
+		d.notSatisfiable(ctx, w, m.size, fmt.Errorf("get %s %s: range %s: %w: the %s is empty",
+			d.what, shown(d.name), a.rng, sdk.ErrOutOfRange, d.what))
 		return done
 	}
 	h := w.Header()
-	setObjectHeaders(h, info)
-	h.Set("Content-Length", strconv.FormatInt(hdr.GetLength(), 10))
+	setBodyHeaders(h, m)
+	h.Set("Content-Length", strconv.FormatInt(body.length, 10))
 	status := http.StatusOK
-	if rng.set {
+	if a.rng.set {
 		status = http.StatusPartialContent
-		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", hdr.GetOffset(), hdr.GetOffset()+hdr.GetLength()-1, info.GetSize()))
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", body.offset, body.offset+body.length-1, m.size))
 	}
 	w.WriteHeader(status)
+	s.copyBody(w, r, d, body)
+	return done
+}
 
+// copyBody writes the data of a Get whose headers are out, flushing each
+// message; a plugin that fails or breaks the stream aborts the response.
+func (s *Server) copyBody(w http.ResponseWriter, r *http.Request, d download, body bodyStream) {
 	rc := http.NewResponseController(w)
 	var sent int64
-	var msg objectData // its buffer is reused for every data message
 	for {
-		err := stream.RecvMsg(&msg)
+		data, other, err := body.next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
 			if r.Context().Err() != nil {
-				return done // the client is gone
+				return // the client is gone
 			}
-			s.abortObject(r, key, storeError(r, "get", key, err))
+			s.abortDownload(r, d, d.fail(err))
 		}
-		data := msg.Data
-		if msg.Other != nil || sent+int64(len(data)) > hdr.GetLength() {
-			s.abortObject(r, key, fmt.Errorf("get object %s: plugin sent more than the %d bytes it announced, or a second header", shown(key), hdr.GetLength()))
+		if other || sent+int64(len(data)) > body.length {
+			s.abortDownload(r, d, fmt.Errorf("get %s %s: plugin sent more than the %d bytes it announced, or a second header", d.what, shown(d.name), body.length))
 		}
 		if len(data) == 0 {
 			continue
 		}
 		if _, err := w.Write(data); err != nil {
-			return done // the client is gone
+			return // the client is gone
 		}
 		sent += int64(len(data))
 		if err := rc.Flush(); err != nil {
-			return done
+			return
 		}
 	}
-	if sent != hdr.GetLength() {
-		s.abortObject(r, key, fmt.Errorf("get object %s: plugin ended after %d of the %d bytes it announced", shown(key), sent, hdr.GetLength()))
+	if sent != body.length {
+		s.abortDownload(r, d, fmt.Errorf("get %s %s: plugin ended after %d of the %d bytes it announced", d.what, shown(d.name), sent, body.length))
 	}
-	return done
 }
 
-// abortObject ends a response whose headers are out: it aborts the
+// abortDownload ends a response whose headers are out: it aborts the
 // connection so that the client sees a truncated body.
-func (s *Server) abortObject(r *http.Request, key string, err error) {
-	s.logger.Warn("object download aborted after its headers were sent", "key", key, "caller", Caller(r.Context()), "error", err)
+func (s *Server) abortDownload(r *http.Request, d download, err error) {
+	s.logger.Warn(d.what+" download aborted after its headers were sent", d.logName, d.name, "caller", Caller(r.Context()), "error", err)
 	panic(http.ErrAbortHandler)
 }
 
@@ -949,21 +1140,8 @@ func parseListQuery(raw string) (listQuery, error) {
 	case !utf8.ValidString(p) || strings.IndexByte(p, 0) >= 0:
 		return listQuery{}, fmt.Errorf("prefix %s: %w: must be UTF-8 without NUL", shown(p), sdk.ErrInvalidArgument)
 	}
-	out.pageToken = q["page_token"]
-	switch t := out.pageToken; {
-	case len(t) > maxPageTokenBytes:
-		return listQuery{}, fmt.Errorf("page_token of %d bytes: %w: at most %d bytes; pass next_page_token of the previous page unchanged",
-			len(t), sdk.ErrInvalidArgument, maxPageTokenBytes)
-	case !utf8.ValidString(t) || strings.ContainsFunc(t, isControl):
-		return listQuery{}, fmt.Errorf("page_token: %w: not a token of this API; pass next_page_token of the previous page unchanged", sdk.ErrInvalidArgument)
-	}
-	if v, ok := q["limit"]; ok {
-		n, err := strconv.ParseInt(v, 10, 32)
-		if !allDigits(v) || err != nil || n < 1 {
-			return listQuery{}, fmt.Errorf("limit %s: %w: must be an integer from 1 to %d (the plugin caps it at its max_page_size)",
-				shown(v), sdk.ErrInvalidArgument, math.MaxInt32)
-		}
-		out.limit = int32(n)
+	if out.pageToken, out.limit, err = pageQuery(q); err != nil {
+		return listQuery{}, err
 	}
 	if v, ok := q["offset"]; ok {
 		n, err := strconv.ParseInt(v, 10, 64)
@@ -1000,6 +1178,28 @@ func parseListQuery(raw string) (listQuery, error) {
 	return out, nil
 }
 
+// pageQuery checks the page_token and limit of a listing query (q from
+// parseQuery); limit 0 means not given.
+func pageQuery(q map[string]string) (token string, limit int32, err error) {
+	token = q["page_token"]
+	switch {
+	case len(token) > maxPageTokenBytes:
+		return "", 0, fmt.Errorf("page_token of %d bytes: %w: at most %d bytes; pass next_page_token of the previous page unchanged",
+			len(token), sdk.ErrInvalidArgument, maxPageTokenBytes)
+	case !utf8.ValidString(token) || strings.ContainsFunc(token, isControl):
+		return "", 0, fmt.Errorf("page_token: %w: not a token of this API; pass next_page_token of the previous page unchanged", sdk.ErrInvalidArgument)
+	}
+	if v, ok := q["limit"]; ok {
+		n, err := strconv.ParseInt(v, 10, 32)
+		if !allDigits(v) || err != nil || n < 1 {
+			return "", 0, fmt.Errorf("limit %s: %w: must be an integer from 1 to %d (the plugin caps it at its max_page_size)",
+				shown(v), sdk.ErrInvalidArgument, math.MaxInt32)
+		}
+		limit = int32(n)
+	}
+	return token, limit, nil
+}
+
 // listBody is GET /v1/objects.
 type listBody struct {
 	Items         []objectJSON `json:"items"`
@@ -1023,7 +1223,7 @@ func (s *Server) listObjects(w http.ResponseWriter, r *http.Request) {
 		s.streamList(w, r, store, q)
 		return
 	}
-	ctx, cancel := context.WithTimeout(objectCtx(r), s.requestTimeout)
+	ctx, cancel := context.WithTimeout(callerCtx(r), s.requestTimeout)
 	defer cancel()
 	resp, err := store.List(ctx, &dwv1.ListObjectsRequest{
 		Strategy: q.strategy, Prefix: q.prefix, Limit: q.limit, Offset: q.offset, PageToken: q.pageToken, Count: q.count,
@@ -1047,7 +1247,7 @@ func (s *Server) listObjects(w http.ResponseWriter, r *http.Request) {
 // ListStream. An error before the first line is a normal error response;
 // a later one is a last line {"error":{...}}.
 func (s *Server) streamList(w http.ResponseWriter, r *http.Request, store dwv1.ObjectStoreClient, q listQuery) {
-	ctx, cancel := context.WithCancel(objectCtx(r))
+	ctx, cancel := context.WithCancel(callerCtx(r))
 	defer cancel()
 	stream, err := store.ListStream(ctx, &dwv1.ListObjectsStreamRequest{Strategy: q.strategy, Prefix: q.prefix})
 	listErr := func(err error) error {

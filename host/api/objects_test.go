@@ -21,7 +21,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -126,33 +128,16 @@ func (f *fakeObjectStore) Put(stream dwv1.ObjectStore_PutServer) error {
 	}
 	rec.header = hdr
 	f.record(stream.Context(), "Put", hdr.GetKey(), hdr.GetStrategy())
-	h := sha256.New()
-	var data bytes.Buffer
-	for {
-		m, err := stream.Recv()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			rec.err = err
-			return err
-		}
-		d := m.GetData()
-		rec.messages++
-		rec.maxMsg = max(rec.maxMsg, len(d))
-		rec.bytes += int64(len(d))
-		h.Write(d)
-		if !f.hashOnly {
-			data.Write(d)
-		}
+	body, err := receiveBody(func() ([]byte, error) { m, err := stream.Recv(); return m.GetData(), err }, !f.hashOnly)
+	rec.messages, rec.maxMsg, rec.bytes = body.messages, body.maxMsg, body.bytes
+	if err != nil {
+		rec.err = err
+		return err
 	}
-	sum := hex.EncodeToString(h.Sum(nil))
-	if hdr.GetSize() >= 0 && hdr.GetSize() != rec.bytes {
-		return grpcErr(fmt.Errorf("put %q: %w: announced %d bytes, got %d", hdr.GetKey(), sdk.ErrInvalidArgument, hdr.GetSize(), rec.bytes))
+	if err := body.check(hdr.GetKey(), hdr.GetSize(), hdr.GetSha256()); err != nil {
+		return err
 	}
-	if hdr.GetSha256() != "" && hdr.GetSha256() != sum {
-		return grpcErr(fmt.Errorf("put %q: %w: sha256 mismatch", hdr.GetKey(), sdk.ErrInvalidArgument))
-	}
+	sum, data := body.sum, body.data
 	strategy := hdr.GetStrategy()
 	if strategy == "" {
 		strategy = "primary"
@@ -165,7 +150,7 @@ func (f *fakeObjectStore) Put(stream dwv1.ObjectStore_PutServer) error {
 	}
 	info := &dwv1.ObjectInfo{Key: hdr.GetKey(), Size: rec.bytes, Sha256: sum, ContentType: hdr.GetContentType(),
 		Metadata: hdr.GetMetadata(), CreatedAt: created, ModifiedAt: now, Strategy: strategy}
-	f.objects[hdr.GetKey()] = &fakeObject{info: info, data: data.Bytes()}
+	f.objects[hdr.GetKey()] = &fakeObject{info: info, data: data}
 	f.mu.Unlock()
 	return stream.SendAndClose(&dwv1.PutObjectResponse{Info: info})
 }
@@ -179,26 +164,97 @@ func (f *fakeObjectStore) Get(req *dwv1.GetObjectRequest, stream dwv1.ObjectStor
 	if !ok {
 		return grpcErr(fmt.Errorf("object %q: %w", req.GetKey(), sdk.ErrNotFound))
 	}
-	size := int64(len(o.data))
-	off := req.GetOffset()
+	return sendPart(fmt.Sprintf("object %q", req.GetKey()), o.data, req.GetOffset(), req.Length, f.chunk,
+		func(off, n int64) error {
+			return stream.Send(&dwv1.GetObjectResponse{Part: &dwv1.GetObjectResponse_Header{
+				Header: &dwv1.GetObjectHeader{Info: o.info, Offset: off, Length: n}}})
+		},
+		func(b []byte) error {
+			return stream.Send(&dwv1.GetObjectResponse{Part: &dwv1.GetObjectResponse_Data{Data: b}})
+		})
+}
+
+// fakeBody is what a fake store received of a Put's data.
+type fakeBody struct {
+	messages int   // data messages
+	maxMsg   int   // largest data message
+	bytes    int64 // data received
+	sum      string
+	data     []byte // nil unless kept
+}
+
+// receiveBody receives a Put's data messages (recv) until the client
+// closes its side, keeping the data if keep.
+func receiveBody(recv func() ([]byte, error), keep bool) (fakeBody, error) {
+	var b fakeBody
+	h := sha256.New()
+	var data bytes.Buffer
+	for {
+		d, err := recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return b, err
+		}
+		b.messages++
+		b.maxMsg = max(b.maxMsg, len(d))
+		b.bytes += int64(len(d))
+		h.Write(d)
+		if keep {
+			data.Write(d)
+		}
+	}
+	b.sum, b.data = hex.EncodeToString(h.Sum(nil)), data.Bytes()
+	return b, nil
+}
+
+// check compares the body of name with the size (-1: unknown) and SHA-256
+// (empty: none) its Put announced, as the contract asks.
+func (b fakeBody) check(name string, size int64, sum string) error {
+	if size >= 0 && size != b.bytes {
+		return grpcErr(fmt.Errorf("put %q: %w: announced %d bytes, got %d", name, sdk.ErrInvalidArgument, size, b.bytes))
+	}
+	if sum != "" && sum != b.sum {
+		return grpcErr(fmt.Errorf("put %q: %w: sha256 mismatch", name, sdk.ErrInvalidArgument))
+	}
+	return nil
+}
+
+// sendPart serves a fake store's Get of data (what names it in errors):
+// an offset outside it is OUT_OF_RANGE; else header gets the offset and
+// length served, and send the data in messages of chunk bytes.
+func sendPart(what string, data []byte, off int64, length *int64, chunk int, header func(off, n int64) error, send func([]byte) error) error {
+	size := int64(len(data))
 	if off < 0 || off > size || off == size && size > 0 {
-		return grpcErr(fmt.Errorf("object %q: offset %d: %w: size %d", req.GetKey(), off, sdk.ErrOutOfRange, size))
+		return grpcErr(fmt.Errorf("%s: offset %d: %w: size %d", what, off, sdk.ErrOutOfRange, size))
 	}
 	n := size - off
-	if req.Length != nil && req.GetLength() < n {
-		n = req.GetLength()
+	if length != nil && *length < n {
+		n = *length
 	}
-	if err := stream.Send(&dwv1.GetObjectResponse{Part: &dwv1.GetObjectResponse_Header{
-		Header: &dwv1.GetObjectHeader{Info: o.info, Offset: off, Length: n}}}); err != nil {
+	if err := header(off, n); err != nil {
 		return err
 	}
-	for p := off; p < off+n; p += int64(f.chunk) {
-		end := min(p+int64(f.chunk), off+n)
-		if err := stream.Send(&dwv1.GetObjectResponse{Part: &dwv1.GetObjectResponse_Data{Data: o.data[p:end]}}); err != nil {
+	for p := off; p < off+n; p += int64(chunk) {
+		if err := send(data[p:min(p+int64(chunk), off+n)]); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// pageAfter is the page of items (sorted by key) after the key after, of
+// at most limit items; more reports items beyond it.
+func pageAfter[T any](items []T, key func(T) string, after string, limit int) (page []T, more bool) {
+	i, _ := slices.BinarySearchFunc(items, after, func(o T, k string) int { return strings.Compare(key(o), k) })
+	for i < len(items) && key(items[i]) <= after {
+		i++
+	}
+	if items = items[i:]; len(items) > limit {
+		return items[:limit], true
+	}
+	return items, false
 }
 
 func (f *fakeObjectStore) Stat(ctx context.Context, req *dwv1.StatObjectRequest) (*dwv1.StatObjectResponse, error) {
@@ -241,18 +297,11 @@ func (f *fakeObjectStore) List(ctx context.Context, req *dwv1.ListObjectsRequest
 		limit = 3
 	}
 	limit = min(limit, 1000)
-	items := all
-	if t := req.GetPageToken(); t != "" {
-		after, err := base64.RawURLEncoding.DecodeString(t)
-		if err != nil {
-			return nil, grpcErr(fmt.Errorf("page token: %w: tampered", sdk.ErrInvalidArgument))
-		}
-		i, _ := slices.BinarySearchFunc(items, string(after), func(o *dwv1.ObjectInfo, k string) int { return strings.Compare(o.GetKey(), k) })
-		for i < len(items) && items[i].GetKey() <= string(after) {
-			i++
-		}
-		items = items[i:]
+	after, err := base64.RawURLEncoding.DecodeString(req.GetPageToken())
+	if err != nil {
+		return nil, grpcErr(fmt.Errorf("page token: %w: tampered", sdk.ErrInvalidArgument))
 	}
+	items, _ := pageAfter(all, (*dwv1.ObjectInfo).GetKey, string(after), len(all))
 	items = items[min(int(req.GetOffset()), len(items)):]
 	resp := &dwv1.ListObjectsResponse{}
 	if len(items) > limit {
@@ -281,28 +330,28 @@ func (f *fakeObjectStore) ListStream(req *dwv1.ListObjectsStreamRequest, stream 
 	return nil
 }
 
-// objectPlugin serves an ObjectStore on go-plugin's in-process test
-// connection; its host side is the sdk's own glue, which builds the
-// *sdk.Client (the sdk has no exported constructor for it).
-type objectPlugin struct {
+// storePlugin serves the gRPC services register adds on go-plugin's
+// in-process test connection; its host side is the sdk's own glue, which
+// builds the *sdk.Client (the sdk has no exported constructor for it).
+type storePlugin struct {
 	plugin.NetRPCUnsupportedPlugin
-	store dwv1.ObjectStoreServer
+	register func(*grpc.Server)
 }
 
-func (p *objectPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	dwv1.RegisterObjectStoreServer(s, p.store)
+func (p *storePlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	p.register(s)
 	return nil
 }
 
-func (p *objectPlugin) GRPCClient(ctx context.Context, b *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+func (p *storePlugin) GRPCClient(ctx context.Context, b *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
 	return sdk.VersionedPlugins()[sdk.ProtocolVersion][sdk.PluginName].(plugin.GRPCPlugin).GRPCClient(ctx, b, c)
 }
 
-// connectObjectStore serves store over a real gRPC connection and returns
-// the host-side client.
-func connectObjectStore(t testing.TB, store dwv1.ObjectStoreServer) *sdk.Client {
+// connectStore serves what register adds over a real gRPC connection and
+// returns the host-side client.
+func connectStore(t testing.TB, register func(*grpc.Server)) *sdk.Client {
 	t.Helper()
-	gc, gs := plugin.TestPluginGRPCConn(t, false, map[string]plugin.Plugin{sdk.PluginName: &objectPlugin{store: store}})
+	gc, gs := plugin.TestPluginGRPCConn(t, false, map[string]plugin.Plugin{sdk.PluginName: &storePlugin{register: register}})
 	_ = gs // gc.Close stops it (its Shutdown call); stopping it here too races in go-plugin
 	t.Cleanup(func() { _ = gc.Close() })
 	raw, err := gc.Dispense(sdk.PluginName)
@@ -312,14 +361,26 @@ func connectObjectStore(t testing.TB, store dwv1.ObjectStoreServer) *sdk.Client 
 	return raw.(*sdk.Client)
 }
 
-// objectEnv is the admin API over a fake object store, reachable in
-// process (handler) and over a real HTTP server (url).
-type objectEnv struct {
-	store   *fakeObjectStore
+// connectObjectStore serves store over a real gRPC connection and returns
+// the host-side client.
+func connectObjectStore(t testing.TB, store dwv1.ObjectStoreServer) *sdk.Client {
+	t.Helper()
+	return connectStore(t, func(s *grpc.Server) { dwv1.RegisterObjectStoreServer(s, store) })
+}
+
+// apiEnv is the admin API with one plugin client for subsystem, reachable
+// in process (handler) and over a real HTTP server (url).
+type apiEnv struct {
 	server  *Server
 	handler http.Handler
 	http    *httptest.Server
 	token   string
+}
+
+// objectEnv is the admin API over a fake object store.
+type objectEnv struct {
+	*apiEnv
+	store *fakeObjectStore
 }
 
 const objectToken = "tok-alice"
@@ -327,25 +388,36 @@ const objectToken = "tok-alice"
 func newObjectEnv(t testing.TB) *objectEnv {
 	t.Helper()
 	store := newFakeObjectStore()
-	client := connectObjectStore(t, store)
+	return &objectEnv{apiEnv: newAPIEnv(t, ObjectsSubsystem, connectObjectStore(t, store), nil), store: store}
+}
+
+// newAPIEnv serves the admin API, with the token objectToken for "alice",
+// logging to logger (nil: nowhere), with client as the plugin of
+// subsystem.
+func newAPIEnv(t testing.TB, subsystem string, client *sdk.Client, logger hclog.Logger) *apiEnv {
+	t.Helper()
 	p := &fakePlugins{ClientFunc: func(name string) (*sdk.Client, error) {
-		if name != ObjectsSubsystem {
+		if name != subsystem {
 			return nil, fmt.Errorf("plugin %s: %w", name, sdk.ErrNotFound)
 		}
 		return client, nil
 	}}
-	s, _ := newTestServer(t, p, map[string]string{objectToken: "alice"})
+	s, err := New(Options{Plugins: p, Tokens: map[string]string{objectToken: "alice"}, Registry: prometheus.NewRegistry(),
+		Version: "1.2.3", ScrapeTimeout: 100 * time.Millisecond, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(func() {
 		srv.Client().CloseIdleConnections()
 		srv.Close()
 	})
-	return &objectEnv{store: store, server: s, handler: s.Handler(), http: srv, token: objectToken}
+	return &apiEnv{server: s, handler: s.Handler(), http: srv, token: objectToken}
 }
 
 // request sends one request to the real HTTP server; path goes on the wire
 // as written (no cleaning, no re-escaping).
-func (e *objectEnv) request(t testing.TB, method, path string, body io.Reader, header http.Header) *http.Response {
+func (e *apiEnv) request(t testing.TB, method, path string, body io.Reader, header http.Header) *http.Response {
 	t.Helper()
 	req, err := http.NewRequest(method, e.http.URL+path, body)
 	if err != nil {
@@ -364,7 +436,7 @@ func (e *objectEnv) request(t testing.TB, method, path string, body io.Reader, h
 }
 
 // call is request with the whole answer read.
-func (e *objectEnv) call(t testing.TB, method, path, body string, header http.Header) response {
+func (e *apiEnv) call(t testing.TB, method, path, body string, header http.Header) response {
 	t.Helper()
 	var rd io.Reader
 	if body != "" {
@@ -380,7 +452,7 @@ func (e *objectEnv) call(t testing.TB, method, path, body string, header http.He
 
 // serve runs req through the handler in process: for headers and paths a
 // real client would refuse to send.
-func (e *objectEnv) serve(t testing.TB, req *http.Request) response {
+func (e *apiEnv) serve(t testing.TB, req *http.Request) response {
 	t.Helper()
 	if req.Header.Get("Authorization") == "" {
 		req.Header.Set("Authorization", "Bearer "+e.token)
@@ -390,17 +462,24 @@ func (e *objectEnv) serve(t testing.TB, req *http.Request) response {
 	return response{code: w.Code, header: w.Header(), body: w.Body.String()}
 }
 
+// callJSON sends a request whose answer must be code and JSON.
+func callJSON[T any](t testing.TB, e *apiEnv, method, path, body string, header http.Header, code int) (T, response) {
+	t.Helper()
+	var v T
+	r := e.call(t, method, path, body, header)
+	if r.code != code {
+		t.Fatalf("%s %s: %d %s", method, path, r.code, r.body)
+	}
+	if err := json.Unmarshal([]byte(r.body), &v); err != nil {
+		t.Fatalf("%s %s: %v: %s", method, path, err, r.body)
+	}
+	return v, r
+}
+
 // put stores body at the escaped path and returns the object JSON.
 func (e *objectEnv) put(t testing.TB, path, body string, header http.Header) objectJSON {
 	t.Helper()
-	r := e.call(t, "PUT", path, body, header)
-	if r.code != 200 {
-		t.Fatalf("PUT %s: %d %s", path, r.code, r.body)
-	}
-	var o objectJSON
-	if err := json.Unmarshal([]byte(r.body), &o); err != nil {
-		t.Fatal(err)
-	}
+	o, r := callJSON[objectJSON](t, e.apiEnv, "PUT", path, body, header, 200)
 	if r.header.Get("ETag") != `"`+o.SHA256+`"` {
 		t.Errorf("PUT %s: ETag %q, sha256 %q", path, r.header.Get("ETag"), o.SHA256)
 	}
@@ -555,14 +634,28 @@ func TestObjectRouting(t *testing.T) {
 	}
 
 	// Routes are measured under their patterns.
-	lines := gathered(t, e.server.registry)
 	for _, route := range []string{"PUT /v1/objects/{key...}", "GET /v1/objects/{key...}"} {
-		if !hasPrefix(lines, `dw_http_request_duration_seconds{code="200",route="`+route+`"}`) {
+		if !measured(t, e.server.registry, `code="200",route="`+route+`"`) {
 			t.Errorf("no metric for %s", route)
 		}
 	}
-	if !hasPrefix(lines, `dw_http_request_duration_seconds{code="405",route="unmatched"}`) {
+	if !measured(t, e.server.registry, `code="405",route="unmatched"`) {
 		t.Errorf("no metric for the 405")
+	}
+}
+
+// measured reports whether reg has a request duration with labels,
+// waiting for it up to 10 s: the server observes a request after its
+// answer is out, so a client can be quicker.
+func measured(t testing.TB, reg prometheus.Gatherer, labels string) bool {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if hasPrefix(gathered(t, reg), `dw_http_request_duration_seconds{`+labels+`}`) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
 	}
 }
 
@@ -878,62 +971,81 @@ func TestObjectSuffixRangeOfAChangingObject(t *testing.T) {
 	}
 }
 
+// getStreamCases are Get streams of a fake plugin that go wrong, as
+// steps: a header announcing 100 bytes (stepHeader), n > 0 bytes of data,
+// or an UNAVAILABLE error that ends the stream (stepFail). code is the
+// status of the answer; 0 is a 200 whose body is cut short.
+var getStreamCases = []struct {
+	name  string
+	steps []int
+	code  int
+}{
+	{"error before the header", []int{stepFail}, 503},
+	{"no header first", []int{3}, 500},
+	{"error after some data", []int{stepHeader, 40, stepFail}, 0},
+	{"ends short", []int{stepHeader, 99}, 0},
+	{"sends too much", []int{stepHeader, 60, 60}, 0},
+	{"second header", []int{stepHeader, 10, stepHeader}, 0},
+}
+
+const (
+	stepHeader = 0
+	stepFail   = -1
+)
+
+// playGet sends steps through header and data.
+func playGet(steps []int, header func() error, data func([]byte) error) error {
+	for _, n := range steps {
+		var err error
+		switch {
+		case n == stepFail:
+			return grpcErr(fmt.Errorf("disk on fire: %w", sdk.ErrUnavailable))
+		case n == stepHeader:
+			err = header()
+		default:
+			err = data(bytes.Repeat([]byte("d"), n))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkGetStream GETs path and checks the answer against code (see
+// getStreamCases).
+func checkGetStream(t *testing.T, e *apiEnv, path string, code int) {
+	t.Helper()
+	resp := e.request(t, "GET", path, nil, nil)
+	body, err := io.ReadAll(resp.Body)
+	if code != 0 {
+		if resp.StatusCode != code || err != nil {
+			t.Fatalf("status %d (%v), want %d: %s", resp.StatusCode, err, code, body)
+		}
+		wantError(t, response{code: resp.StatusCode, header: resp.Header, body: string(body)}, code)
+		return
+	}
+	if resp.StatusCode != 200 || resp.ContentLength != 100 {
+		t.Fatalf("status %d, Content-Length %d", resp.StatusCode, resp.ContentLength)
+	}
+	if !errors.Is(err, io.ErrUnexpectedEOF) || len(body) >= 100 {
+		t.Errorf("read %d bytes, error %v: want a truncated body", len(body), err)
+	}
+}
+
 func TestObjectGetErrors(t *testing.T) {
 	e := newObjectEnv(t)
 	info := &dwv1.ObjectInfo{Key: "k", Size: 100, Sha256: sha("x"), CreatedAt: timestamppb.Now(), ModifiedAt: timestamppb.Now()}
-	header := &dwv1.GetObjectResponse{Part: &dwv1.GetObjectResponse_Header{Header: &dwv1.GetObjectHeader{Info: info, Length: 100}}}
-	data := func(n int) *dwv1.GetObjectResponse {
-		return &dwv1.GetObjectResponse{Part: &dwv1.GetObjectResponse_Data{Data: bytes.Repeat([]byte("d"), n)}}
-	}
-	tests := []struct {
-		name string
-		get  func(*dwv1.GetObjectRequest, dwv1.ObjectStore_GetServer) error
-		code int // 0: a truncated body after a 200
-	}{
-		{"error before the header", func(*dwv1.GetObjectRequest, dwv1.ObjectStore_GetServer) error {
-			return grpcErr(fmt.Errorf("strategy primary: %w", sdk.ErrUnavailable))
-		}, 503},
-		{"no header first", func(_ *dwv1.GetObjectRequest, s dwv1.ObjectStore_GetServer) error {
-			return s.Send(data(3))
-		}, 500},
-		{"error after some data", func(_ *dwv1.GetObjectRequest, s dwv1.ObjectStore_GetServer) error {
-			_ = s.Send(header)
-			_ = s.Send(data(40))
-			return grpcErr(fmt.Errorf("disk on fire: %w", sdk.ErrUnavailable))
-		}, 0},
-		{"ends short", func(_ *dwv1.GetObjectRequest, s dwv1.ObjectStore_GetServer) error {
-			_ = s.Send(header)
-			return s.Send(data(99))
-		}, 0},
-		{"sends too much", func(_ *dwv1.GetObjectRequest, s dwv1.ObjectStore_GetServer) error {
-			_ = s.Send(header)
-			_ = s.Send(data(60))
-			return s.Send(data(60))
-		}, 0},
-		{"second header", func(_ *dwv1.GetObjectRequest, s dwv1.ObjectStore_GetServer) error {
-			_ = s.Send(header)
-			_ = s.Send(data(10))
-			return s.Send(header)
-		}, 0},
-	}
-	for _, tt := range tests {
+	for _, tt := range getStreamCases {
 		t.Run(tt.name, func(t *testing.T) {
-			e.store.GetFunc = tt.get
-			resp := e.request(t, "GET", "/v1/objects/k", nil, nil)
-			body, err := io.ReadAll(resp.Body)
-			if tt.code != 0 {
-				if resp.StatusCode != tt.code || err != nil {
-					t.Fatalf("status %d (%v), want %d: %s", resp.StatusCode, err, tt.code, body)
-				}
-				wantError(t, response{code: resp.StatusCode, header: resp.Header, body: string(body)}, tt.code)
-				return
+			e.store.GetFunc = func(_ *dwv1.GetObjectRequest, s dwv1.ObjectStore_GetServer) error {
+				return playGet(tt.steps, func() error {
+					return s.Send(&dwv1.GetObjectResponse{Part: &dwv1.GetObjectResponse_Header{Header: &dwv1.GetObjectHeader{Info: info, Length: 100}}})
+				}, func(b []byte) error {
+					return s.Send(&dwv1.GetObjectResponse{Part: &dwv1.GetObjectResponse_Data{Data: b}})
+				})
 			}
-			if resp.StatusCode != 200 || resp.ContentLength != 100 {
-				t.Fatalf("status %d, Content-Length %d", resp.StatusCode, resp.ContentLength)
-			}
-			if !errors.Is(err, io.ErrUnexpectedEOF) || len(body) >= 100 {
-				t.Errorf("read %d bytes, error %v: want a truncated body", len(body), err)
-			}
+			checkGetStream(t, e.apiEnv, "/v1/objects/k", tt.code)
 		})
 	}
 }

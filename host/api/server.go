@@ -147,7 +147,8 @@ func New(opts Options) (*Server, error) {
 	s.handle("GET /v1/subsystems/{name}/metrics", http.HandlerFunc(s.subsystemMetrics), false)
 	s.handle("GET /v1/subsystems/{name}/health", http.HandlerFunc(s.subsystemHealth), false)
 	s.handle("POST /v1/subsystems/{name}/rpc/{service}/{method}", http.HandlerFunc(s.rpc), false)
-	s.registerObjectRoutes()
+	s.registerDirectRoutes(objectPatterns, s.objectRoute)
+	s.registerDirectRoutes(filePatterns, s.fileRoute)
 	return s, nil
 }
 
@@ -177,10 +178,14 @@ func (s *Server) handle(pattern string, h http.Handler, public bool) {
 }
 
 // route returns the registered pattern that r matches, if any. direct
-// means h serves r itself, bypassing the ServeMux: the object routes, whose
-// keys the ServeMux's path cleaning would change (see objectRoute).
+// means h serves r itself, bypassing the ServeMux: the object and file
+// routes, whose keys and paths the ServeMux's path cleaning would change
+// (see objectRoute and fileRoute).
 func (s *Server) route(r *http.Request) (h http.Handler, pattern string, public, ok, direct bool) {
 	if h, pattern, found := s.objectRoute(r); found {
+		return h, pattern, false, pattern != "", true
+	}
+	if h, pattern, found := s.fileRoute(r); found {
 		return h, pattern, false, pattern != "", true
 	}
 	h, pattern = s.mux.Handler(r)

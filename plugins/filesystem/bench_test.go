@@ -1,0 +1,201 @@
+package main_test
+
+// Benchmarks behind the filesystem figures (make bench), through the real
+// host's HTTP API with the real plugin process:
+//
+//	go test -run '^$' -bench . -benchtime 1x ./plugins/filesystem/
+//
+// BenchmarkLargeFile reports MB/s of a 1 GiB PUT and GET through the host
+// and of reading the same file straight from disk, with the peak RSS of
+// the host and the plugin above their idle size. BenchmarkHighPriorityLatency
+// reports the p50 and p99 of high-priority 4 KiB reads, alone and under a
+// low-priority flood, and their ratio.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/datawarehouse/dw/internal/hosttest"
+)
+
+// repeating reads block over and over, n bytes in all.
+type repeating struct {
+	block []byte
+	left  int64
+}
+
+func (r *repeating) Read(p []byte) (int, error) {
+	if r.left == 0 {
+		return 0, io.EOF
+	}
+	n := 0
+	for n < len(p) && r.left > 0 {
+		k := copy(p[n:min(len(p), n+int(r.left))], r.block)
+		n += k
+		r.left -= int64(k)
+	}
+	return n, nil
+}
+
+// processMiB reads a /proc figure of pid in MiB.
+func processMiB(b *testing.B, read func(int) (int64, error), pid int) float64 {
+	b.Helper()
+	n, err := read(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return float64(n) / (1 << 20)
+}
+
+func BenchmarkLargeFile(b *testing.B) {
+	const size = 1 << 30
+	h := startFS(b, "")
+	plugin := h.Plugin(b, "filesystem").PID
+	idleH, idleP := processMiB(b, hosttest.RSS, h.PID()), processMiB(b, hosttest.RSS, plugin)
+	measure := func(b *testing.B, op func(b *testing.B)) {
+		b.SetBytes(size)
+		for _, pid := range []int{h.PID(), plugin} {
+			if err := hosttest.ResetPeakRSS(pid); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			op(b)
+		}
+		b.StopTimer()
+		b.ReportMetric(processMiB(b, hosttest.PeakRSS, h.PID())-idleH, "host-peak-MiB")
+		b.ReportMetric(processMiB(b, hosttest.PeakRSS, plugin)-idleP, "plugin-peak-MiB")
+	}
+	b.Run("put", func(b *testing.B) {
+		measure(b, func(b *testing.B) {
+			req, _ := http.NewRequest("PUT", fileURL(h, "bench/large"), &repeating{block: randomData(1<<20, 9), left: size})
+			req.ContentLength = size
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusCreated {
+				b.Fatalf("PUT: %d", resp.StatusCode)
+			}
+		})
+	})
+	b.Run("get", func(b *testing.B) {
+		measure(b, func(b *testing.B) {
+			resp, err := http.Get(fileURL(h, "bench/large"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			n, err := io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if err != nil || n != size || resp.StatusCode != 200 {
+				b.Fatalf("GET: %d, %d bytes, %v", resp.StatusCode, n, err)
+			}
+		})
+	})
+	// The same file read straight from disk by this process, 1 MiB at a
+	// time: what the plugin and the host add is the difference.
+	b.Run("direct-read", func(b *testing.B) {
+		b.SetBytes(size)
+		buf := make([]byte, 1<<20)
+		for i := 0; i < b.N; i++ {
+			f, err := os.Open(filepath.Join(h.DataDir, "files", "bench", "large"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			n, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{f}, buf)
+			f.Close()
+			if err != nil || n != size {
+				b.Fatalf("read: %d bytes, %v", n, err)
+			}
+		}
+	})
+}
+
+// BenchmarkHighPriorityLatency measures high-priority 4 KiB reads alone,
+// then while low-priority readers flood the queue (more readers than the
+// device's queue depth, so low work always waits), and reports the ratio
+// of the p99s.
+func BenchmarkHighPriorityLatency(b *testing.B) {
+	const samples = 300
+	h := startFS(b, "")
+	for _, f := range []struct {
+		name string
+		size int
+	}{{"small", 4 << 10}, {"flood-small", 4 << 10}, {"flood-large", 4 << 20}} {
+		req, _ := http.NewRequest("PUT", fileURL(h, "lat/"+f.name), &repeating{block: randomData(1<<20, 5), left: int64(f.size)})
+		req.ContentLength = int64(f.size)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusCreated {
+			b.Fatalf("PUT %s: %v", f.name, err)
+		}
+		resp.Body.Close()
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	read := func(name, prio string) error {
+		req, _ := http.NewRequest("GET", fileURL(h, "lat/"+name), nil)
+		req.Header.Set("X-DW-Priority", prio)
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 && resp.StatusCode != http.StatusTooManyRequests {
+			return fmt.Errorf("GET %s: %d", name, resp.StatusCode)
+		}
+		return err
+	}
+	percentiles := func(b *testing.B) (p50, p99 time.Duration) {
+		d := make([]time.Duration, samples)
+		for i := range d {
+			start := time.Now()
+			if err := read("small", "high"); err != nil {
+				b.Fatal(err)
+			}
+			d[i] = time.Since(start)
+		}
+		slices.Sort(d)
+		return d[samples/2], d[samples*99/100]
+	}
+	for i := 0; i < b.N; i++ {
+		base50, base99 := percentiles(b)
+		b.ReportMetric(float64(base50.Microseconds()), "unloaded-p50-µs")
+		b.ReportMetric(float64(base99.Microseconds()), "unloaded-p99-µs")
+		for _, flood := range []string{"flood-small", "flood-large"} {
+			ctx, cancel := context.WithCancel(context.Background())
+			var wg sync.WaitGroup
+			for range 64 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for ctx.Err() == nil {
+						_ = read(flood, "low")
+					}
+				}()
+			}
+			hosttest.WaitFor(b, 30*time.Second, "the flood to fill the queue", func() bool {
+				m, _ := metrics(b, h)
+				return m["queue_length{class=low}"] > 0
+			})
+			p50, p99 := percentiles(b)
+			m, _ := metrics(b, h)
+			cancel()
+			wg.Wait()
+			b.ReportMetric(float64(p50.Microseconds()), flood+"-p50-µs")
+			b.ReportMetric(float64(p99.Microseconds()), flood+"-p99-µs")
+			b.ReportMetric(float64(p99)/float64(base99), flood+"-p99-ratio")
+			b.ReportMetric(m["dispatched_total{class=low}"], flood+"-low-dispatches")
+		}
+	}
+}
