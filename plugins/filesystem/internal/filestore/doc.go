@@ -50,6 +50,11 @@
 //     slow client never holds the device. Further chunks are charged to the
 //     byte quota as they go (after admission the response cannot be
 //     refused any more, so they wait as long as the rate needs).
+//  4. Low priority is background work: while high-priority work is
+//     present, and for 100 ms after it, low steps are dispatched at most one
+//     per 20 ms (scheduler.Queue.SetBackground), which keeps high-priority
+//     latency near its unloaded value under a low-priority flood (README,
+//     BenchmarkHighPriorityLatency).
 //
 // # Memory
 //

@@ -68,6 +68,7 @@ func (s *Service) Metrics(context.Context) (sdk.Metrics, error) {
 		sdk.Gauge("queue_max", "Operations that may wait in the I/O queue (max_queue_depth).", float64(q.MaxQueued)),
 		sdk.Gauge("dispatch_depth", "Operations the device runs at once (queue_depth of its class).", float64(q.Depth)),
 		sdk.Gauge("in_flight", "Operations running on the device now.", float64(q.InFlight)),
+		sdk.Counter("background_restrained_total", "Dispatch decisions that held low-priority work back for high-priority work.", float64(q.Restrained)),
 	)
 	for _, c := range scheduler.Classes {
 		cl := c.String()

@@ -148,6 +148,7 @@ func (s *Service) Configure(ctx context.Context, cfg sdk.Config) error {
 	l := *s.limits.Load()
 	s.rootDir, s.root, s.dev = rootDir, root, dev
 	s.sched = scheduler.New(l.MaxQueueDepth, l.QueueDepth.For(dev.Class))
+	s.sched.SetBackground(backgroundAnticipation, backgroundTrickle)
 	s.quotas.Store(quota.New(l.quotaConfig()))
 	// The O_DIRECT probe runs in the staging folder: the root's file
 	// system, out of sight of listings.
@@ -235,6 +236,15 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	s.detector.Stop()
 	return s.root.Close()
 }
+
+// Low priority is background work: while high-priority work is present,
+// and for backgroundAnticipation after it, low steps are dispatched at most
+// one per backgroundTrickle (see package scheduler). The figures behind
+// these values are in the README (BenchmarkHighPriorityLatency).
+const (
+	backgroundAnticipation = 100 * time.Millisecond
+	backgroundTrickle      = 20 * time.Millisecond
+)
 
 // ioPath is the I/O path chosen from the last probe.
 type ioPath struct {

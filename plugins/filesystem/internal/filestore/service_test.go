@@ -61,7 +61,7 @@ type env struct {
 
 // start configures a Service on a fresh root with limits l (nil: the
 // defaults) and device class ssd, and serves it.
-func start(t *testing.T, l *Limits, direct bool) *env {
+func start(t testing.TB, l *Limits, direct bool) *env {
 	t.Helper()
 	base := t.TempDir()
 	e := &env{root: filepath.Join(base, "root"), outside: filepath.Join(base, "outside"), probes: &fakeProbes{}}
@@ -110,12 +110,12 @@ func start(t *testing.T, l *Limits, direct bool) *env {
 	return e
 }
 
-func (e *env) put(t *testing.T, p string, data []byte, prio dwv1.Priority) (*dwv1.PutFileResponse, error) {
+func (e *env) put(t testing.TB, p string, data []byte, prio dwv1.Priority) (*dwv1.PutFileResponse, error) {
 	t.Helper()
 	return e.putHeader(t, &dwv1.PutFileHeader{Path: p, Size: int64(len(data)), Priority: prio}, data)
 }
 
-func (e *env) putHeader(t *testing.T, hdr *dwv1.PutFileHeader, data []byte) (*dwv1.PutFileResponse, error) {
+func (e *env) putHeader(t testing.TB, hdr *dwv1.PutFileHeader, data []byte) (*dwv1.PutFileResponse, error) {
 	t.Helper()
 	st, err := e.c.Put(context.Background())
 	if err != nil {
@@ -681,5 +681,36 @@ func TestLimitsApplyLive(t *testing.T) {
 	err := e.s.ApplyLimits(context.Background(), bad)
 	if !errors.Is(err, sdk.ErrInvalidLimits) || !strings.Contains(err.Error(), `quota.callers["x.y"].bytes_per_second`) {
 		t.Errorf("negative rate: %v", err)
+	}
+}
+
+// TestLowCompletesUnderSustainedHighLoad: high-priority readers never let
+// the queue go idle, yet a low-priority read completes (low work trickles
+// while high work is present).
+func TestLowCompletesUnderSustainedHighLoad(t *testing.T) {
+	l := DefaultLimits()
+	l.QueueDepth.SSD = 1
+	e := start(t, &l, false)
+	data := randomBytes(3*chunkSize, 2) // a low read of three chunks
+	e.put(t, "f", data, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				_, _, _ = e.get(ctx, "f", 0, 4096, dwv1.Priority_PRIORITY_HIGH)
+			}
+		}()
+	}
+	defer func() { cancel(); wg.Wait() }()
+	waitFor(t, "sustained high load", func() bool { return e.s.sched.Stats().Dispatched[scheduler.High] > 100 })
+	got, _, err := e.get(context.Background(), "f", 0, -1, dwv1.Priority_PRIORITY_LOW)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("low read under high load: %d bytes, %v", len(got), err)
+	}
+	if st := e.s.sched.Stats(); st.Restrained == 0 {
+		t.Errorf("the low read was never held back for the high load: %+v", st)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -30,6 +31,15 @@ const chunkSize = 1 << 20
 
 // maxBuffers bounds the chunk buffers of transfers (see bufferPool).
 const maxBuffers = 64
+
+// smallTransfer is the largest read served from smallBuffers instead of
+// the chunk pool.
+const smallTransfer = 64 << 10
+
+// smallBuffers hold the data of small reads. They are not counted against
+// the chunk pool: there is at most one per admitted request, so their
+// memory is bounded by (max_queue_depth + queue depth) × 64 KiB.
+var smallBuffers = sync.Pool{New: func() any { b := make([]byte, smallTransfer); return &b }}
 
 // bufferPool hands out aligned chunk buffers, at most max at a time: the
 // memory of all transfers together is bounded by max × chunkSize (64 MiB)
@@ -227,11 +237,19 @@ func (s *Service) getFile(ctx context.Context, t *transfer, p string, offset int
 	} else {
 		s.stats.bufferedTransfers.Add(1)
 	}
-	buf, err := s.bufs.get(ctx)
-	if err != nil {
-		return err
+	var buf []byte
+	if !direct && length <= smallTransfer {
+		// Small reads never wait for the chunk pool: a flood of large
+		// transfers holding every chunk buffer must not delay them.
+		bp := smallBuffers.Get().(*[]byte)
+		defer smallBuffers.Put(bp)
+		buf = (*bp)[:length]
+	} else {
+		if buf, err = s.bufs.get(ctx); err != nil {
+			return err
+		}
+		defer s.bufs.put(buf)
 	}
-	defer s.bufs.put(buf)
 
 	// Direct reads start at the aligned block below offset and skip the
 	// bytes before it.

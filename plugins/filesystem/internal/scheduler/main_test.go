@@ -17,10 +17,46 @@ func TestMain(m *testing.M) {
 // only decides how long a broken test hangs, never whether a test passes.
 const patience = 10 * time.Second
 
-// fakeClock is an injected clock for exact wait and service times.
+// fakeClock is an injected clock for exact wait and service times, with
+// timers that fire when Advance passes them.
 type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
+	mu     sync.Mutex
+	t      time.Time
+	timers []*fakeTimer
+}
+
+type fakeTimer struct {
+	at      time.Time
+	f       func()
+	stopped bool
+}
+
+// AfterFunc is Queue.afterFunc over the fake clock.
+func (c *fakeClock) AfterFunc(d time.Duration, f func()) func() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ft := &fakeTimer{at: c.t.Add(d), f: f}
+	c.timers = append(c.timers, ft)
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		was := !ft.stopped
+		ft.stopped = true
+		return was
+	}
+}
+
+// pending counts timers not yet fired or stopped.
+func (c *fakeClock) pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, ft := range c.timers {
+		if !ft.stopped {
+			n++
+		}
+	}
+	return n
 }
 
 func newFakeClock() *fakeClock {
@@ -37,12 +73,25 @@ func (c *fakeClock) Now() time.Time {
 func (c *fakeClock) install(q *Queue) {
 	q.now = c.Now
 	q.since = func(t time.Time) time.Duration { return c.Now().Sub(t) }
+	q.afterFunc = c.AfterFunc
 }
 
+// Advance moves the clock and runs, in this goroutine, the timers it
+// passes.
 func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.t = c.t.Add(d)
+	var due []func()
+	for _, ft := range c.timers {
+		if !ft.stopped && !ft.at.After(c.t) {
+			ft.stopped = true
+			due = append(due, ft.f)
+		}
+	}
+	c.mu.Unlock()
+	for _, f := range due {
+		f()
+	}
 }
 
 // rig runs named steps on a Queue; each step's fn reports its start on

@@ -173,7 +173,7 @@ func TestCreditReset(t *testing.T) {
 		waiter(High)
 	}
 	low := waiter(Low)
-	if got := q.pickLocked(); got != High {
+	if got, _ := q.pickLocked(false); got != High {
 		t.Fatalf("first pick %v, want high", got)
 	}
 	if q.current[Low] != 1 {
@@ -185,7 +185,7 @@ func TestCreditReset(t *testing.T) {
 	}
 
 	q.current[Normal] = 5 // stale credit of a class without waiters
-	q.pickLocked()
+	q.pickLocked(false)
 	if q.current[Normal] != 0 {
 		t.Fatalf("normal current weight %d after a pick without normal waiters, want 0", q.current[Normal])
 	}

@@ -43,12 +43,76 @@ type Queue struct {
 
 	meanService float64 // seconds, EWMA of fn's run time; 0 before the first sample
 	lastRefusal time.Time
+
+	// Background restraint (SetBackground); zero values disable it.
+	afterFunc    func(time.Duration, func()) func() bool // injected by tests; returns a stop func
+	anticipation time.Duration
+	trickle      time.Duration
+	live         [numClasses]int // admitted, not Done
+	lastHighDone time.Time
+	lastLow      time.Time // the last dispatch of a low step
+	wakeAt       time.Time // when the armed wake-up fires; zero: none
+	stopWake     func() bool
+	restrained   uint64 // dispatch decisions that held low work back
 }
 
 // New returns a Queue that admits at most maxQueued queued operations and
 // runs at most depth at once. Values below 1 are raised to 1.
 func New(maxQueued, depth int) *Queue {
-	return &Queue{now: time.Now, since: time.Since, maxQueued: max(maxQueued, 1), depth: max(depth, 1)}
+	return &Queue{now: time.Now, since: time.Since, maxQueued: max(maxQueued, 1), depth: max(depth, 1),
+		afterFunc: func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }}
+}
+
+// SetBackground makes low priority background work while high-priority
+// work is present: while a high operation is admitted, and for
+// anticipation after the last one is Done, low steps are dispatched at
+// most one per trickle, whatever slots are free. Low work keeps moving (so
+// it never starves), but it leaves the machine to high-priority work. Zero
+// for either turns the restraint off (the default). See the package doc.
+func (q *Queue) SetBackground(anticipation, trickle time.Duration) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.anticipation, q.trickle = max(anticipation, 0), max(trickle, 0)
+	q.dispatchLocked()
+}
+
+// lowHeldLocked reports whether a low step must wait at now for the
+// restraint, and until when.
+func (q *Queue) lowHeldLocked(now time.Time) (held bool, until time.Time) {
+	if q.anticipation <= 0 || q.trickle <= 0 {
+		return false, time.Time{}
+	}
+	highActive := q.live[High] > 0
+	if !highActive && (q.lastHighDone.IsZero() || now.Sub(q.lastHighDone) >= q.anticipation) {
+		return false, time.Time{}
+	}
+	next := q.lastLow.Add(q.trickle)
+	if q.lastLow.IsZero() || !now.Before(next) {
+		return false, time.Time{}
+	}
+	if !highActive {
+		if end := q.lastHighDone.Add(q.anticipation); end.Before(next) {
+			next = end
+		}
+	}
+	return true, next
+}
+
+// wakeLocked arms one wake-up at t to dispatch held low work.
+func (q *Queue) wakeLocked(now, t time.Time) {
+	if !q.wakeAt.IsZero() && !q.wakeAt.After(t) {
+		return // an earlier wake-up is armed
+	}
+	if q.stopWake != nil {
+		q.stopWake()
+	}
+	q.wakeAt = t
+	q.stopWake = q.afterFunc(t.Sub(now), func() {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		q.wakeAt, q.stopWake = time.Time{}, nil
+		q.dispatchLocked()
+	})
 }
 
 // SetLimits changes both limits live; values below 1 are raised to 1. A
@@ -105,6 +169,7 @@ func (q *Queue) Admit(c Class) (*Op, error) {
 	}
 	q.queued[c]++
 	q.admitted[c]++
+	q.live[c]++
 	q.mu.Unlock()
 	return &Op{q: q, class: c}, nil
 }
@@ -127,7 +192,7 @@ func (o *Op) Run(ctx context.Context, fn func() error) error {
 		q.mu.Unlock()
 		return fmt.Errorf("run %s-priority operation: already running: an op runs one step at a time", o.class)
 	}
-	if q.inFlight < q.depth && q.waiting == 0 {
+	if q.inFlight < q.depth && q.waiting == 0 && !q.heldLocked(o.class) {
 		q.startLocked(o)
 		q.mu.Unlock()
 	} else if err := o.wait(ctx); err != nil {
@@ -154,6 +219,7 @@ func (o *Op) wait(ctx context.Context) error {
 	q.waiters[o.class].pushBack(o)
 	o.waiting = true
 	q.waiting++
+	q.dispatchLocked() // a held low step arms the wake-up; a free slot may go to it
 	q.mu.Unlock()
 
 	select {
@@ -197,6 +263,10 @@ func (o *Op) Done() {
 		return
 	}
 	o.done = true
+	q.live[o.class]--
+	if o.class == High {
+		q.lastHighDone = q.now()
+	}
 	if o.running {
 		return // finish sees done and does not count it queued again
 	}
@@ -210,6 +280,9 @@ func (o *Op) Done() {
 
 // startLocked gives o a slot.
 func (q *Queue) startLocked(o *Op) {
+	if o.class == Low && q.trickle > 0 {
+		q.lastLow = q.now()
+	}
 	q.inFlight++
 	q.queued[o.class]--
 	q.dispatched[o.class]++
@@ -235,14 +308,27 @@ func (q *Queue) finish(o *Op, start time.Time) {
 	q.dispatchLocked()
 }
 
-// dispatchLocked hands free slots to waiters, chosen by pickLocked.
+// dispatchLocked hands free slots to waiters, chosen by pickLocked. Held
+// low work (SetBackground) is skipped, and a wake-up is armed for when it
+// may go.
 func (q *Queue) dispatchLocked() {
 	if q.waiting == 0 {
 		return
 	}
 	now := q.now()
 	for q.inFlight < q.depth && q.waiting > 0 {
-		c := q.pickLocked()
+		skipLow := false
+		if q.waiters[Low].n > 0 {
+			if held, until := q.lowHeldLocked(now); held {
+				skipLow = true
+				q.restrained++
+				q.wakeLocked(now, until)
+			}
+		}
+		c, ok := q.pickLocked(skipLow)
+		if !ok {
+			return
+		}
 		o := q.waiters[c].head
 		q.removeLocked(o)
 		o.waited = now.Sub(o.waitStart).Seconds()
@@ -253,14 +339,28 @@ func (q *Queue) dispatchLocked() {
 	}
 }
 
+// heldLocked reports whether a step of class c may not take a free slot
+// at once because of the background restraint.
+func (q *Queue) heldLocked(c Class) bool {
+	if c != Low {
+		return false
+	}
+	held, _ := q.lowHeldLocked(q.now())
+	return held
+}
+
 // pickLocked chooses the class to dispatch from by smooth weighted round
-// robin over the classes with waiters. There must be a waiter.
-func (q *Queue) pickLocked() Class {
+// robin over the classes with waiters, leaving out low when skipLow; ok is
+// false when no class is left.
+func (q *Queue) pickLocked(skipLow bool) (c Class, ok bool) {
 	total, best := 0, -1
 	for c := range numClasses {
 		if q.waiters[c].n == 0 {
 			q.current[c] = 0
 			continue
+		}
+		if skipLow && Class(c) == Low {
+			continue // keeps its credit: it waits for the restraint, not by choice
 		}
 		q.current[c] += weights[c]
 		total += weights[c]
@@ -268,8 +368,11 @@ func (q *Queue) pickLocked() Class {
 			best = c
 		}
 	}
+	if best < 0 {
+		return 0, false
+	}
 	q.current[best] -= total
-	return Class(best)
+	return Class(best), true
 }
 
 // removeLocked takes a waiting o off its wait list. A class left without
@@ -322,6 +425,9 @@ type Stats struct {
 	// (steps that got a slot at once add 0; cancelled waits are not
 	// counted); ServiceSeconds totals the time fn ran.
 	WaitSeconds, ServiceSeconds [numClasses]float64
+	// Restrained counts dispatch decisions that held low work back for
+	// high-priority work (SetBackground).
+	Restrained uint64
 }
 
 // Stats returns a snapshot of the queue.
@@ -331,7 +437,7 @@ func (q *Queue) Stats() Stats {
 	s := Stats{
 		MaxQueued: q.maxQueued, Depth: q.depth, Queued: q.queued, InFlight: q.inFlight,
 		Admitted: q.admitted, Refused: q.refused, Dispatched: q.dispatched,
-		WaitSeconds: q.waitSeconds, ServiceSeconds: q.serviceSeconds,
+		WaitSeconds: q.waitSeconds, ServiceSeconds: q.serviceSeconds, Restrained: q.restrained,
 	}
 	for c := range numClasses {
 		s.Waiting[c] = q.waiters[c].n
