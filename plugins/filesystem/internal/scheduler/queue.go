@@ -312,7 +312,7 @@ func (q *Queue) finish(o *Op, start time.Time) {
 // low work (SetBackground) is skipped, and a wake-up is armed for when it
 // may go.
 func (q *Queue) dispatchLocked() {
-	if q.waiting == 0 {
+	if q.waiting == 0 || q.inFlight >= q.depth {
 		return
 	}
 	now := q.now()
@@ -342,7 +342,7 @@ func (q *Queue) dispatchLocked() {
 // heldLocked reports whether a step of class c may not take a free slot
 // at once because of the background restraint.
 func (q *Queue) heldLocked(c Class) bool {
-	if c != Low {
+	if c != Low || q.anticipation <= 0 || q.trickle <= 0 {
 		return false
 	}
 	held, _ := q.lowHeldLocked(q.now())
