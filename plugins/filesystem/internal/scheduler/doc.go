@@ -14,7 +14,10 @@
 // wraps sdk.ErrBackpressure and carries a retry hint (sdk.WithRetryAfter):
 // the time the queue takes to drain at the recent service rate,
 // (queued+1) × mean service time / depth, rounded up to whole seconds and
-// kept within [1s, 60s]. The mean service time is an exponentially weighted
+// kept within [1s, 60s]. Room is kept for higher priorities: a low
+// operation is refused once 3/4 of max_queue_depth are queued, a normal one
+// at 7/8, a high one only at the bound, so a low-priority flood that fills
+// the queue cannot lock high-priority work out of it. The mean service time is an exponentially weighted
 // moving average (weight 1/8 per step) of how long Run's fn took. A caller
 // is never parked without bound: the only wait is in Run, and a done ctx
 // ends it.

@@ -157,14 +157,18 @@ func (q *Queue) Admit(c Class) (*Op, error) {
 	}
 	q.mu.Lock()
 	n := q.queuedLocked()
-	if n >= q.maxQueued {
+	if limit := admissionLimit(q.maxQueued, c); n >= limit {
 		q.refused[c]++
 		q.lastRefusal = q.now()
-		limit := q.maxQueued
+		maxQueued := q.maxQueued
 		after := retryAfter(n, q.depth, q.meanService)
 		q.mu.Unlock()
-		err := fmt.Errorf("admit %s-priority operation: queue full: %d operations queued, limits.max_queue_depth is %d: %w",
-			c, n, limit, sdk.ErrBackpressure)
+		full := "queue full"
+		if limit < maxQueued {
+			full = fmt.Sprintf("queue full for %s priority (the last %d places are kept for higher priorities)", c, maxQueued-limit)
+		}
+		err := fmt.Errorf("admit %s-priority operation: %s: %d operations queued, limits.max_queue_depth is %d: %w",
+			c, full, n, maxQueued, sdk.ErrBackpressure)
 		return nil, sdk.WithRetryAfter(err, after)
 	}
 	q.queued[c]++
@@ -276,6 +280,20 @@ func (o *Op) Done() {
 		o.granted = false
 		o.ready <- struct{}{}
 	}
+}
+
+// admissionLimit is how many queued operations class c is admitted
+// against: high up to maxQueued, normal up to 7/8 of it and low up to 3/4,
+// so that lower priorities filling the queue leave room for higher ones
+// (the integer division keeps tiny queues at the plain bound).
+func admissionLimit(maxQueued int, c Class) int {
+	switch c {
+	case Normal:
+		return maxQueued - maxQueued/8
+	case Low:
+		return maxQueued - maxQueued/4
+	}
+	return maxQueued
 }
 
 // startLocked gives o a slot.

@@ -185,7 +185,7 @@ func TestRetryAfterFromServiceTimes(t *testing.T) {
 		}
 	}
 	for range 3 {
-		if _, err := q.Admit(Low); err != nil {
+		if _, err := q.Admit(High); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -537,7 +537,7 @@ func TestBackpressureFromQueue(t *testing.T) {
 	admit := func(n int) {
 		t.Helper()
 		for range n {
-			op, err := q.Admit(Low)
+			op, err := q.Admit(High) // high fills the whole queue
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -549,7 +549,7 @@ func TestBackpressureFromQueue(t *testing.T) {
 	check(sdk.BackpressureElevated, "50% full")
 	admit(5)
 	check(sdk.BackpressureSaturated, "100% full")
-	if _, err := q.Admit(Low); err == nil {
+	if _, err := q.Admit(High); err == nil {
 		t.Fatal("Admit on a full queue succeeded")
 	}
 	for _, op := range ops[2:] {
@@ -614,4 +614,35 @@ func TestCancelRacesHandOver(t *testing.T) {
 		}
 	}
 	t.Logf("outcomes over 40 races: %v", outcomes)
+}
+
+// TestAdmissionKeepsRoomForHigherPriorities: low fills the queue only to
+// 3/4 and normal to 7/8; high is admitted up to the bound.
+func TestAdmissionKeepsRoomForHigherPriorities(t *testing.T) {
+	q := New(16, 1)
+	admit := func(c Class, n int) {
+		t.Helper()
+		for i := range n {
+			if _, err := q.Admit(c); err != nil {
+				t.Fatalf("%v #%d: %v", c, i+1, err)
+			}
+		}
+	}
+	admit(Low, 12)
+	if _, err := q.Admit(Low); !errors.Is(err, sdk.ErrBackpressure) || !strings.Contains(err.Error(), "the last 4 places are kept for higher priorities") {
+		t.Fatalf("13th low: %v", err)
+	}
+	admit(Normal, 2)
+	if _, err := q.Admit(Normal); !errors.Is(err, sdk.ErrBackpressure) {
+		t.Fatalf("15th op, normal: %v", err)
+	}
+	admit(High, 2)
+	if _, err := q.Admit(High); !errors.Is(err, sdk.ErrBackpressure) || !strings.Contains(err.Error(), "queue full: 16 operations queued") {
+		t.Fatalf("17th op, high: %v", err)
+	}
+	for _, tc := range []struct{ max, normal, low int }{{1, 1, 1}, {2, 2, 2}, {4, 4, 3}, {8, 7, 6}, {1024, 896, 768}} {
+		if n, l := admissionLimit(tc.max, Normal), admissionLimit(tc.max, Low); n != tc.normal || l != tc.low || admissionLimit(tc.max, High) != tc.max {
+			t.Errorf("max %d: normal %d low %d, want %d %d", tc.max, n, l, tc.normal, tc.low)
+		}
+	}
 }
