@@ -14,11 +14,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -111,6 +113,9 @@ type Host struct {
 	DataDir, ConfigPath, PluginsDir string
 	// Base is the host part of the config; Subsystems the rest.
 	Base string
+	// Token is sent as the bearer token by JSON (and so by Plugin and
+	// WaitServing); StartWithTokens sets it to one of its tokens.
+	Token string
 
 	cmd  *exec.Cmd
 	mu   sync.Mutex
@@ -124,6 +129,31 @@ type Host struct {
 // pluginsDir, returning when the API serves. env adds to the environment.
 func Start(tb testing.TB, pluginsDir, subsystemsYAML string, env ...string) *Host {
 	tb.Helper()
+	return start(tb, pluginsDir, "", subsystemsYAML, env)
+}
+
+// StartWithTokens is Start with bearer authentication: tokens maps each
+// caller name to its token, passed to the host in environment variables.
+func StartWithTokens(tb testing.TB, pluginsDir, subsystemsYAML string, tokens map[string]string, env ...string) *Host {
+	tb.Helper()
+	var auth strings.Builder
+	auth.WriteString("  auth:\n    tokens:\n")
+	for _, name := range slices.Sorted(maps.Keys(tokens)) {
+		v := "DW_TEST_TOKEN_" + strings.ToUpper(name)
+		fmt.Fprintf(&auth, "      - {name: %s, token_env: %s}\n", name, v)
+		env = append(env, v+"="+tokens[name])
+	}
+	h := start(tb, pluginsDir, auth.String(), subsystemsYAML, env)
+	if len(tokens) > 0 {
+		h.Token = tokens[slices.Sorted(maps.Keys(tokens))[0]]
+	}
+	return h
+}
+
+// start writes the config, with serverYAML added under server:, and runs
+// dw serve.
+func start(tb testing.TB, pluginsDir, serverYAML, subsystemsYAML string, env []string) *Host {
+	tb.Helper()
 	dw := Binary(tb, "cmd/dw", "dw")
 	dir := tb.TempDir()
 	h := &Host{
@@ -132,8 +162,8 @@ func Start(tb testing.TB, pluginsDir, subsystemsYAML string, env ...string) *Hos
 		PluginsDir: pluginsDir,
 		done:       make(chan struct{}),
 	}
-	h.Base = fmt.Sprintf("server:\n  listen: 127.0.0.1:0\nlog: {level: debug, format: json}\ndata_dir: %s\nplugins:\n  dir: %s\n  start_timeout: 30s\n",
-		h.DataDir, pluginsDir)
+	h.Base = fmt.Sprintf("server:\n  listen: 127.0.0.1:0\n%slog: {level: debug, format: json}\ndata_dir: %s\nplugins:\n  dir: %s\n  start_timeout: 30s\n",
+		serverYAML, h.DataDir, pluginsDir)
 	if err := os.WriteFile(h.ConfigPath, []byte(h.Base+subsystemsYAML), 0o600); err != nil {
 		tb.Fatal(err)
 	}
@@ -293,6 +323,9 @@ func (h *Host) JSON(tb testing.TB, method, path string, body, out any) int {
 	req, err := http.NewRequest(method, h.URL+path, rd)
 	if err != nil {
 		tb.Fatal(err)
+	}
+	if h.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+h.Token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
