@@ -36,8 +36,8 @@
 //
 // # Admission, in order
 //
-//  1. The caller's quota (package quota): one operation and the first chunk's
-//     bytes, waiting up to max_throttle_wait, else QUOTA_EXCEEDED with a
+//  1. The caller's quota (package quota): one operation and the first 64 KiB
+//     of data, waiting up to max_throttle_wait, else QUOTA_EXCEEDED with a
 //     retry hint (429 + Retry-After at the host). A throttled caller holds
 //     no place in the I/O queue while it waits.
 //  2. The I/O queue (package scheduler): refused at once with BACKPRESSURE

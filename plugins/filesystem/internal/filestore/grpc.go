@@ -50,6 +50,18 @@ func (s *Service) admit(ctx context.Context, op string, prio dwv1.Priority, firs
 	return &transfer{s: s, op: o, class: class, caller: caller, prepaid: firstBytes}, nil
 }
 
+// admissionBytes is what admission takes from the caller's byte quota for
+// a transfer of n bytes (-1: not known yet): the first 64 KiB at most. The
+// rest is charged chunk by chunk; taking more up front would overcharge a
+// small file whose size admission cannot know (a GET learns it after the
+// open), and tokens taken cannot be given back.
+func admissionBytes(n int64) int64 {
+	if n < 0 {
+		return smallTransfer
+	}
+	return min(n, smallTransfer)
+}
+
 // finish leaves the queue and counts the request.
 func (t *transfer) finish(kind int, start time.Time, err error) {
 	t.op.Done()
@@ -118,11 +130,7 @@ func (s *Service) Get(req *dwv1.GetFileRequest, stream dwv1.FileStore_GetServer)
 	if req.GetOffset() < 0 {
 		return sdk.ToStatus(fmt.Errorf("get %q: offset %d is negative: %w", req.GetPath(), req.GetOffset(), sdk.ErrInvalidArgument))
 	}
-	first := int64(chunkSize)
-	if length >= 0 {
-		first = min(first, length)
-	}
-	t, err := s.admit(ctx, "get", req.GetPriority(), first)
+	t, err := s.admit(ctx, "get", req.GetPriority(), admissionBytes(length))
 	if err != nil {
 		return sdk.ToStatus(err)
 	}
@@ -155,11 +163,7 @@ func (s *Service) Put(stream dwv1.FileStore_PutServer) error {
 	if sum := hdr.GetSha256(); sum != "" && !isSHA256Hex(sum) {
 		return sdk.ToStatus(fmt.Errorf("put %q: sha256 %.80q is not 64 lowercase hex digits: %w", p, sum, sdk.ErrInvalidArgument))
 	}
-	first := int64(chunkSize)
-	if hdr.GetSize() >= 0 {
-		first = min(first, hdr.GetSize())
-	}
-	t, err := s.admit(ctx, "put", hdr.GetPriority(), first)
+	t, err := s.admit(ctx, "put", hdr.GetPriority(), admissionBytes(hdr.GetSize()))
 	if err != nil {
 		return sdk.ToStatus(err)
 	}

@@ -714,3 +714,20 @@ func TestLowCompletesUnderSustainedHighLoad(t *testing.T) {
 		t.Errorf("the low read was never held back for the high load: %+v", st)
 	}
 }
+
+// TestSmallReadsCostTheirSize: a caller with a byte quota pays for what it
+// reads, not for a whole chunk, when the size was unknown at admission.
+func TestSmallReadsCostTheirSize(t *testing.T) {
+	l := DefaultLimits()
+	l.MaxThrottleWait = 0
+	l.Quota.Default = Rate{BytesPerSecond: 256 << 10} // burst: 256 KiB
+	e := start(t, &l, false)
+	e.put(t, "small", randomBytes(1000, 1), 0)
+	// Three reads of a 1000-byte file fit in the burst; had each taken a
+	// chunk (1 MiB) at admission, the second would be refused.
+	for i := range 3 {
+		if _, _, err := e.get(context.Background(), "small", 0, -1, 0); err != nil {
+			t.Fatalf("read %d: %v", i+1, err)
+		}
+	}
+}
