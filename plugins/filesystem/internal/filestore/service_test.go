@@ -731,3 +731,36 @@ func TestSmallReadsCostTheirSize(t *testing.T) {
 		}
 	}
 }
+
+func TestConfigureRefusesBadSettings(t *testing.T) {
+	base := t.TempDir()
+	file := filepath.Join(base, "a-file")
+	os.WriteFile(file, []byte("x"), 0o644)
+	for _, tc := range []struct {
+		name     string
+		settings map[string]any
+		want     string
+	}{
+		{"bad class", map[string]any{"root": "r", "device_class": "fast"}, "device_class"},
+		{"empty root", map[string]any{"root": ""}, "subsystems.filesystem.root"},
+		{"unknown key", map[string]any{"root": "r", "roots": "x"}, "roots"},
+		{"wrong type", map[string]any{"root": 7}, "root"},
+		{"root is a file", map[string]any{"root": file}, "a-file"},
+		{"root below a file", map[string]any{"root": filepath.Join(file, "sub")}, "a-file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := New(WithProbes((&fakeProbes{}).funcs()))
+			err := s.Configure(context.Background(), sdk.Config{Subsystem: "filesystem", DataDir: base, Settings: tc.settings})
+			if err == nil {
+				s.Shutdown(context.Background())
+				t.Fatal("Configure succeeded")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not name %q", err, tc.want)
+			}
+			if err := s.Shutdown(context.Background()); err != nil {
+				t.Errorf("shutdown after a refused Configure: %v", err)
+			}
+		})
+	}
+}
