@@ -60,6 +60,7 @@ func newRootCmd() *cobra.Command {
 		newConfigCmd(g),
 		newObjCmd(g),
 		newFsCmd(g),
+		newBackupCmd(g),
 	)
 	return root
 }

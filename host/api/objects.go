@@ -1150,17 +1150,11 @@ func parseListQuery(raw string) (listQuery, error) {
 		}
 		out.offset = n
 	}
-	for _, b := range []struct {
-		name string
-		dst  *bool
-	}{{"count", &out.count}, {"stream", &out.stream}} {
-		switch v, ok := q[b.name]; {
-		case !ok, v == "false":
-		case v == "true":
-			*b.dst = true
-		default:
-			return listQuery{}, fmt.Errorf("%s %s: %w: must be true or false", b.name, shown(v), sdk.ErrInvalidArgument)
-		}
+	if out.count, err = boolParam(q, "count"); err != nil {
+		return listQuery{}, err
+	}
+	if out.stream, err = boolParam(q, "stream"); err != nil {
+		return listQuery{}, err
 	}
 	_, hasOffset := q["offset"]
 	_, hasToken := q["page_token"]
@@ -1176,6 +1170,19 @@ func parseListQuery(raw string) (listQuery, error) {
 		}
 	}
 	return out, nil
+}
+
+// boolParam reads the boolean query parameter name of q (from
+// parseQuery): true or false; absent is false.
+func boolParam(q map[string]string, name string) (bool, error) {
+	switch v, ok := q[name]; {
+	case !ok, v == "false":
+		return false, nil
+	case v == "true":
+		return true, nil
+	default:
+		return false, fmt.Errorf("%s %s: %w: must be true or false", name, shown(v), sdk.ErrInvalidArgument)
+	}
 }
 
 // pageQuery checks the page_token and limit of a listing query (q from

@@ -149,6 +149,7 @@ func New(opts Options) (*Server, error) {
 	s.handle("POST /v1/subsystems/{name}/rpc/{service}/{method}", http.HandlerFunc(s.rpc), false)
 	s.registerDirectRoutes(objectPatterns, s.objectRoute)
 	s.registerDirectRoutes(filePatterns, s.fileRoute)
+	s.registerBackupRoutes()
 	return s, nil
 }
 

@@ -1,0 +1,101 @@
+// Package concurrency decides how many dataprotection jobs run at once and
+// queues the others.
+//
+// # Pieces
+//
+//   - Limiter: a FIFO queue of jobs with a live limit. Acquire waits for a
+//     slot in arrival order; SetLimit raising the limit starts waiting jobs
+//     at once, lowering it lets running jobs finish. Queued and Position
+//     show the waiting jobs (the plugin reports them as "queued"). JobTime
+//     sums the jobs' running time, from which the controller gets the mean
+//     number of jobs running.
+//   - Controller: the decision rule below. Its Step takes one interval's
+//     Sample and reads no clock and no file, so tests script utilisation
+//     series; Run is the thin loop that fills samples from a Sampler
+//     (/proc/diskstats), the Limiter and the jobs' byte counter, once per
+//     adjust_interval, in the caller's goroutine until its context ends.
+//   - WatchFolders: the whole disks under the repository and the sources
+//     (stat gives MAJ:MIN; /sys/dev/block/MAJ:MIN the sysfs node; a
+//     partition stands for its parent disk, a device-mapper or md device
+//     for the disks below it). Their count bounds the limit.
+//
+// # Utilisation
+//
+// A device's utilisation over an interval is the growth of field 13 of its
+// /proc/diskstats line (milliseconds with at least one request in flight)
+// over the interval's wall milliseconds, capped at 100% (kernels before
+// 2024 could count more). The controller takes the busiest watched device
+// and smooths it with an exponential moving average:
+// smoothed = ema_alpha × raw + (1 − ema_alpha) × smoothed (the first
+// sample is taken as is). A sample that could not be measured holds the
+// limit and leaves the average alone.
+//
+// # Decision rule
+//
+// Every interval, in adaptive mode (max_concurrent_operations 0), in order:
+//
+//  1. a limit above the upper bound (4 × the distinct disks, at least 4)
+//     is lowered to it;
+//  2. the verdict on the last raise (throughput signal, below): a raise
+//     that did not pay off is undone;
+//  3. smoothed above utilization_high: the limit drops by one (not below
+//     1), unless the last raise paid off (below);
+//  4. smoothed below utilization_low: the limit rises by one, but only
+//     when a job waits for a slot (a limit nobody is held back by proves
+//     nothing, and would let a later burst start all at once), not past
+//     the upper bound, and not past a level where raising gave
+//     diminishing returns;
+//  5. otherwise it holds.
+//
+// The limit starts at 1. max_concurrent_operations > 0 fixes the limit
+// instead (applied at once, also on a live change); setting it back to 0
+// resumes adapting from the current limit. Limits change live through
+// SetLimits, which refuses invalid ones (0 <= low < high <= 1,
+// 0 < ema_alpha <= 1, adjust_interval > 0) and keeps the old ones then.
+//
+// # The second signal: job throughput
+//
+// Utilisation only says whether a device had a request in flight. On a
+// device that serves many requests in parallel (NVMe, virtio, a RAID or
+// cloud volume) it reads near 100% long before the device is saturated,
+// and a job bound by the CPU (chunking, hashing, compressing) leaves the
+// disk idle although more jobs would only slow each other. So each raise
+// is checked against what the jobs achieved: the bytes they processed per
+// second, from a counter the jobs advance, and the mean number running
+// (JobTime growth / interval).
+//
+// The interval after a raise from n to n+1 is compared with the one before
+// it. If jobs used the new slot (mean running jobs grew by at least 0.5),
+// the raise pays off when the total throughput grew by at least half of
+// what a job processed per second before the raise, times the extra
+// running jobs; per-job throughput may fall, but the added job must add
+// something real.
+//
+//   - It did not pay off (diminishing returns: the bottleneck is the CPU,
+//     the device or something else): the limit goes back to n at once, and
+//     no raise goes past n for the next 12 intervals.
+//   - It paid off: in that interval and the 12 after it, a smoothed utilisation above
+//     utilization_high does not lower the limit under n+1: the device took
+//     the extra job with more throughput, so its utilisation is not
+//     saturation. This stops the n ⇄ n+1 oscillation a parallel device
+//     causes when one more job pushes its utilisation over the band.
+//   - No job used the slot, or the throughput is unknown (no byte counter,
+//     no job ran): no verdict; the utilisation rule alone decides.
+//
+// Request latency (the growth of field 14, weighted milliseconds, over the
+// requests completed) is measured and recorded with each decision, but
+// does not decide: it depends on request sizes, which change with the mix
+// of files being read, so a rise says little on its own.
+//
+// What this does not do: a device that reads 100% busy with a single job
+// is never probed with a second one, so an NVMe that one job keeps "busy"
+// stays at limit 1 (a backup job is CPU-heavy, so this is rare); set
+// max_concurrent_operations when the device is known.
+//
+// # Records
+//
+// Every decision (time, raw and smoothed utilisation, busiest device,
+// throughput, old and new limit, kind, reason) is kept in a ring of the
+// last Options.History and counted by kind (raise, lower, hold, fixed) for
+// metrics; OnLimit passes each new limit on (to Limiter.SetLimit).
+package concurrency

@@ -1,0 +1,265 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/datawarehouse/dw/plugins/dataprotection/internal/repo"
+	"github.com/datawarehouse/dw/sdk"
+)
+
+// Node types as stored in trees.
+const (
+	typeFile    = repo.NodeFile
+	typeDir     = repo.NodeDir
+	typeSymlink = repo.NodeSymlink
+)
+
+// Defaults for Options.
+const (
+	DefaultCheckpointEvery = 10 * time.Second
+	DefaultProgressEvery   = 250 * time.Millisecond
+	DefaultRestoreWorkers  = 8
+)
+
+// modeBits are the mode bits a node keeps: permissions plus setuid, setgid
+// and sticky, in their Unix (st_mode) positions.
+const modeBits = 0o7777
+
+// ErrTargetNotEmpty is returned by Restore when the target folder already
+// holds something.
+var ErrTargetNotEmpty = fmt.Errorf("restore target is not empty: %w", sdk.ErrAlreadyExists)
+
+// Progress is a job's progress. FilesTotal and BytesTotal come from a
+// pre-walk of the source that runs beside the backup: they are 0 until it
+// has finished (TotalsKnown). FilesDone and BytesDone include what a resumed
+// checkpoint had already done; BytesRead and BytesAdded count this run only:
+// BytesRead is what was read from source files (files skipped by an
+// incremental backup and the part of a file done before a checkpoint are not
+// read), BytesAdded the compressed bytes this run added to the repository.
+// For a restore, FilesTotal and BytesTotal come from the snapshot and
+// BytesRead counts the content loaded from the repository.
+type Progress struct {
+	FilesDone, FilesTotal, BytesDone, BytesTotal, BytesRead, BytesAdded int64
+	TotalsKnown                                                         bool
+}
+
+// WarningKind says what a Warning is about.
+type WarningKind string
+
+// Warning kinds.
+const (
+	// WarnResumeRestarted: the resume checkpoint could not be used (corrupt,
+	// another job's, a blob it names is missing, or the source changed so
+	// that its position is gone); the backup started from scratch.
+	WarnResumeRestarted WarningKind = "resume-restarted"
+	// WarnFileChanged: a file's size or mtime changed while it was read. The
+	// snapshot holds what was read; its node keeps the mtime from before the
+	// read, so the next incremental backup reads the file again.
+	WarnFileChanged WarningKind = "file-changed"
+	// WarnSkipped: an entry was not backed up: a special file (device, FIFO,
+	// socket), or an entry that vanished or was replaced between listing
+	// its folder and opening it.
+	WarnSkipped WarningKind = "skipped"
+	// WarnParentUnreadable: a tree of the parent snapshot could not be
+	// loaded; the files below it were read instead of being skipped.
+	WarnParentUnreadable WarningKind = "parent-unreadable"
+)
+
+// Warning is something a backup wants its user to know that does not fail
+// it. Path is relative to the source folder, with '/' separators ("" for
+// the job as a whole).
+type Warning struct {
+	Kind   WarningKind
+	Path   string
+	Reason string
+}
+
+func (w Warning) String() string {
+	if w.Path == "" {
+		return fmt.Sprintf("%s: %s", w.Kind, w.Reason)
+	}
+	return fmt.Sprintf("%s: %s: %s", w.Kind, w.Path, w.Reason)
+}
+
+// Options tune Backup and Restore. The zero value is usable.
+type Options struct {
+	// Workers is the number of goroutines that hash and compress chunks
+	// (Backup; 0: runtime.GOMAXPROCS(0)) or write files (Restore; 0: the
+	// larger of DefaultRestoreWorkers and GOMAXPROCS).
+	Workers int
+	// OnProgress, if set, is called from one goroutine at most every
+	// ProgressEvery and once at the end.
+	OnProgress    func(Progress)
+	ProgressEvery time.Duration // 0: DefaultProgressEvery
+	// Checkpoint, if set, receives the backup's resume state at least every
+	// CheckpointEvery while the backup makes progress; everything the state
+	// names is durable in the repository when it is called. An error from
+	// Checkpoint fails the backup.
+	Checkpoint      func(cp []byte) error
+	CheckpointEvery time.Duration // 0: DefaultCheckpointEvery
+	// OnWarning, if set, is called (from one goroutine) for each Warning.
+	OnWarning func(Warning)
+
+	clock    func() time.Time   // tests: time source (default time.Now)
+	failOpen func(string) error // tests: an error to return instead of opening this source file
+}
+
+func (o Options) normalized() Options {
+	if o.Workers <= 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	if o.ProgressEvery <= 0 {
+		o.ProgressEvery = DefaultProgressEvery
+	}
+	if o.CheckpointEvery <= 0 {
+		o.CheckpointEvery = DefaultCheckpointEvery
+	}
+	if o.clock == nil {
+		o.clock = time.Now
+	}
+	return o
+}
+
+func (o Options) warn(w Warning) {
+	if o.OnWarning != nil {
+		o.OnWarning(w)
+	}
+}
+
+// reporter calls OnProgress at most every ProgressEvery. Safe for
+// concurrent use (Restore reports from its workers).
+type reporter struct {
+	mu    sync.Mutex
+	fn    func(Progress)
+	every time.Duration
+	clock func() time.Time
+	last  time.Time
+	begun bool
+}
+
+func newReporter(o Options) *reporter {
+	return &reporter{fn: o.OnProgress, every: o.ProgressEvery, clock: o.clock}
+}
+
+func (r *reporter) maybe(p func() Progress) {
+	if r.fn == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.clock()
+	if r.begun && now.Sub(r.last) < r.every {
+		return
+	}
+	r.begun, r.last = true, now
+	r.fn(p())
+}
+
+func (r *reporter) final(p Progress) {
+	if r.fn == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.fn(p)
+}
+
+// validName reports whether name can be one entry of a folder: not empty,
+// not "." or "..", without '/' or NUL. A tree naming anything else is
+// corrupt (or hostile: it could make a restore write outside its target).
+func validName(name string) bool {
+	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\x00")
+}
+
+// checkTree checks what Restore, Verify and resume rely on: every name valid
+// and names strictly increasing (sorted, no duplicates: a duplicate could
+// turn a restored symlink into a path component), known types, a subtree
+// for every folder.
+func checkTree(t *repo.Tree) error {
+	for i := range t.Nodes {
+		n := &t.Nodes[i]
+		if !validName(n.Name) {
+			return fmt.Errorf("entry %d has the invalid name %q (names must be non-empty, not . or .., without / or NUL): %w", i, n.Name, repo.ErrCorrupt)
+		}
+		if i > 0 && t.Nodes[i-1].Name >= n.Name {
+			return fmt.Errorf("entry %q is out of order or duplicated after %q: %w", n.Name, t.Nodes[i-1].Name, repo.ErrCorrupt)
+		}
+		switch n.Type {
+		case typeFile:
+			if n.Size < 0 {
+				return fmt.Errorf("file %q has the negative size %d: %w", n.Name, n.Size, repo.ErrCorrupt)
+			}
+		case typeDir:
+			if n.Subtree == nil {
+				return fmt.Errorf("folder %q has no subtree: %w", n.Name, repo.ErrCorrupt)
+			}
+		case typeSymlink:
+		default:
+			return fmt.Errorf("entry %q has the unknown type %q: %w", n.Name, n.Type, repo.ErrCorrupt)
+		}
+	}
+	return nil
+}
+
+// loadTree loads, decodes and checks one tree blob.
+func loadTree(r *repo.Repo, id repo.ID) (*repo.Tree, error) {
+	b, err := r.Load(repo.TreeBlob, id, nil)
+	if err != nil {
+		return nil, fmt.Errorf("load tree %s: %w", id, err)
+	}
+	t, err := repo.DecodeTree(b)
+	if err != nil {
+		if !errors.Is(err, repo.ErrCorrupt) {
+			err = fmt.Errorf("%w: %w", repo.ErrCorrupt, err)
+		}
+		return nil, fmt.Errorf("decode tree %s: %w", id, err)
+	}
+	if err := checkTree(t); err != nil {
+		return nil, fmt.Errorf("tree %s: %w", id, err)
+	}
+	return t, nil
+}
+
+// nodeFromInfo fills the metadata of a node from lstat information.
+func nodeFromInfo(name string, fi fs.FileInfo) repo.Node {
+	n := repo.Node{Name: name, MTime: fi.ModTime().UnixNano()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		n.Mode = st.Mode & modeBits
+		n.Inode = st.Ino
+		n.Dev = uint64(st.Dev) //nolint:unconvert // narrower than uint64 on some platforms
+	} else {
+		n.Mode = uint32(fi.Mode().Perm())
+	}
+	switch {
+	case fi.Mode().IsDir():
+		n.Type = typeDir
+	case fi.Mode()&fs.ModeSymlink != 0:
+		n.Type = typeSymlink
+	default:
+		n.Type = typeFile
+		n.Size = fi.Size()
+	}
+	return n
+}
+
+// fileMode turns stored Unix mode bits into an fs.FileMode for chmod.
+func fileMode(m uint32) fs.FileMode {
+	mode := fs.FileMode(m & 0o777)
+	if m&syscall.S_ISUID != 0 {
+		mode |= fs.ModeSetuid
+	}
+	if m&syscall.S_ISGID != 0 {
+		mode |= fs.ModeSetgid
+	}
+	if m&syscall.S_ISVTX != 0 {
+		mode |= fs.ModeSticky
+	}
+	return mode
+}

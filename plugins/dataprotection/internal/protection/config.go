@@ -1,0 +1,178 @@
+package protection
+
+import (
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"time"
+
+	"github.com/datawarehouse/dw/sdk"
+)
+
+// Limits are dataprotection's live limits (subsystems.dataprotection.limits).
+type Limits struct {
+	// MaxConcurrentOperations > 0 fixes how many jobs run at once; 0 lets
+	// the controller adapt it to the disks' utilisation.
+	MaxConcurrentOperations int `dw:"max_concurrent_operations" max:"1024"`
+	// UtilizationLow and UtilizationHigh bound the smoothed utilisation
+	// between which the adaptive limit holds (below: +1, above: −1).
+	UtilizationLow  float64 `dw:"utilization_low" max:"1"`
+	UtilizationHigh float64 `dw:"utilization_high" max:"1"`
+	// EMAAlpha is the weight of a new utilisation sample (0 < α ≤ 1).
+	EMAAlpha float64 `dw:"ema_alpha" max:"1"`
+	// AdjustInterval is the time between utilisation samples.
+	AdjustInterval time.Duration `dw:"adjust_interval" min:"100ms" max:"1h"`
+	// CheckpointInterval is the most a crash costs a running backup.
+	CheckpointInterval time.Duration `dw:"checkpoint_interval" min:"100ms" max:"24h"`
+	// Retention is the policy applied after each backup and every
+	// RetentionInterval.
+	Retention Retention `dw:"retention"`
+	// RetentionInterval is the time between background retention runs.
+	RetentionInterval time.Duration `dw:"retention_interval" min:"1s" max:"8760h"`
+}
+
+// Retention is limits.retention; 0 means no bound for each.
+type Retention struct {
+	KeepLast      int           `dw:"keep_last" max:"1000000"`
+	KeepWithin    time.Duration `dw:"keep_within" max:"876000h"`
+	MaxTotalBytes sdk.Size      `dw:"max_total_bytes"`
+}
+
+// DefaultLimits are the limits of DESIGN.md.
+func DefaultLimits() Limits {
+	return Limits{
+		UtilizationLow:     0.60,
+		UtilizationHigh:    0.80,
+		EMAAlpha:           0.3,
+		AdjustInterval:     5 * time.Second,
+		CheckpointInterval: 10 * time.Second,
+		RetentionInterval:  time.Hour,
+	}
+}
+
+// Validate applies the rules between fields.
+func (l *Limits) Validate() error {
+	var de sdk.DecodeError
+	bad := func(path, format string, args ...any) {
+		de.Problems = append(de.Problems, sdk.FieldProblem{Path: path, Message: fmt.Sprintf(format, args...)})
+	}
+	if l.MaxConcurrentOperations < 0 {
+		bad("max_concurrent_operations", "%d is negative; use 0 for adaptive or a fixed number of jobs", l.MaxConcurrentOperations)
+	}
+	if l.UtilizationLow <= 0 || l.UtilizationLow >= l.UtilizationHigh {
+		bad("utilization_low", "%g must be above 0 and below utilization_high (%g)", l.UtilizationLow, l.UtilizationHigh)
+	}
+	if l.UtilizationHigh > 1 {
+		bad("utilization_high", "%g is above 1 (100%%)", l.UtilizationHigh)
+	}
+	if l.EMAAlpha <= 0 || l.EMAAlpha > 1 {
+		bad("ema_alpha", "%g must be above 0 and at most 1", l.EMAAlpha)
+	}
+	if l.Retention.KeepLast < 0 {
+		bad("retention.keep_last", "%d is negative; use 0 for no bound", l.Retention.KeepLast)
+	}
+	if l.Retention.KeepWithin < 0 {
+		bad("retention.keep_within", "%s is negative; use 0s for no bound", l.Retention.KeepWithin)
+	}
+	if l.Retention.MaxTotalBytes < 0 {
+		bad("retention.max_total_bytes", "%d is negative; use 0 for no bound", l.Retention.MaxTotalBytes)
+	}
+	if len(de.Problems) > 0 {
+		return &de
+	}
+	return nil
+}
+
+var _ sdk.Validator = (*Limits)(nil)
+
+// Settings are the start-time settings; a change restarts the plugin.
+type Settings struct {
+	// Repository is the backup repository's folder (relative to data_dir
+	// unless absolute).
+	Repository string `dw:"repository"`
+	// Sources name the folders that can be backed up.
+	Sources map[string]string `dw:"sources"`
+	// RestoreRoot is the folder restores write into; a restore target is a
+	// path inside it.
+	RestoreRoot string `dw:"restore_root"`
+}
+
+func defaultSettings() Settings {
+	return Settings{Repository: "backups", Sources: map[string]string{}, RestoreRoot: "restores"}
+}
+
+var sourceName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// resolved are the settings with absolute paths.
+type resolved struct {
+	repository  string
+	sources     map[string]string
+	restoreRoot string
+}
+
+// parseSettings decodes and checks the settings.
+func parseSettings(cfg sdk.Config) (resolved, error) {
+	s := defaultSettings()
+	if err := cfg.DecodeSettings(&s); err != nil {
+		return resolved{}, err
+	}
+	root := "subsystems." + cfg.Subsystem
+	var problems []string
+	abs := func(key, p string) string {
+		if p == "" {
+			problems = append(problems, fmt.Sprintf("%s.%s: is empty; name a folder (relative to data_dir or absolute)", root, key))
+			return ""
+		}
+		a, err := filepath.Abs(cfg.ResolvePath(p))
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s.%s: %v", root, key, err))
+		}
+		return a
+	}
+	r := resolved{repository: abs("repository", s.Repository), restoreRoot: abs("restore_root", s.RestoreRoot), sources: map[string]string{}}
+	names := make([]string, 0, len(s.Sources))
+	for n := range s.Sources {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		key := sdk.KeyPath("sources", n)
+		if !sourceName.MatchString(n) {
+			problems = append(problems, fmt.Sprintf("%s.%s: %q is not a valid source name (1–64 of letters, digits, '_', '-' and '.', starting with a letter or digit)", root, key, n))
+			continue
+		}
+		r.sources[n] = abs(key, s.Sources[n])
+	}
+	for n, p := range r.sources {
+		if p != "" && (within(p, r.repository) || within(r.repository, p)) {
+			problems = append(problems, fmt.Sprintf("%s.%s: %s and the repository %s contain one another; a backup would back itself up", root, sdk.KeyPath("sources", n), p, r.repository))
+		}
+	}
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		return r, fmt.Errorf("%w: %s", sdk.ErrInvalidSettings, joinProblems(problems))
+	}
+	return r, nil
+}
+
+// within reports whether p is dir or inside it.
+func within(p, dir string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != ".." && !hasDotDotPrefix(rel)
+}
+
+func hasDotDotPrefix(rel string) bool {
+	return len(rel) >= 3 && rel[:3] == ".."+string(filepath.Separator)
+}
+
+func joinProblems(ps []string) string {
+	out := ""
+	for i, p := range ps {
+		if i > 0 {
+			out += "; "
+		}
+		out += p
+	}
+	return out
+}
