@@ -89,6 +89,7 @@ func designDefaults(t testing.TB) *Config {
 				},
 			},
 			"dataprotection": {
+				Enabled: true,
 				Settings: map[string]any{
 					"repository":   "backups",
 					"sources":      map[string]any{"files": "files"},
@@ -150,11 +151,11 @@ func TestDefaultYAMLEnablesShippedPlugins(t *testing.T) {
 	// First-party plugins that ship are enabled; the others say they are
 	// not shipped yet.
 	const notYet = "enabled: false        # enabled once its plugin ships"
-	if n := strings.Count(string(DefaultYAML), notYet); n != 2 {
-		t.Errorf("dw.yaml has %d disabled first-party sections with the comment, want 2", n)
+	if n := strings.Count(string(DefaultYAML), notYet); n != 1 {
+		t.Errorf("dw.yaml has %d disabled first-party sections with the comment, want 1", n)
 	}
-	if n := strings.Count(string(DefaultYAML), "enabled: true"); n != 2 {
-		t.Errorf("dw.yaml enables %d subsystems, want 2 (dbstorage, filesystem)", n)
+	if n := strings.Count(string(DefaultYAML), "enabled: true"); n != 3 {
+		t.Errorf("dw.yaml enables %d subsystems, want 3 (dbstorage, filesystem, dataprotection)", n)
 	}
 }
 

@@ -152,6 +152,8 @@ func (h *Host) Start(ctx context.Context) (err error) {
 		Logger:   h.logger.Named("api"),
 		Registry: reg,
 		Version:  Version,
+		// Without tokens the host listens on loopback only.
+		LoopbackHosts: true,
 	})
 	if err != nil {
 		return fmt.Errorf("start host: api: %w", err)

@@ -73,11 +73,17 @@ type Options struct {
 	// MaxGatewayConnections bounds how many plugin connections' gRPC
 	// descriptors the gateway caches; 0 means rpcgateway's default.
 	MaxGatewayConnections int
+	// LoopbackHosts, while no tokens are configured, answers only requests
+	// whose Host names the loopback (127.0.0.0/8, ::1, localhost), so that
+	// a DNS-rebound name cannot reach the API (see browserGuard). The host
+	// sets it: without tokens it listens on loopback only.
+	LoopbackHosts bool
 }
 
 // Server is the admin HTTP API. It is an http.Handler.
 type Server struct {
 	plugins        Plugins
+	loopbackHosts  bool
 	logger         hclog.Logger
 	registry       *prometheus.Registry
 	requestTimeout time.Duration
@@ -99,6 +105,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{
 		plugins:        opts.Plugins,
+		loopbackHosts:  opts.LoopbackHosts,
 		logger:         opts.Logger,
 		registry:       opts.Registry,
 		requestTimeout: orDefault(opts.RequestTimeout, DefaultRequestTimeout),
@@ -229,6 +236,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
+	if err := browserGuard(r, s.loopbackHosts && s.auth.Load() == nil); err != nil {
+		WriteError(rec, err)
+		return
+	}
 	if auth := s.auth.Load(); auth != nil && !(matched && public) {
 		name, err := auth.authenticate(r)
 		if err != nil {
