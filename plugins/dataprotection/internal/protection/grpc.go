@@ -88,6 +88,8 @@ func (s *Service) restoreTarget(t string) (string, error) {
 		return "", fmt.Errorf("restore target %s: %w: it resolves outside restore_root", t, sdk.ErrInvalidArgument)
 	case err != nil:
 		return "", fmt.Errorf("restore target %s: %w", t, err)
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return "", fmt.Errorf("restore target %s: %w: it is a symlink; restore into a new folder", t, sdk.ErrInvalidArgument)
 	case !fi.IsDir():
 		return "", fmt.Errorf("restore target %s: %w: it exists and is not a folder; restore into a new folder", t, sdk.ErrFailedPrecondition)
 	}

@@ -249,7 +249,13 @@ func (s *Service) latest(source string) (*repo.Snapshot, error) {
 // runJob is the jobs' runFunc: one attempt of a backup or a restore.
 func (s *Service) runJob(ctx context.Context, rec jobRecord, report func(progress), checkpoint func([]byte) error) (string, error) {
 	var last int64
+	prev := rec.Progress // of the attempt before a crash
 	onProgress := func(p engine.Progress) {
+		if !p.TotalsKnown && prev.BytesTotal > 0 {
+			// A resumed backup reports before its pre-walk has counted
+			// the source again: keep the totals the last attempt knew.
+			p.FilesTotal, p.BytesTotal = prev.FilesTotal, prev.BytesTotal
+		}
 		if d := p.BytesDone - last; d > 0 {
 			s.bytesDone.Add(d)
 		}
