@@ -212,7 +212,7 @@ func TestQueueFullIs429(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	fmt.Fprintf(conn, "GET /v1/files/big HTTP/1.1\r\nHost: x\r\n\r\n")
+	fmt.Fprintf(conn, "GET /v1/files/big HTTP/1.1\r\nHost: %s\r\n\r\n", h.Addr)
 	// Stalled: admitted, not running (blocked on flow control), and no
 	// byte sent for a while. While one of its chunks runs it does not
 	// count as queued, so the check waits for the stall.
