@@ -262,8 +262,10 @@ func newFsLsCmd(f *fsFlags) *cobra.Command {
 			dir := ""
 			if len(args) == 1 {
 				dir = strings.TrimSuffix(args[0], "/")
-				if err := checkPath(dir); err != nil {
-					return err
+				if dir != "" { // "/" is the root
+					if err := checkPath(dir); err != nil {
+						return err
+					}
 				}
 			}
 			q := url.Values{}

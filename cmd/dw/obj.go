@@ -24,11 +24,12 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
-	"unicode/utf8"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+
+	"github.com/datawarehouse/dw/sdk"
 )
 
 // progressThreshold is the size from which --progress=auto shows a bar
@@ -90,17 +91,7 @@ func (o *objFlags) client() *objClient {
 }
 
 // checkKey catches what the host would refuse, without a round trip.
-func checkKey(key string) error {
-	switch {
-	case key == "":
-		return errors.New("object key is empty: keys are 1 to 1024 bytes of UTF-8 without NUL")
-	case len(key) > 1024:
-		return fmt.Errorf("object key of %d bytes is too long: keys are 1 to 1024 bytes of UTF-8 without NUL", len(key))
-	case !utf8.ValidString(key) || strings.IndexByte(key, 0) >= 0:
-		return fmt.Errorf("object key %q: keys are 1 to 1024 bytes of UTF-8 without NUL", key)
-	}
-	return nil
-}
+var checkKey = sdk.ValidateObjectKey
 
 // escapeKey percent-encodes every byte of key except the unreserved ones,
 // '/' included, so that no proxy or client library can clean "a//b" or
@@ -669,6 +660,14 @@ func writeAtomically(path string, write func(io.Writer) error) (err error) {
 	if err = os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("rename %s to %s: %w", tmp, path, err)
 	}
+	// The rename is durable only once the folder is synced.
+	if d, derr := os.Open(filepath.Dir(path)); derr == nil {
+		err = d.Sync()
+		d.Close()
+		if err != nil {
+			return fmt.Errorf("sync folder of %s: %w", path, err)
+		}
+	}
 	return nil
 }
 
@@ -852,7 +851,6 @@ func streamListing(w io.Writer, body io.Reader, asJSON bool) error {
 	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	bw := bufio.NewWriter(w)
-	defer bw.Flush()
 	n := 0
 	for sc.Scan() {
 		line := sc.Bytes()
@@ -873,7 +871,7 @@ func streamListing(w io.Writer, body io.Reader, asJSON bool) error {
 		n++
 		if asJSON {
 			_, _ = bw.Write(line)
-			_ = bw.WriteByte('\n')
+			_ = bw.WriteByte('\n') // a write error stays in bw: Flush reports it
 		} else {
 			writeListLine(bw, v.objectInfo)
 		}
@@ -884,7 +882,11 @@ func streamListing(w io.Writer, body io.Reader, asJSON bool) error {
 		}
 	}
 	if err := sc.Err(); err != nil {
+		_ = bw.Flush()
 		return fmt.Errorf("list: stopped after %d objects: %w", n, err)
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("list: write: %w", err)
 	}
 	return nil
 }

@@ -645,6 +645,9 @@ func (s *Server) objectDownload(r *http.Request, store dwv1.ObjectStoreClient, k
 			ctx, cancel := context.WithTimeout(ctx, s.requestTimeout)
 			defer cancel()
 			resp, err := store.Stat(ctx, &dwv1.StatObjectRequest{Key: key, Strategy: strategy})
+			if err == nil && resp.GetInfo() == nil {
+				err = errors.New("plugin answered without the object's info")
+			}
 			if err != nil {
 				return bodyMeta{}, storeError(r, "stat", key, err)
 			}

@@ -236,11 +236,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
-	if err := browserGuard(r, s.loopbackHosts && s.auth.Load() == nil); err != nil {
+	auth := s.auth.Load() // once: SetTokens may swap it meanwhile
+	if err := browserGuard(r, s.loopbackHosts && auth == nil); err != nil {
 		WriteError(rec, err)
 		return
 	}
-	if auth := s.auth.Load(); auth != nil && !(matched && public) {
+	if auth != nil && !(matched && public) {
 		name, err := auth.authenticate(r)
 		if err != nil {
 			rec.Header().Set("WWW-Authenticate", err.challenge)

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"errors"
 	"fmt"
 	"io/fs"
 	"runtime"
@@ -214,11 +213,8 @@ func loadTree(r *repo.Repo, id repo.ID) (*repo.Tree, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load tree %s: %w", id, err)
 	}
-	t, err := repo.DecodeTree(b)
+	t, err := repo.DecodeTree(b) // its errors wrap repo.ErrCorrupt
 	if err != nil {
-		if !errors.Is(err, repo.ErrCorrupt) {
-			err = fmt.Errorf("%w: %w", repo.ErrCorrupt, err)
-		}
 		return nil, fmt.Errorf("decode tree %s: %w", id, err)
 	}
 	if err := checkTree(t); err != nil {

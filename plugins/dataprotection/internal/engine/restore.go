@@ -57,7 +57,6 @@ type fileJob struct {
 
 type restorer struct {
 	r      *repo.Repo
-	target string
 	rep    *reporter
 	jobs   chan fileJob
 	cancel context.CancelFunc
@@ -127,7 +126,7 @@ func Restore(ctx context.Context, r *repo.Repo, id string, target string, opt Op
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	rs := &restorer{r: r, target: target, rep: newReporter(opt), jobs: make(chan fileJob, opt.Workers), cancel: cancel}
+	rs := &restorer{r: r, rep: newReporter(opt), jobs: make(chan fileJob, opt.Workers), cancel: cancel}
 	rs.total.Store(snap.Files)
 	rs.totalBytes.Store(snap.Bytes)
 	var wg sync.WaitGroup
@@ -142,8 +141,32 @@ func Restore(ctx context.Context, r *repo.Repo, id string, target string, opt Op
 	if err := rs.firstErr(); err != nil {
 		return fmt.Errorf("restore snapshot %s into %s: %w", id, target, err)
 	}
+	// Files are renamed into place without an fsync each; one syncfs of
+	// the target's file system makes the whole restore durable before the
+	// job reports success.
+	if err := syncFS(root); err != nil {
+		return fmt.Errorf("restore snapshot %s into %s: sync: %w", id, target, err)
+	}
 	rs.rep.final(rs.progress())
 	return nil
+}
+
+// syncFS flushes the file system that holds root's folder (syncfs(2)).
+func syncFS(root *os.Root) error {
+	d, err := root.Open(".")
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	rc, err := d.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.Syncfs(int(fd)) }); err != nil {
+		return err
+	}
+	return serr
 }
 
 // prepareTarget creates target or checks that it is an empty folder.

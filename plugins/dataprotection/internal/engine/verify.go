@@ -131,12 +131,16 @@ func (v *verifier) problem(format string, args ...any) {
 // blobs are checked by GOMAXPROCS goroutines. Memory: a set of the distinct
 // blob IDs seen, as for Used.
 func Verify(ctx context.Context, r *repo.Repo, fn func(problem string)) (VerifyReport, error) {
-	snaps, err := r.Snapshots()
+	v := &verifier{r: r, fn: fn, seenTrees: map[repo.ID]struct{}{}, seenData: map[repo.ID]struct{}{},
+		checks: make(chan dataCheck, 64)}
+	// A manifest that cannot be read is a problem to report, not a
+	// snapshot to skip silently.
+	snaps, err := r.ScanSnapshots(func(name string, err error) {
+		v.problem("snapshot manifest %s: %v", name, err)
+	})
 	if err != nil {
 		return VerifyReport{}, fmt.Errorf("verify: list snapshots: %w", err)
 	}
-	v := &verifier{r: r, fn: fn, seenTrees: map[repo.ID]struct{}{}, seenData: map[repo.ID]struct{}{},
-		checks: make(chan dataCheck, 64)}
 	var wg sync.WaitGroup
 	for range runtime.GOMAXPROCS(0) {
 		wg.Go(func() { v.work(ctx) })

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/datawarehouse/dw/sdk"
@@ -151,7 +152,7 @@ func parseSettings(cfg sdk.Config) (resolved, error) {
 	}
 	if len(problems) > 0 {
 		sort.Strings(problems)
-		return r, fmt.Errorf("%w: %s", sdk.ErrInvalidSettings, joinProblems(problems))
+		return r, fmt.Errorf("%w: %s", sdk.ErrInvalidSettings, strings.Join(problems, "; "))
 	}
 	return r, nil
 }
@@ -159,20 +160,5 @@ func parseSettings(cfg sdk.Config) (resolved, error) {
 // within reports whether p is dir or inside it.
 func within(p, dir string) bool {
 	rel, err := filepath.Rel(dir, p)
-	return err == nil && rel != ".." && !hasDotDotPrefix(rel)
-}
-
-func hasDotDotPrefix(rel string) bool {
-	return len(rel) >= 3 && rel[:3] == ".."+string(filepath.Separator)
-}
-
-func joinProblems(ps []string) string {
-	out := ""
-	for i, p := range ps {
-		if i > 0 {
-			out += "; "
-		}
-		out += p
-	}
-	return out
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -38,7 +39,7 @@ func (s *Service) StartBackup(ctx context.Context, req *dwv1.StartBackupRequest)
 	if kind != "full" && kind != "incremental" {
 		return nil, sdk.ToStatus(fmt.Errorf("start backup: kind %.40q: %w: full or incremental", kind, sdk.ErrInvalidArgument))
 	}
-	rec, err := s.jobs.submit(ctx, jobRecord{ID: newJobID(), Kind: kindBackup, Source: req.GetSource(), BackupKind: kind, Snapshot: newSnapshotID()})
+	rec, err := s.jobs.submit(ctx, jobRecord{ID: newJobID(), Kind: kindBackup, Source: req.GetSource(), BackupKind: kind, Snapshot: repo.NewSnapshotID()})
 	if err != nil {
 		return nil, sdk.ToStatus(fmt.Errorf("start backup: %w", err))
 	}
@@ -230,6 +231,6 @@ func (s *Service) sourceNames() []string {
 	for n := range s.settings.sources {
 		names = append(names, n)
 	}
-	sortStrings(names)
+	sort.Strings(names)
 	return names
 }

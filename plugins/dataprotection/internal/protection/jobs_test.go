@@ -12,55 +12,22 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/sdktest"
 )
 
-// memKV is an in-memory sdk.KV.
-type memKV struct {
-	mu sync.Mutex
-	m  map[string][]byte
-}
+// memKV is the SDK's in-memory KV with the host store's rules.
+type memKV struct{ *sdktest.MemKV }
 
-func newMemKV() *memKV { return &memKV{m: map[string][]byte{}} }
+func newMemKV() *memKV { return &memKV{sdktest.NewMemKV()} }
 
-func (kv *memKV) Put(_ context.Context, k string, v []byte) error {
-	kv.mu.Lock()
-	defer kv.mu.Unlock()
-	kv.m[k] = append([]byte(nil), v...)
-	return nil
-}
-
-func (kv *memKV) Get(_ context.Context, k string) ([]byte, error) {
-	kv.mu.Lock()
-	defer kv.mu.Unlock()
-	v, ok := kv.m[k]
-	if !ok {
-		return nil, sdk.ErrNotFound
+// count returns how many keys the store holds.
+func (kv *memKV) count(t *testing.T) int {
+	t.Helper()
+	n := 0
+	if err := kv.List(context.Background(), "", func(string, []byte) error { n++; return nil }); err != nil {
+		t.Fatal(err)
 	}
-	return v, nil
-}
-
-func (kv *memKV) Delete(_ context.Context, k string) error {
-	kv.mu.Lock()
-	defer kv.mu.Unlock()
-	delete(kv.m, k)
-	return nil
-}
-
-func (kv *memKV) List(_ context.Context, prefix string, fn func(string, []byte) error) error {
-	kv.mu.Lock()
-	snap := map[string][]byte{}
-	for k, v := range kv.m {
-		if strings.HasPrefix(k, prefix) {
-			snap[k] = v
-		}
-	}
-	kv.mu.Unlock()
-	for k, v := range snap {
-		if err := fn(k, v); err != nil {
-			return err
-		}
-	}
-	return nil
+	return n
 }
 
 func (kv *memKV) record(t *testing.T, id string) jobRecord {
@@ -217,8 +184,8 @@ func TestJobsLoadDropsGarbage(t *testing.T) {
 	if err != nil || len(resume) != 0 {
 		t.Fatalf("resume %v, %v", resume, err)
 	}
-	if len(kv.m) != 0 {
-		t.Errorf("garbage left in the KV store: %v", kv.m)
+	if n := kv.count(t); n != 0 {
+		t.Errorf("%d garbage records left in the KV store", n)
 	}
 }
 

@@ -23,20 +23,66 @@ func retentionSnapshots(snaps []repo.Snapshot) []retention.Snapshot {
 }
 
 // usage records which blobs each snapshot uses and their stored sizes, for
-// size-bounded retention (shared blobs count once).
+// size-bounded retention (shared blobs count once). It fills the Usage as
+// a graph (snapshot → root tree → subtrees and content), loading each
+// distinct tree once: snapshots share most of their trees, so walking each
+// snapshot alone would load them again and again.
 func (s *Service) usage(ctx context.Context, snaps []repo.Snapshot) (*retention.Usage, error) {
 	u := retention.NewUsage()
-	for _, sn := range snaps {
-		err := engine.Used(ctx, s.repo, []repo.Snapshot{sn}, func(id repo.ID) bool {
-			u.Uses(sn.ID, retention.BlobID(id))
-			if size, ok := s.repo.StoredSize(id); ok {
-				u.Blob(retention.BlobID(id), size, nil)
-			}
-			return true
-		})
+	trees := map[repo.ID]bool{}
+	data := map[repo.ID]bool{}
+	var buf []byte
+	var walk func(id repo.ID) error
+	walk = func(id repo.ID) error {
+		if trees[id] {
+			return nil
+		}
+		trees[id] = true
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		b, err := s.repo.Load(repo.TreeBlob, id, buf)
 		if err != nil {
+			return err
+		}
+		buf = b
+		t, err := repo.DecodeTree(b)
+		if err != nil {
+			return fmt.Errorf("tree %s: %w", id, err)
+		}
+		var children []retention.BlobID
+		var subtrees []repo.ID
+		for _, n := range t.Nodes {
+			for _, c := range n.Content {
+				children = append(children, retention.BlobID(c))
+				data[c] = true
+			}
+			if n.Subtree != nil {
+				children = append(children, retention.BlobID(*n.Subtree))
+				subtrees = append(subtrees, *n.Subtree)
+			}
+		}
+		size, _ := s.repo.StoredSize(id)
+		u.Blob(retention.BlobID(id), size, children)
+		for _, st := range subtrees {
+			if err := walk(st); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, sn := range snaps {
+		u.Uses(sn.ID, retention.BlobID(sn.Tree))
+		if err := walk(sn.Tree); err != nil {
 			return nil, fmt.Errorf("blobs of snapshot %s: %w", sn.ID, err)
 		}
+	}
+	// Data blobs last: a blob recorded twice keeps its first record, and
+	// a tree's record (with its children) must win over a chunk that
+	// happens to have the same bytes.
+	for id := range data {
+		size, _ := s.repo.StoredSize(id)
+		u.Blob(retention.BlobID(id), size, nil)
 	}
 	return u, nil
 }

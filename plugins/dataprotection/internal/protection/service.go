@@ -2,13 +2,9 @@ package protection
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -135,7 +131,7 @@ func (s *Service) Configure(ctx context.Context, cfg sdk.Config) error {
 			return fmt.Errorf("create %s: %w", dir, err)
 		}
 	}
-	r, err := repo.Open(settings.repository)
+	r, err := repo.OpenWith(settings.repository, repo.Options{Logger: s.logger.Named("repository")})
 	if err != nil {
 		return fmt.Errorf("open repository %s: %w", settings.repository, err)
 	}
@@ -222,13 +218,6 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	s.jobs.close()
 	s.loops.Wait()
 	return s.repo.Close()
-}
-
-// newSnapshotID returns a random snapshot id: 16 hex digits.
-func newSnapshotID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 // latest returns the newest complete snapshot of source, or nil.
@@ -422,8 +411,3 @@ func (s *Service) retentionLoop(ctx context.Context) {
 		s.lastRetention.Store(run)
 	}
 }
-
-// sortStrings sorts in place (kept here so grpc.go needs no sort import).
-func sortStrings(s []string) { sort.Strings(s) }
-
-var _ = errors.New

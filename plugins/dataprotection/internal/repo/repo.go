@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -361,9 +362,6 @@ func (r *Repo) OpenReport() OpenReport { return r.report }
 // Dir returns the repository folder (absolute).
 func (r *Repo) Dir() string { return r.dir }
 
-// RepositoryID returns the random id written in the config at creation.
-func (r *Repo) RepositoryID() string { return r.cfg.ID }
-
 // Polynomial returns the repository's chunker polynomial. Every backup
 // into the repository must chunk with it, or identical content would not
 // deduplicate.
@@ -565,17 +563,7 @@ func (r *Repo) loadIndex() error {
 	return nil
 }
 
-func compareID(a, b ID) int {
-	for i := range a {
-		if a[i] != b[i] {
-			if a[i] < b[i] {
-				return -1
-			}
-			return 1
-		}
-	}
-	return 0
-}
+func compareID(a, b ID) int { return bytes.Compare(a[:], b[:]) }
 
 // listPacks returns the pack files under packs/ with their sizes. Files
 // that cannot be packs are reported as ignored.
