@@ -85,6 +85,22 @@ func waitApplied(t testing.TB, h *runningHost, maxItems int) {
 	}
 }
 
+// waitGeneration returns the config generation once it reaches want (or
+// after 15 s): a reload applies the limits to the plugins before it
+// publishes its generation, so a test that saw the limits applied may
+// still read the previous generation for a moment.
+func waitGeneration(t testing.TB, h *runningHost, want uint64) uint64 {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		g := h.configInfo(t).Generation
+		if g >= want || time.Now().After(deadline) {
+			return g
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func writeFile(t testing.TB, path string, data []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, data, 0o600); err != nil {
@@ -98,7 +114,7 @@ func TestLiveInPlaceWrite(t *testing.T) {
 	for i, n := range []int{11, 12, 13} {
 		writeFile(t, h.cfgPath, h.configWith(limitsYAML(n)))
 		waitApplied(t, h, n)
-		if g := h.configInfo(t).Generation; g != g0+uint64(i)+1 {
+		if g := waitGeneration(t, h, g0+uint64(i)+1); g != g0+uint64(i)+1 {
 			t.Fatalf("generation %d after %d edits from %d", g, i+1, g0)
 		}
 	}
@@ -242,7 +258,7 @@ func TestLiveUnchangedContentDoesNotReload(t *testing.T) {
 	}
 	writeFile(t, h.cfgPath, h.configWith(limitsYAML(61)))
 	waitApplied(t, h, 61)
-	if g := h.configInfo(t).Generation; g != g0+1 {
+	if g := waitGeneration(t, h, g0+1); g != g0+1 {
 		t.Fatalf("generation %d, want %d: unchanged content was reloaded", g, g0+1)
 	}
 }
