@@ -126,13 +126,15 @@ func (h *Host) Start(ctx context.Context) (err error) {
 		Checksums:    h.cfg.Plugins.Checksums,
 		DataDir:      h.cfg.DataDir,
 		HostVersion:  Version,
-		LogLevel:     h.cfg.Log.Level,
-		Logger:       h.logger.Named("plugins"),
-		KV:           func(name string) sdk.KV { return h.kv.ForPlugin(name) },
-		Specs:        specs,
-		Generation:   1,
-		Backoff:      h.opts.Backoff,
-		HiddenEnv:    tokenEnvNames(h.cfg),
+		// The bound address, so that ":0" is reported as the real port.
+		HostAPIAddress: h.listener.Addr().String(),
+		LogLevel:       h.cfg.Log.Level,
+		Logger:         h.logger.Named("plugins"),
+		KV:             func(name string) sdk.KV { return h.kv.ForPlugin(name) },
+		Specs:          specs,
+		Generation:     1,
+		Backoff:        h.opts.Backoff,
+		HiddenEnv:      tokenEnvNames(h.cfg),
 	})
 	if err != nil {
 		return fmt.Errorf("start host: %w", err)

@@ -62,6 +62,8 @@ type ConfigureRequest struct {
 	Settings    map[string]any
 	DataDir     string
 	HostVersion string
+	// HostAPIAddress is the host's HTTP API address as bound (host:port).
+	HostAPIAddress string
 	// KV, if not nil, is served to the plugin over the go-plugin broker as
 	// its host key-value store. Pass a store bound to this plugin's key
 	// space: the plugin can reach nothing else through it.
@@ -91,6 +93,7 @@ func (c *Client) Configure(ctx context.Context, req ConfigureRequest) error {
 		DataDir:              req.DataDir,
 		HostServicesBrokerId: brokerID,
 		HostVersion:          req.HostVersion,
+		HostApiAddress:       req.HostAPIAddress,
 	})
 	if err != nil {
 		return fmt.Errorf("configure: %w", FromStatus(err))

@@ -107,11 +107,12 @@ func (s *subsystemServer[L]) Configure(ctx context.Context, req *dwv1.ConfigureR
 		return nil, ToStatus(fmt.Errorf("configure %s: %w: already configured; a settings change restarts the plugin", req.GetSubsystem(), ErrFailedPrecondition))
 	}
 	cfg := Config{
-		Subsystem:   req.GetSubsystem(),
-		Settings:    req.GetSettings().AsMap(),
-		DataDir:     req.GetDataDir(),
-		HostVersion: req.GetHostVersion(),
-		Logger:      s.logger,
+		Subsystem:      req.GetSubsystem(),
+		Settings:       req.GetSettings().AsMap(),
+		DataDir:        req.GetDataDir(),
+		HostVersion:    req.GetHostVersion(),
+		HostAPIAddress: req.GetHostApiAddress(),
+		Logger:         s.logger,
 	}
 	if id := req.GetHostServicesBrokerId(); id != 0 && s.dialKV != nil {
 		kv, closeKV, err := s.dialKV(id)

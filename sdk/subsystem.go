@@ -92,6 +92,9 @@ type Config struct {
 	DataDir string
 	// HostVersion is the dw host's version.
 	HostVersion string
+	// HostAPIAddress is the host's HTTP API address as bound (host:port);
+	// empty when the host serves no API.
+	HostAPIAddress string
 	// KV is the host's persistent key-value store, in this plugin's own key
 	// space. It is nil when the host offers no host services (some tests).
 	KV KV

@@ -61,6 +61,7 @@ func newRootCmd() *cobra.Command {
 		newObjCmd(g),
 		newFsCmd(g),
 		newBackupCmd(g),
+		newFabricCmd(g),
 	)
 	return root
 }

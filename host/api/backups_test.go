@@ -49,7 +49,7 @@ type fakeBackup struct {
 	sources   []string
 	jobs      []*dwv1.Job // oldest first
 	snapshots []*dwv1.Snapshot
-	calls     []backupCallRecord
+	callLog
 }
 
 var _ dwv1.BackupServer = (*fakeBackup)(nil)
@@ -73,26 +73,32 @@ func newFakeBackup() *fakeBackup {
 	}
 }
 
-func (f *fakeBackup) record(ctx context.Context, method string, req proto.Message) {
+// callLog records the calls a fake plugin service receives.
+type callLog struct {
+	logMu sync.Mutex
+	calls []backupCallRecord
+}
+
+func (l *callLog) record(ctx context.Context, method string, req proto.Message) {
 	_, ok := ctx.Deadline()
-	f.mu.Lock()
-	f.calls = append(f.calls, backupCallRecord{method: method, req: req, caller: sdk.Caller(ctx), hasDeadline: ok})
-	f.mu.Unlock()
+	l.logMu.Lock()
+	l.calls = append(l.calls, backupCallRecord{method: method, req: req, caller: sdk.Caller(ctx), hasDeadline: ok})
+	l.logMu.Unlock()
 }
 
-func (f *fakeBackup) allCalls() []backupCallRecord {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.calls)
+func (l *callLog) allCalls() []backupCallRecord {
+	l.logMu.Lock()
+	defer l.logMu.Unlock()
+	return slices.Clone(l.calls)
 }
 
-func (f *fakeBackup) lastCall() backupCallRecord {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.calls) == 0 {
+func (l *callLog) lastCall() backupCallRecord {
+	l.logMu.Lock()
+	defer l.logMu.Unlock()
+	if len(l.calls) == 0 {
 		return backupCallRecord{}
 	}
-	return f.calls[len(f.calls)-1]
+	return l.calls[len(l.calls)-1]
 }
 
 func (f *fakeBackup) newJob(j *dwv1.Job) *dwv1.Job {

@@ -157,6 +157,7 @@ func New(opts Options) (*Server, error) {
 	s.registerDirectRoutes(objectPatterns, s.objectRoute)
 	s.registerDirectRoutes(filePatterns, s.fileRoute)
 	s.registerBackupRoutes()
+	s.registerFabricRoutes()
 	return s, nil
 }
 

@@ -49,6 +49,9 @@ type Options struct {
 	DataDir string
 	// HostVersion is the dw version, handed to plugins.
 	HostVersion string
+	// HostAPIAddress is the host's HTTP API address as bound, handed to
+	// plugins.
+	HostAPIAddress string
 	// LogLevel is passed to plugins in sdk.EnvLogLevel; empty means the
 	// level of Logger.
 	LogLevel string

@@ -372,7 +372,8 @@ func (m *Manager) launch(ctx context.Context, p *instance) (*process, error) {
 	}
 	err = call(func(ctx context.Context) error {
 		return client.Configure(ctx, sdk.ConfigureRequest{
-			Subsystem: p.name, Settings: settings, DataDir: m.opts.DataDir, HostVersion: m.opts.HostVersion, KV: kv,
+			Subsystem: p.name, Settings: settings, DataDir: m.opts.DataDir, HostVersion: m.opts.HostVersion,
+			HostAPIAddress: m.opts.HostAPIAddress, KV: kv,
 		})
 	})
 	if err != nil {

@@ -117,6 +117,7 @@ type Host struct {
 	// WaitServing); StartWithTokens sets it to one of its tokens.
 	Token string
 
+	env  []string
 	cmd  *exec.Cmd
 	mu   sync.Mutex
 	logs bytes.Buffer
@@ -154,7 +155,6 @@ func StartWithTokens(tb testing.TB, pluginsDir, subsystemsYAML string, tokens ma
 // dw serve.
 func start(tb testing.TB, pluginsDir, serverYAML, subsystemsYAML string, env []string) *Host {
 	tb.Helper()
-	dw := Binary(tb, "cmd/dw", "dw")
 	dir := tb.TempDir()
 	h := &Host{
 		DataDir:    filepath.Join(dir, "data"),
@@ -167,8 +167,33 @@ func start(tb testing.TB, pluginsDir, serverYAML, subsystemsYAML string, env []s
 	if err := os.WriteFile(h.ConfigPath, []byte(h.Base+subsystemsYAML), 0o600); err != nil {
 		tb.Fatal(err)
 	}
+	h.env = env
+	h.run(tb)
+	return h
+}
+
+// Restart starts dw serve again on h's config file and data_dir, once h
+// has exited (Kill it first): what an operator's restart after a crash
+// does. The new Host listens on a new port; h's logs stay with h.
+func (h *Host) Restart(tb testing.TB) *Host {
+	tb.Helper()
+	select {
+	case <-h.done:
+	default:
+		tb.Fatal("hosttest: Restart of a host that is still running; Kill it first")
+	}
+	n := &Host{DataDir: h.DataDir, ConfigPath: h.ConfigPath, PluginsDir: h.PluginsDir, Base: h.Base, Token: h.Token,
+		env: h.env, done: make(chan struct{})}
+	n.run(tb)
+	return n
+}
+
+// run starts dw serve on h.ConfigPath and returns once the API serves.
+func (h *Host) run(tb testing.TB) {
+	tb.Helper()
+	dw := Binary(tb, "cmd/dw", "dw")
 	h.cmd = exec.Command(dw, "serve", "--config", h.ConfigPath)
-	h.cmd.Env = append(os.Environ(), env...)
+	h.cmd.Env = append(os.Environ(), h.env...)
 	pr, pw := io.Pipe()
 	h.cmd.Stderr = pw
 	if err := h.cmd.Start(); err != nil {
@@ -210,7 +235,6 @@ func start(tb testing.TB, pluginsDir, serverYAML, subsystemsYAML string, env []s
 	case <-time.After(60 * time.Second):
 		tb.Fatalf("dw serve did not start within 60s\n%s", h.Logs())
 	}
-	return h
 }
 
 // Logs returns what the host logged so far (JSON lines).

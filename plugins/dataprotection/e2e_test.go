@@ -664,21 +664,29 @@ func TestIncrementalAfterEdits(t *testing.T) {
 	assertSameTree(t, edited, restore(t, h, again.ID, "again"))
 }
 
+// bigSource writes parts random files of 25 MiB and smalls small text
+// files (contents from seed) into a new folder; it returns the folder and
+// its manifest.
+func bigSource(tb testing.TB, parts, smalls int, seed uint64) (string, map[string]entry) {
+	tb.Helper()
+	src := tb.TempDir()
+	for i := range parts {
+		writeRandomFile(tb, filepath.Join(src, fmt.Sprintf("part-%d.bin", i)), 25<<20, seed+uint64(i))
+	}
+	w := &treeWriter{tb: tb, root: src}
+	for i := range smalls {
+		w.file(fmt.Sprintf("small/s%02d.txt", i), compressible(1000+i*97, i+int(seed)), 0o644)
+	}
+	w.finish()
+	return src, manifest(tb, src)
+}
+
 // TestKilledMidBackupResumes kills the plugin with SIGKILL twice in the
 // middle of a full backup of 200 MiB: each restarted plugin resumes the
 // same job from its checkpoint (checkpoint_interval 200ms), which succeeds
 // with one snapshot that restores identical.
 func TestKilledMidBackupResumes(t *testing.T) {
-	src := t.TempDir()
-	for i := range 8 {
-		writeRandomFile(t, filepath.Join(src, fmt.Sprintf("part-%d.bin", i)), 25<<20, uint64(100+i))
-	}
-	w := &treeWriter{tb: t, root: src}
-	for i := range 50 {
-		w.file(fmt.Sprintf("small/s%02d.txt", i), compressible(1000+i*97, i), 0o644)
-	}
-	w.finish()
-	want := manifest(t, src)
+	src, want := bigSource(t, 8, 50, 100)
 	h := startDP(t, map[string]string{"big": src}, "{checkpoint_interval: 200ms}")
 	job := startBackup(t, h, "big", "full")
 	// The first kill comes past 40%. The second comes at the first report
@@ -759,6 +767,52 @@ func TestKilledMidBackupResumes(t *testing.T) {
 	if names, _ := os.ReadDir(filepath.Join(h.DataDir, "backups", "tmp")); len(names) != 0 {
 		t.Errorf("the repository's tmp folder holds %d entries", len(names))
 	}
+}
+
+// TestHostKilledMidBackupResumes kills the whole host with SIGKILL in the
+// middle of a full backup (its plugins exit with it), then starts the host
+// again on the same config and data_dir, as an operator would: the new
+// plugin finds the job in the host KV and resumes it from its checkpoint,
+// and the one snapshot restores identical.
+func TestHostKilledMidBackupResumes(t *testing.T) {
+	src, want := bigSource(t, 6, 30, 300)
+	h := startDP(t, map[string]string{"big": src}, "{checkpoint_interval: 200ms}")
+	job := startBackup(t, h, "big", "full")
+	var at api.BackupJob
+	hosttest.WaitFor(t, jobWait, "the backup to pass 40%", func() bool {
+		j, ok := getJob(t, h, job.ID)
+		at = j
+		return ok && (j.Progress.Percent >= 40 || finished(j.State))
+	})
+	if at.State != "running" {
+		t.Fatalf("the backup is %s at %.1f%%; want running (make the source bigger)", at.State, at.Progress.Percent)
+	}
+	pluginPID := h.Plugin(t, "dataprotection").PID
+	h.Kill()
+	t.Logf("killed the host at %.1f%% (%d of %d bytes)", at.Progress.Percent, at.Progress.BytesDone, at.Progress.BytesTotal)
+	// The orphaned plugin exits by itself (the host's pipe closed); the
+	// new host's plugin would wait on the repository lock otherwise.
+	hosttest.WaitFor(t, 30*time.Second, "the old plugin to exit", func() bool {
+		return syscall.Kill(pluginPID, 0) != nil
+	})
+	h2 := h.Restart(t)
+	done := waitSucceeded(t, h2, job.ID)
+	if done.Resumed != 1 || done.Snapshot == "" {
+		t.Fatalf("the job after the host's crash: resumed %d, snapshot %q; want resumed 1 and a snapshot", done.Resumed, done.Snapshot)
+	}
+	m := metrics(t, h2)
+	if m["jobs_resumed_total"] != 1 || m["jobs_restarted_total"] != 0 {
+		t.Errorf("jobs_resumed_total %v, jobs_restarted_total %v; want 1 and 0 (resumed from its checkpoint)", m["jobs_resumed_total"], m["jobs_restarted_total"])
+	}
+	files, _, _, size := counts(want)
+	if p := done.Progress; p.BytesDone != size || p.FilesDone != files {
+		t.Errorf("the job's final progress %+v; the source has %d files, %d bytes", p, files, size)
+	}
+	snaps := snapshots(t, h2)
+	if len(snaps) != 1 || snaps[0].ID != done.Snapshot || snaps[0].JobID != job.ID {
+		t.Fatalf("snapshots after the resumed backup: %+v; want only %s", snaps, done.Snapshot)
+	}
+	assertSameTree(t, want, restore(t, h2, done.Snapshot, "after-host-crash"))
 }
 
 // TestRestoreTargetsCannotEscape sends restore targets that try to leave

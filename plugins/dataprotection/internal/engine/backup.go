@@ -209,7 +209,7 @@ func (b *backup) run(ctx context.Context, start counters) (repo.ID, counters, er
 	pctx, pcancel := context.WithCancel(ctx) // the pre-walk is of no use once the walk is done
 	wg.Go(func() { b.prewalk(pctx) })
 
-	a := &assembler{b: b, counts: start, rep: newReporter(b.opt), lastCP: b.opt.clock()}
+	a := &assembler{b: b, counts: start, rep: newReporter(b.opt), lastCP: b.opt.clock(), cpAt: start.Bytes}
 	tree, err := a.run(ctx)
 	pcancel()
 	if err != nil {
@@ -564,6 +564,7 @@ type assembler struct {
 	rootID repo.ID
 	rep    *reporter
 	lastCP time.Time
+	cpAt   int64 // bytes done at the last checkpoint
 }
 
 func (a *assembler) run(ctx context.Context) (repo.ID, error) {
@@ -694,9 +695,13 @@ func (a *assembler) maybeCheckpoint(ctx context.Context) error {
 		return err
 	}
 	now := a.b.opt.clock()
-	if now.Sub(a.lastCP) < a.b.opt.CheckpointEvery {
+	done := a.counts.Bytes
+	if a.cur != nil {
+		done += a.cur.offset
+	}
+	if now.Sub(a.lastCP) < a.b.opt.CheckpointEvery && done-a.cpAt < a.b.opt.CheckpointBytes {
 		return nil
 	}
-	a.lastCP = now
+	a.lastCP, a.cpAt = now, done
 	return a.checkpoint()
 }

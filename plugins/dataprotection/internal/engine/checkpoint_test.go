@@ -374,3 +374,49 @@ func TestResumeIncremental(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckpointEveryBytes: with the interval never reached, checkpoints
+// still come after every CheckpointBytes of source, also inside a file.
+func TestCheckpointEveryBytes(t *testing.T) {
+	src := t.TempDir()
+	total := resumeTree(t, src)
+	r := newRepo(t)
+	const every = 3 * mib
+	opt := everyEvent()
+	opt.CheckpointEvery = 1 << 62 // never by time
+	opt.CheckpointBytes = every
+	var at []int64
+	opt.Checkpoint = func(b []byte) error {
+		cp, err := decodeCheckpoint(b)
+		if err != nil {
+			t.Fatalf("checkpoint does not decode: %v", err)
+		}
+		done := cp.Counts.Bytes
+		if cp.File != nil {
+			done += cp.File.Offset
+		}
+		at = append(at, done)
+		return nil
+	}
+	res := doBackup(t, context.Background(), r, src, runOpts{opt: opt})
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	if want := int(total/every) - 1; len(at) < want {
+		t.Fatalf("%d checkpoints over %d bytes at least every %d; want at least %d (at %v)", len(at), total, every, want, at)
+	}
+	prev := int64(0)
+	inFile := false
+	for i, a := range at {
+		if a-prev < every {
+			t.Errorf("checkpoint %d at %d bytes, %d after the previous: want at least %d", i, a, a-prev, every)
+		}
+		if a > 20*10<<10 && a < 20*10<<10+bigSize {
+			inFile = true
+		}
+		prev = a
+	}
+	if !inFile {
+		t.Errorf("no checkpoint inside the large file (at %v)", at)
+	}
+}

@@ -318,9 +318,13 @@ type ConfigureRequest struct {
 	// serves HostKV for this plugin; 0 means no host services.
 	HostServicesBrokerId uint32 `protobuf:"varint,4,opt,name=host_services_broker_id,json=hostServicesBrokerId,proto3" json:"host_services_broker_id,omitempty"`
 	// host_version is the version of the dw host.
-	HostVersion   string `protobuf:"bytes,5,opt,name=host_version,json=hostVersion,proto3" json:"host_version,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	HostVersion string `protobuf:"bytes,5,opt,name=host_version,json=hostVersion,proto3" json:"host_version,omitempty"`
+	// host_api_address is the host's HTTP API address (host:port) as bound,
+	// for plugins that advertise it (fabric node metadata); empty when the
+	// host serves no API (tests).
+	HostApiAddress string `protobuf:"bytes,6,opt,name=host_api_address,json=hostApiAddress,proto3" json:"host_api_address,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ConfigureRequest) Reset() {
@@ -384,6 +388,13 @@ func (x *ConfigureRequest) GetHostServicesBrokerId() uint32 {
 func (x *ConfigureRequest) GetHostVersion() string {
 	if x != nil {
 		return x.HostVersion
+	}
+	return ""
+}
+
+func (x *ConfigureRequest) GetHostApiAddress() string {
+	if x != nil {
+		return x.HostApiAddress
 	}
 	return ""
 }
@@ -1058,13 +1069,14 @@ const file_dw_v1_subsystem_proto_rawDesc = "" +
 	"sdkVersion\x12\"\n" +
 	"\fcapabilities\x18\x04 \x03(\tR\fcapabilities\x12\x1a\n" +
 	"\bservices\x18\x05 \x03(\tR\bservices\x12>\n" +
-	"\x0edefault_limits\x18\x06 \x01(\v2\x17.google.protobuf.StructR\rdefaultLimits\"\xda\x01\n" +
+	"\x0edefault_limits\x18\x06 \x01(\v2\x17.google.protobuf.StructR\rdefaultLimits\"\x84\x02\n" +
 	"\x10ConfigureRequest\x12\x1c\n" +
 	"\tsubsystem\x18\x01 \x01(\tR\tsubsystem\x123\n" +
 	"\bsettings\x18\x02 \x01(\v2\x17.google.protobuf.StructR\bsettings\x12\x19\n" +
 	"\bdata_dir\x18\x03 \x01(\tR\adataDir\x125\n" +
 	"\x17host_services_broker_id\x18\x04 \x01(\rR\x14hostServicesBrokerId\x12!\n" +
-	"\fhost_version\x18\x05 \x01(\tR\vhostVersion\"\x13\n" +
+	"\fhost_version\x18\x05 \x01(\tR\vhostVersion\x12(\n" +
+	"\x10host_api_address\x18\x06 \x01(\tR\x0ehostApiAddress\"\x13\n" +
 	"\x11ConfigureResponse\"H\n" +
 	"\x15ValidateLimitsRequest\x12/\n" +
 	"\x06limits\x18\x01 \x01(\v2\x17.google.protobuf.StructR\x06limits\"I\n" +
