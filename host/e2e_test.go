@@ -72,7 +72,7 @@ func startHost(t testing.TB, pluginsDir string, extraYAML string, env ...string)
 	// These tests bring their own plugins: the first-party ones that the
 	// embedded defaults enable are not in their plugins folder.
 	env = append([]string{"DW_SUBSYSTEMS__DBSTORAGE__ENABLED=false", "DW_SUBSYSTEMS__FILESYSTEM__ENABLED=false",
-		"DW_SUBSYSTEMS__DATAPROTECTION__ENABLED=false"}, env...)
+		"DW_SUBSYSTEMS__DATAPROTECTION__ENABLED=false", "DW_SUBSYSTEMS__FABRIC__ENABLED=false"}, env...)
 	hh := hosttest.Start(t, pluginsDir, extraYAML, env...)
 	return &runningHost{Host: hh, addr: hh.Addr, cfgPath: hh.ConfigPath, pluginsDir: hh.PluginsDir, cfgBase: hh.Base}
 }

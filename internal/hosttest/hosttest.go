@@ -332,6 +332,28 @@ func (h *Host) WaitServing(tb testing.TB, name string, within time.Duration) Plu
 	return st
 }
 
+// Metrics returns GET /v1/subsystems/{name}/metrics as name → value; of
+// a metric with several label sets, the first one listed.
+func (h *Host) Metrics(tb testing.TB, name string) map[string]float64 {
+	tb.Helper()
+	var out struct {
+		Metrics []struct {
+			Name  string  `json:"name"`
+			Value float64 `json:"value"`
+		} `json:"metrics"`
+	}
+	if code := h.JSON(tb, "GET", "/v1/subsystems/"+name+"/metrics", nil, &out); code != 200 {
+		tb.Fatalf("GET /v1/subsystems/%s/metrics: %d", name, code)
+	}
+	m := map[string]float64{}
+	for _, v := range out.Metrics {
+		if _, ok := m[v.Name]; !ok {
+			m[v.Name] = v.Value
+		}
+	}
+	return m
+}
+
 // JSON makes a request with an optional JSON body and decodes a JSON
 // answer into out (when not nil), returning the status.
 func (h *Host) JSON(tb testing.TB, method, path string, body, out any) int {

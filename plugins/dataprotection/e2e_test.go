@@ -67,7 +67,7 @@ func startDP(tb testing.TB, sources map[string]string, limits string) *hosttest.
 	dir := tb.TempDir()
 	hosttest.Plugin(tb, dir, "dataprotection")
 	h := hosttest.Start(tb, dir, dpConfig(sources, limits),
-		"DW_SUBSYSTEMS__DBSTORAGE__ENABLED=false", "DW_SUBSYSTEMS__FILESYSTEM__ENABLED=false")
+		"DW_SUBSYSTEMS__DBSTORAGE__ENABLED=false", "DW_SUBSYSTEMS__FILESYSTEM__ENABLED=false", "DW_SUBSYSTEMS__FABRIC__ENABLED=false")
 	h.WaitServing(tb, "dataprotection", 60*time.Second)
 	return h
 }
@@ -227,22 +227,7 @@ func restore(tb testing.TB, h *hosttest.Host, snap, target string) string {
 // first value of a name wins).
 func metrics(tb testing.TB, h *hosttest.Host) map[string]float64 {
 	tb.Helper()
-	var out struct {
-		Metrics []struct {
-			Name  string  `json:"name"`
-			Value float64 `json:"value"`
-		} `json:"metrics"`
-	}
-	if code := h.JSON(tb, "GET", "/v1/subsystems/dataprotection/metrics", nil, &out); code != 200 {
-		tb.Fatalf("metrics: %d", code)
-	}
-	m := map[string]float64{}
-	for _, v := range out.Metrics {
-		if _, ok := m[v.Name]; !ok {
-			m[v.Name] = v.Value
-		}
-	}
-	return m
+	return h.Metrics(tb, "dataprotection")
 }
 
 // --- trees ---

@@ -1,130 +1,195 @@
 package concurrency
 
 import (
+	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"regexp"
 	"slices"
+	"strings"
 
-	"golang.org/x/sys/unix"
+	"github.com/datawarehouse/dw/internal/blockdev"
 )
 
 // SysRoot is the real sysfs mount.
-const SysRoot = "/sys"
+const SysRoot = blockdev.DefaultSysRoot
 
-// Dev is a block device number.
-type Dev struct{ Major, Minor uint32 }
-
-func (d Dev) String() string { return fmt.Sprintf("%d:%d", d.Major, d.Minor) }
-
-// DeviceOf returns the device number of the file system holding path.
-func DeviceOf(path string) (Dev, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
-		return Dev{}, fmt.Errorf("device of %s: %w", path, &os.PathError{Op: "stat", Path: path, Err: err})
-	}
-	return Dev{Major: unix.Major(st.Dev), Minor: unix.Minor(st.Dev)}, nil
-}
-
-// Watch is the set of whole disks under some folders, and why a folder
-// added none.
+// Watch is the set of whole disks under some folders, and how they were
+// found.
 type Watch struct {
 	// Disks are the distinct whole disks (as /proc/diskstats names them),
 	// sorted.
 	Disks []string
-	// Notes say, one sentence each, why a folder or device gave no disk.
+	// Notes say, one sentence each, how a folder's disks were found when
+	// stat alone does not tell (btrfs: through its mount source), why a
+	// folder gave none, and what was watched instead.
 	Notes []string
+	// Unresolved are the folders whose disks could not all be resolved
+	// (missing folder, overlay or network file system, a device sysfs
+	// does not know). When there are any, Disks also holds every physical
+	// disk (see Watcher.Folders).
+	Unresolved []string
 }
 
-// Bounds of following stacked devices (dm over dm over a partition is 3
-// levels).
-const (
-	maxStackDepth = 8
-	maxStackNodes = 64
-)
-
-// WatchFolders finds the whole disks under folders over the sysfs tree at
-// sysRoot (SysRoot on the real system). It never fails: a folder that
-// cannot be stat'ed or whose device is not in sysfs gets a note.
-func WatchFolders(sysRoot string, folders []string) Watch {
-	var w Watch
-	var devs []Dev
-	for _, f := range folders {
-		d, err := DeviceOf(f)
-		if err != nil {
-			w.Notes = append(w.Notes, err.Error())
-			continue
-		}
-		devs = append(devs, d)
+// Err is nil when every folder's disks were resolved, else an error
+// naming the folders that were not and saying what is watched instead.
+func (w Watch) Err() error {
+	if len(w.Unresolved) == 0 {
+		return nil
 	}
-	dw := WatchDevices(sysRoot, devs)
-	w.Disks = dw.Disks
-	w.Notes = append(w.Notes, dw.Notes...)
-	return w
+	return fmt.Errorf("disks under %s: %w; watching every physical disk instead (%s)",
+		strings.Join(w.Unresolved, ", "), errUnresolved, strings.Join(w.Disks, ", "))
 }
 
-// WatchDevices finds the whole disks of the block devices devs over the
-// sysfs tree at sysRoot: /sys/dev/block/MAJ:MIN leads to the device's
-// folder; a partition (it has a partition file) stands for its parent
-// disk; a stacked device (device-mapper, md: it has slaves) for the disks
-// below it. Anonymous devices (major 0: tmpfs, overlay, network and FUSE
-// file systems) have no disk and get a note.
-func WatchDevices(sysRoot string, devs []Dev) Watch {
+var errUnresolved = errors.New("cannot be resolved")
+
+// Watcher finds the whole disks under folders. Its zero value reads the
+// real system (/sys, /proc/self/mountinfo, /proc/diskstats).
+type Watcher struct {
+	// Resolver finds a folder's block device and follows it down sysfs.
+	Resolver blockdev.Resolver
+	// Diskstats is the diskstats file; "" is DiskstatsPath.
+	Diskstats string
+}
+
+// WatchFolders finds the whole disks under folders on the real system,
+// with the sysfs tree at sysRoot (SysRoot). See Watcher.Folders.
+func WatchFolders(sysRoot string, folders []string) Watch {
+	return Watcher{Resolver: blockdev.Resolver{SysRoot: sysRoot}}.Folders(folders)
+}
+
+// Folders finds the whole disks under folders through package blockdev:
+// the folder's file system's device (st_dev, or for a file system on an
+// anonymous device such as btrfs the block device its mountinfo source
+// names), then partitions to their disk, device-mapper and md devices to
+// their slaves, loop devices to their backing file's disks. It never
+// fails; what it could not do is in the Notes.
+//
+// A folder whose disks cannot be resolved (it cannot be stat'ed, it is on
+// overlay, NFS or FUSE, its device is not in sysfs, a slave link is
+// broken) is listed in Unresolved, and every physical disk (PhysicalDisks
+// of sysfs that /proc/diskstats counts; without sysfs, the diskstats
+// devices that are neither virtual nor partitions by name) is watched as
+// well. Watching nothing would make utilisation read 0 and the limit
+// climb to its bound whatever the real load; watching every disk errs the
+// other way, since the busiest disk decides: at worst fewer jobs run. A
+// folder on a memory-backed file system (tmpfs) has no disk and is not
+// unresolved: no device to saturate.
+func (wr Watcher) Folders(folders []string) Watch {
 	var w Watch
-	seen := map[Dev]bool{}
-	for _, d := range devs {
-		if seen[d] {
+	r := wr.Resolver
+	mounts, err := r.Mounts()
+	if err != nil {
+		w.Notes = append(w.Notes, fmt.Sprintf("mount table unreadable (%v): file systems on anonymous devices (btrfs) cannot be resolved through their source", err))
+	}
+	seen := map[string]bool{}
+	for _, f := range folders {
+		if seen[f] {
 			continue
 		}
-		seen[d] = true
-		if d.Major == 0 {
-			w.Notes = append(w.Notes, fmt.Sprintf("device %s is anonymous (tmpfs, overlay, network or FUSE file system): no disk to watch", d))
-			continue
-		}
-		node, err := filepath.EvalSymlinks(filepath.Join(sysRoot, "dev", "block", d.String()))
+		seen[f] = true
+		loc, res, err := r.Resolve(f, mounts)
 		if err != nil {
-			w.Notes = append(w.Notes, fmt.Sprintf("device %s is not in %s: no disk to watch (%v)", d, filepath.Join(sysRoot, "dev", "block"), err))
+			w.Unresolved = append(w.Unresolved, f)
+			w.Notes = append(w.Notes, fmt.Sprintf("disks of %s: %v", f, err))
 			continue
 		}
-		r := diskWalk{}
-		r.disks(node, 0)
-		w.Disks = append(w.Disks, r.found...)
-		w.Notes = append(w.Notes, r.notes...)
+		if loc.Note != "" {
+			w.Notes = append(w.Notes, loc.Note)
+		}
+		disks, problems := res.Disks()
+		w.Disks = append(w.Disks, disks...)
+		fs := loc.FSType
+		if fs == "" {
+			fs = "an unknown file system"
+		}
+		switch {
+		case len(problems) > 0:
+			w.Unresolved = append(w.Unresolved, f)
+			w.Notes = append(w.Notes, fmt.Sprintf("disks of %s (%s on device %s): %s", f, fs, loc.Dev, strings.Join(problems, "; ")))
+		case len(disks) == 0:
+			w.Notes = append(w.Notes, fmt.Sprintf("%s is on %s, memory-backed: no disk to watch", f, fs))
+		}
+	}
+	if len(w.Unresolved) > 0 {
+		phys, how := wr.physicalDisks()
+		w.Disks = append(w.Disks, phys...)
+		w.Notes = append(w.Notes, fmt.Sprintf("the disks under %s cannot be resolved: watching %s instead (the busiest disk decides, which errs towards fewer jobs)",
+			strings.Join(w.Unresolved, ", "), how))
 	}
 	slices.Sort(w.Disks)
 	w.Disks = slices.Compact(w.Disks)
 	return w
 }
 
-// diskWalk follows one device down to its disks.
-type diskWalk struct {
-	nodes int
-	found []string
-	notes []string
+// physicalDisks is the fallback of an unresolved folder: the physical
+// disks of sysfs that /proc/diskstats counts, else (no sysfs) the
+// diskstats devices that look like whole physical disks by name. how says
+// which, in a few words.
+func (wr Watcher) physicalDisks() (disks []string, how string) {
+	path := wr.Diskstats
+	if path == "" {
+		path = DiskstatsPath
+	}
+	stats, statsErr := ReadDiskstats(path)
+	sysRoot := wr.Resolver.SysRoot
+	if sysRoot == "" {
+		sysRoot = SysRoot
+	}
+	phys, physErr := blockdev.PhysicalDisks(sysRoot)
+	if physErr == nil && len(phys) > 0 {
+		if statsErr != nil {
+			return phys, fmt.Sprintf("every physical disk of %s (%s)", sysRoot, strings.Join(phys, ", "))
+		}
+		for _, d := range phys {
+			if _, ok := stats[d]; ok {
+				disks = append(disks, d)
+			}
+		}
+		if len(disks) > 0 {
+			return disks, fmt.Sprintf("every physical disk in %s (%s)", path, strings.Join(disks, ", "))
+		}
+	}
+	if statsErr != nil {
+		return nil, fmt.Sprintf("no disk at all, since neither sysfs (%v) nor diskstats (%v) lists any: utilisation cannot be measured", physErr, statsErr)
+	}
+	disks = diskstatsDisks(stats)
+	if len(disks) == 0 {
+		return nil, fmt.Sprintf("no disk at all, since %s lists no physical disk: utilisation cannot be measured", path)
+	}
+	return disks, fmt.Sprintf("every device in %s that is neither virtual nor a partition by its name (%s), sysfs having none", path, strings.Join(disks, ", "))
 }
 
-func (r *diskWalk) disks(node string, depth int) {
-	r.nodes++
-	name := filepath.Base(node)
-	if depth > maxStackDepth || r.nodes > maxStackNodes {
-		r.notes = append(r.notes, fmt.Sprintf("stopped at %s: devices stacked deeper than %d levels or more than %d devices", name, maxStackDepth, maxStackNodes))
-		return
-	}
-	if _, err := os.Lstat(filepath.Join(node, "partition")); err == nil {
-		r.disks(filepath.Dir(node), depth+1)
-		return
-	}
-	slaves, _ := os.ReadDir(filepath.Join(node, "slaves"))
-	if len(slaves) == 0 {
-		r.found = append(r.found, name)
-		return
-	}
-	for _, s := range slaves {
-		target, err := filepath.EvalSymlinks(filepath.Join(node, "slaves", s.Name()))
-		if err != nil {
-			r.notes = append(r.notes, fmt.Sprintf("%s: slave %s cannot be resolved (%v)", name, s.Name(), err))
+// virtualName matches the names of devices with no disk of their own.
+var virtualName = regexp.MustCompile(`^(loop|ram|zram|dm-|md|nbd|sr|fd)`)
+
+// diskstatsDisks guesses the whole physical disks among diskstats devices
+// by name alone: not virtual, and not a partition of another listed device
+// (its name is the device's plus digits, or plus "p" and digits: sda1,
+// nvme0n1p1, mmcblk0p1). Sorted.
+func diskstatsDisks(stats map[string]DiskStat) []string {
+	var disks []string
+	for name := range stats {
+		if virtualName.MatchString(name) || partitionOf(stats, name) {
 			continue
 		}
-		r.disks(target, depth+1)
+		disks = append(disks, name)
 	}
+	slices.Sort(disks)
+	return disks
+}
+
+// partitionOf reports whether name is a partition of another listed device.
+func partitionOf(stats map[string]DiskStat, name string) bool {
+	base := strings.TrimRight(name, "0123456789")
+	if base == name {
+		return false
+	}
+	if _, ok := stats[base]; ok {
+		return true
+	}
+	if b, ok := strings.CutSuffix(base, "p"); ok {
+		_, ok := stats[b]
+		return ok
+	}
+	return false
 }

@@ -14,10 +14,17 @@
 //     series; Run is the thin loop that fills samples from a Sampler
 //     (/proc/diskstats), the Limiter and the jobs' byte counter, once per
 //     adjust_interval, in the caller's goroutine until its context ends.
-//   - WatchFolders: the whole disks under the repository and the sources
-//     (stat gives MAJ:MIN; /sys/dev/block/MAJ:MIN the sysfs node; a
-//     partition stands for its parent disk, a device-mapper or md device
-//     for the disks below it). Their count bounds the limit.
+//   - WatchFolders: the whole disks under the repository and the sources,
+//     found by package blockdev (st_dev, or for btrfs and other file
+//     systems on an anonymous device the block device their mountinfo
+//     source names; then partitions to their disk, device-mapper and md
+//     devices to their slaves, loop devices to their backing file's
+//     disks). Their count bounds the limit. A folder whose disks cannot be
+//     resolved (overlay, NFS, FUSE, missing, not in sysfs) is reported in
+//     Watch.Unresolved, Watch.Err and the Notes, and every physical disk
+//     is watched as well: watching nothing would read utilisation 0 and
+//     let the limit climb whatever the load, while watching every disk at
+//     worst runs fewer jobs. tmpfs folders have no disk and add none.
 //
 // # Utilisation
 //

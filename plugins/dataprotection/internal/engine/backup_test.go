@@ -101,7 +101,7 @@ func TestRoundTripWorkers(t *testing.T) {
 			r := newRepo(t)
 			res := mustBackup(t, r, src, runOpts{opt: Options{Workers: w}})
 			target := filepath.Join(t.TempDir(), "x")
-			if err := Restore(context.Background(), r, res.snap.ID, target, Options{Workers: w}); err != nil {
+			if err := restoreInto(context.Background(), t, r, res.snap.ID, target, Options{Workers: w}); err != nil {
 				t.Fatal(err)
 			}
 			compareScans(t, want, scanTree(t, target))

@@ -159,7 +159,7 @@ func BenchmarkBackup(b *testing.B) {
 			b.StopTimer()
 			target := filepath.Join(b.TempDir(), "restore")
 			b.StartTimer()
-			if err := Restore(context.Background(), r, base.ID, target, Options{}); err != nil {
+			if err := restoreInto(context.Background(), b, r, base.ID, target, Options{}); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -285,10 +285,31 @@ func mustBackup(t testing.TB, r *repo.Repo, src string, o runOpts) *run {
 	return res
 }
 
+// restoreInto restores snapshot id into the folder at path as the service
+// does: its parent folder (created if missing) opened as an os.Root, the
+// target opened from it by OpenTarget, Restore through that Root.
+func restoreInto(ctx context.Context, tb testing.TB, r *repo.Repo, id, path string, opt Options) error {
+	tb.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	parent, err := os.OpenRoot(filepath.Dir(path))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer parent.Close()
+	target, err := OpenTarget(parent, filepath.Base(path))
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	return Restore(ctx, r, id, target, opt)
+}
+
 func mustRestore(t testing.TB, r *repo.Repo, id string) string {
 	t.Helper()
 	target := filepath.Join(t.TempDir(), "restore")
-	if err := Restore(context.Background(), r, id, target, Options{}); err != nil {
+	if err := restoreInto(context.Background(), t, r, id, target, Options{}); err != nil {
 		t.Fatalf("restore: %v", err)
 	}
 	return target

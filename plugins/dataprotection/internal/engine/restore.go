@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -88,19 +89,23 @@ func (rs *restorer) progress() Progress {
 		BytesRead: b, TotalsKnown: true}
 }
 
-// Restore writes snapshot id's tree into target, which must not exist or be
-// an empty folder (it is created, mode 0700: the snapshot does not hold the
-// source folder's own metadata). Files are written to a temporary name,
-// given their mode, renamed and given their mtime; folders get mode and
-// mtime after their content; symlinks are created as stored and never
-// followed; empty folders are restored. Every write goes through an
-// os.Root on target, and every name is checked first: a tree naming "",
-// ".", "..", or a name with '/' or NUL, or naming an entry twice, is
-// corrupt (repo.ErrCorrupt) and nothing is written for it. Options.Workers
-// files (default: DefaultRestoreWorkers or GOMAXPROCS, the larger) are
-// written at once, each streamed chunk by chunk. On error the
-// files written so far stay.
-func Restore(ctx context.Context, r *repo.Repo, id string, target string, opt Options) error {
+// Restore writes snapshot id's tree into the folder target, which must be
+// empty (ErrTargetNotEmpty otherwise). target is an open os.Root (see
+// OpenTarget), not a path: the folder is the one that was checked, and
+// every write goes through it or through Roots opened from it, so a path
+// component swapped for a symlink after the caller's checks cannot lead
+// the restore anywhere else. Restore does not close target.
+//
+// Files are written to a temporary name, given their mode, renamed and
+// given their mtime; folders get mode and mtime after their content;
+// symlinks are created as stored and never followed; empty folders are
+// restored. Every name is checked first: a tree naming "", ".", "..", or a
+// name with '/' or NUL, or naming an entry twice, is corrupt
+// (repo.ErrCorrupt) and nothing is written for it. Options.Workers files
+// (default: DefaultRestoreWorkers or GOMAXPROCS, the larger) are written at
+// once, each streamed chunk by chunk. On error the files written so far
+// stay.
+func Restore(ctx context.Context, r *repo.Repo, id string, target *os.Root, opt Options) error {
 	if opt.Workers <= 0 {
 		// Creating files waits on the file system more than on the CPU.
 		opt.Workers = max(DefaultRestoreWorkers, runtime.GOMAXPROCS(0))
@@ -110,19 +115,21 @@ func Restore(ctx context.Context, r *repo.Repo, id string, target string, opt Op
 	if err != nil {
 		return fmt.Errorf("restore snapshot %s: %w", id, err)
 	}
-	if err := prepareTarget(target); err != nil {
-		return fmt.Errorf("restore snapshot %s into %s: %w", id, target, err)
-	}
-	root, err := os.OpenRoot(target)
+	// A Root of its own on the same folder: closing it leaves the
+	// caller's open.
+	root, err := target.OpenRoot(".")
 	if err != nil {
-		return fmt.Errorf("restore snapshot %s into %s: %w", id, target, err)
+		return fmt.Errorf("restore snapshot %s into %s: %w", id, target.Name(), err)
 	}
 	dir, err := newRestoreDir(root)
 	if err != nil {
 		root.Close()
-		return fmt.Errorf("restore snapshot %s into %s: %w", id, target, err)
+		return fmt.Errorf("restore snapshot %s into %s: %w", id, target.Name(), err)
 	}
 	defer dir.close()
+	if err := checkEmpty(root); err != nil {
+		return fmt.Errorf("restore snapshot %s into %s: %w", id, target.Name(), err)
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -139,17 +146,68 @@ func Restore(ctx context.Context, r *repo.Repo, id string, target string, opt Op
 	close(rs.jobs)
 	wg.Wait()
 	if err := rs.firstErr(); err != nil {
-		return fmt.Errorf("restore snapshot %s into %s: %w", id, target, err)
+		return fmt.Errorf("restore snapshot %s into %s: %w", id, target.Name(), err)
 	}
 	// Files are renamed into place without an fsync each; one syncfs of
 	// the target's file system makes the whole restore durable before the
 	// job reports success.
 	if err := syncFS(root); err != nil {
-		return fmt.Errorf("restore snapshot %s into %s: sync: %w", id, target, err)
+		return fmt.Errorf("restore snapshot %s into %s: sync: %w", id, target.Name(), err)
 	}
 	rs.rep.final(rs.progress())
 	return nil
 }
+
+// OpenTarget opens the restore target name, a path inside parent, as an
+// os.Root for Restore. A missing target is created (mode 0700: the
+// snapshot does not hold the source folder's own metadata) with its
+// missing parents (mode 0755), all through parent, so no symlink leads
+// them out of it. The target must be a folder, not a symlink to one
+// (ErrTargetNotEmpty otherwise), and the folder opened must be the one
+// checked: a swap between the check and the open is refused. A name that
+// leads outside parent fails. The caller closes the Root.
+func OpenTarget(parent *os.Root, name string) (*os.Root, error) {
+	shown := filepath.Join(parent.Name(), name)
+	if !filepath.IsLocal(name) || filepath.Clean(name) == "." {
+		return nil, fmt.Errorf("restore target %s: %q is not a path inside %s", shown, name, parent.Name())
+	}
+	fi, err := parent.Lstat(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		if dir := filepath.Dir(name); dir != "." {
+			if err := parent.MkdirAll(dir, 0o755); err != nil {
+				return nil, fmt.Errorf("restore target %s: create its parents: %w", shown, err)
+			}
+		}
+		if err := parent.Mkdir(name, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("restore target %s: %w", shown, err)
+		}
+		fi, err = parent.Lstat(name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("restore target %s: %w", shown, err)
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		return nil, fmt.Errorf("restore target %s is a symlink; restore needs a new or empty folder: %w", shown, ErrTargetNotEmpty)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("restore target %s is not a folder (%v); restore needs a new or empty folder: %w", shown, fi.Mode().Type(), ErrTargetNotEmpty)
+	}
+	root, err := parent.OpenRoot(name)
+	if err != nil {
+		return nil, fmt.Errorf("restore target %s: %w", shown, err)
+	}
+	opened, err := root.Stat(".")
+	if err == nil && !os.SameFile(opened, fi) {
+		err = errTargetChanged
+	}
+	if err != nil {
+		root.Close()
+		return nil, fmt.Errorf("restore target %s: %w", shown, err)
+	}
+	return root, nil
+}
+
+var errTargetChanged = errors.New("it changed while it was opened (the folder opened is not the one checked)")
 
 // syncFS flushes the file system that holds root's folder (syncfs(2)).
 func syncFS(root *os.Root) error {
@@ -169,19 +227,9 @@ func syncFS(root *os.Root) error {
 	return serr
 }
 
-// prepareTarget creates target or checks that it is an empty folder.
-func prepareTarget(target string) error {
-	fi, err := os.Lstat(target)
-	if errors.Is(err, fs.ErrNotExist) {
-		return os.MkdirAll(target, 0o700)
-	}
-	if err != nil {
-		return err
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("target is not a folder (%v); restore needs a new or empty folder: %w", fi.Mode().Type(), ErrTargetNotEmpty)
-	}
-	f, err := os.Open(target)
+// checkEmpty checks that the folder of root holds nothing.
+func checkEmpty(root *os.Root) error {
+	f, err := root.Open(".")
 	if err != nil {
 		return err
 	}

@@ -51,7 +51,7 @@ func TestRestoreTarget(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			target := c.prepare(t)
-			err := Restore(context.Background(), r, snap.ID, target, Options{})
+			err := restoreInto(context.Background(), t, r, snap.ID, target, Options{})
 			if c.ok {
 				if err != nil {
 					t.Fatal(err)
@@ -65,11 +65,157 @@ func TestRestoreTarget(t *testing.T) {
 		})
 	}
 	t.Run("unknown snapshot", func(t *testing.T) {
-		err := Restore(context.Background(), r, "00112233445566778899aabbccddeeff", filepath.Join(t.TempDir(), "x"), Options{})
+		err := restoreInto(context.Background(), t, r, "00112233445566778899aabbccddeeff", filepath.Join(t.TempDir(), "x"), Options{})
 		if !errIs(err, sdk.ErrNotFound) {
 			t.Fatalf("restore of an unknown snapshot: %v; want not found", err)
 		}
 	})
+}
+
+func TestOpenTarget(t *testing.T) {
+	cases := []struct {
+		name    string
+		prepare func(t *testing.T, parent, outside string) // lays out parent
+		target  string
+		notDir  bool // fails with ErrTargetNotEmpty
+		fails   bool // fails otherwise
+	}{
+		{name: "missing, parents too", target: "x/y/z"},
+		{name: "empty folder", target: "e", prepare: func(t *testing.T, parent, _ string) { mkdir(t, filepath.Join(parent, "e"), 0o755) }},
+		{name: "through a symlink inside the parent", target: "in/t", prepare: func(t *testing.T, parent, _ string) {
+			mkdir(t, filepath.Join(parent, "real"), 0o755)
+			symlink(t, "real", filepath.Join(parent, "in"))
+		}},
+		{name: "a file", target: "f", notDir: true, prepare: func(t *testing.T, parent, _ string) {
+			writeFile(t, filepath.Join(parent, "f"), []byte("x"), 0o644)
+		}},
+		{name: "a symlink to an empty folder", target: "link", notDir: true, prepare: func(t *testing.T, parent, _ string) {
+			mkdir(t, filepath.Join(parent, "empty"), 0o755)
+			symlink(t, "empty", filepath.Join(parent, "link"))
+		}},
+		{name: "dot dot", target: "../x", fails: true},
+		{name: "absolute", target: "/x", fails: true},
+		{name: "dot", target: ".", fails: true},
+		{name: "through a symlink leading outside", target: "out/t", fails: true, prepare: func(t *testing.T, parent, outside string) {
+			symlink(t, outside, filepath.Join(parent, "out"))
+		}},
+		{name: "through a relative symlink leading outside", target: "up/t", fails: true, prepare: func(t *testing.T, parent, _ string) {
+			symlink(t, "..", filepath.Join(parent, "up"))
+		}},
+		{name: "a symlink leading outside", target: "out", notDir: true, prepare: func(t *testing.T, parent, outside string) {
+			symlink(t, outside, filepath.Join(parent, "out"))
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			base := t.TempDir()
+			parentDir, outside := filepath.Join(base, "root"), filepath.Join(base, "outside")
+			mkdir(t, parentDir, 0o755)
+			mkdir(t, outside, 0o755)
+			if c.prepare != nil {
+				c.prepare(t, parentDir, outside)
+			}
+			parent, err := os.OpenRoot(parentDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer parent.Close()
+			root, err := OpenTarget(parent, c.target)
+			if entries, _ := os.ReadDir(outside); len(entries) > 0 {
+				t.Errorf("OpenTarget(%q) created %s outside the parent", c.target, entries[0].Name())
+			}
+			switch {
+			case c.notDir:
+				if !errIs(err, ErrTargetNotEmpty) || !strings.Contains(err.Error(), c.target) {
+					t.Fatalf("OpenTarget(%q): %v; want ErrTargetNotEmpty naming the target", c.target, err)
+				}
+				return
+			case c.fails:
+				if err == nil || errIs(err, ErrTargetNotEmpty) || !strings.Contains(err.Error(), c.target) {
+					t.Fatalf("OpenTarget(%q): %v; want an error naming the target", c.target, err)
+				}
+				return
+			case err != nil:
+				t.Fatal(err)
+			}
+			defer root.Close()
+			if err := root.WriteFile("probe", nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := parent.Stat(filepath.Join(c.target, "probe")); err != nil {
+				t.Errorf("the Root opened for %q is not that folder: %v", c.target, err)
+			}
+		})
+	}
+}
+
+// TestRestoreTargetSwapped: a component of the target swapped for a
+// symlink leading outside the restore root after the checks cannot make
+// the restore write outside it. Swapped before OpenTarget, the open fails;
+// swapped after it, the restore writes into the folder that was checked
+// and opened (now moved aside), never through the new symlink.
+func TestRestoreTargetSwapped(t *testing.T) {
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "f"), []byte("x"), 0o644)
+	mkdir(t, filepath.Join(src, "d"), 0o755)
+	writeFile(t, filepath.Join(src, "d", "g"), []byte("y"), 0o644)
+	r := newRepo(t)
+	snap := mustBackup(t, r, src, runOpts{}).snap
+
+	for _, swapped := range []string{"a", "a/t"} {
+		setup := func(t *testing.T) (parent *os.Root, rootDir, outside string) {
+			base := t.TempDir()
+			rootDir, outside = filepath.Join(base, "restores"), filepath.Join(base, "outside")
+			mkdir(t, filepath.Join(rootDir, "a", "t"), 0o755) // the checked target, an empty folder
+			mkdir(t, outside, 0o755)
+			parent, err := os.OpenRoot(rootDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { parent.Close() })
+			return parent, rootDir, outside
+		}
+		swap := func(t *testing.T, rootDir, outside string) {
+			p := filepath.Join(rootDir, filepath.FromSlash(swapped))
+			if err := os.Rename(p, p+".moved"); err != nil {
+				t.Fatal(err)
+			}
+			symlink(t, outside, p)
+		}
+		t.Run("before open/"+swapped, func(t *testing.T) {
+			parent, rootDir, outside := setup(t)
+			swap(t, rootDir, outside)
+			root, err := OpenTarget(parent, "a/t")
+			if err == nil {
+				err = Restore(context.Background(), r, snap.ID, root, Options{})
+				root.Close()
+				t.Errorf("OpenTarget through a swapped %s succeeded (restore: %v)", swapped, err)
+			}
+			if entries, _ := os.ReadDir(outside); len(entries) > 0 {
+				t.Fatalf("the restore wrote %s outside the restore root", entries[0].Name())
+			}
+		})
+		t.Run("after open/"+swapped, func(t *testing.T) {
+			parent, rootDir, outside := setup(t)
+			root, err := OpenTarget(parent, "a/t")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer root.Close()
+			swap(t, rootDir, outside)
+			if err := Restore(context.Background(), r, snap.ID, root, Options{}); err != nil {
+				t.Fatal(err)
+			}
+			if entries, _ := os.ReadDir(outside); len(entries) > 0 {
+				t.Fatalf("the restore wrote %s outside the restore root", entries[0].Name())
+			}
+			opened := filepath.Join(rootDir, "a.moved", "t")
+			if swapped == "a/t" {
+				opened = filepath.Join(rootDir, "a", "t.moved")
+			}
+			compareTrees(t, src, opened)
+		})
+	}
 }
 
 // rawSnapshot stores tree blobs as given (bypassing EncodeTree, as a
@@ -143,7 +289,7 @@ func TestRestoreHostileTrees(t *testing.T) {
 			id := rawSnapshot(t, r, c.trees...)
 			parent := t.TempDir()
 			target := filepath.Join(parent, "a", "target")
-			err := Restore(context.Background(), r, id, target, Options{})
+			err := restoreInto(context.Background(), t, r, id, target, Options{})
 			if !errIs(err, repo.ErrCorrupt) {
 				t.Fatalf("restore of a hostile tree: %v; want ErrCorrupt", err)
 			}
@@ -161,7 +307,7 @@ func TestRestoreHostileTrees(t *testing.T) {
 	t.Run("a symlink pointing out is created, never followed", func(t *testing.T) {
 		id := rawSnapshot(t, r, `{"nodes":[{"name":"up","type":"symlink","mode":511,"mtime":5,"target":"../.."}]}`)
 		target := filepath.Join(t.TempDir(), "target")
-		if err := Restore(context.Background(), r, id, target, Options{}); err != nil {
+		if err := restoreInto(context.Background(), t, r, id, target, Options{}); err != nil {
 			t.Fatal(err)
 		}
 		got, err := os.Readlink(filepath.Join(target, "up"))
@@ -190,7 +336,7 @@ func TestRestoreCancelled(t *testing.T) {
 			cancel()
 		}
 	}
-	err := Restore(ctx, r, snap.ID, filepath.Join(t.TempDir(), "t"), opt)
+	err := restoreInto(ctx, t, r, snap.ID, filepath.Join(t.TempDir(), "t"), opt)
 	if !errIs(err, context.Canceled) {
 		t.Fatalf("cancelled restore: %v", err)
 	}
@@ -211,7 +357,7 @@ func TestRestoreProgress(t *testing.T) {
 		last = p
 		calls++
 	}
-	if err := Restore(context.Background(), r, snap.ID, filepath.Join(t.TempDir(), "t"), opt); err != nil {
+	if err := restoreInto(context.Background(), t, r, snap.ID, filepath.Join(t.TempDir(), "t"), opt); err != nil {
 		t.Fatal(err)
 	}
 	if last.FilesDone != snap.Files || last.BytesDone != snap.Bytes || last.FilesTotal != snap.Files || last.BytesTotal != snap.Bytes || calls < 10 {

@@ -113,7 +113,7 @@ func TestCorruptPack(t *testing.T) {
 		!strings.Contains(problems[0], "/big.bin") || !strings.Contains(problems[0], snap.ID) {
 		t.Fatalf("verify found %v (%+v); want one problem naming the snapshot, /big.bin and pack %s", problems, rep, packName)
 	}
-	err = Restore(context.Background(), r, snap.ID, filepath.Join(t.TempDir(), "t"), Options{})
+	err = restoreInto(context.Background(), t, r, snap.ID, filepath.Join(t.TempDir(), "t"), Options{})
 	if !errIs(err, repo.ErrCorrupt) || !strings.Contains(err.Error(), packName) || !strings.Contains(err.Error(), "/big.bin") {
 		t.Fatalf("restore of a corrupt pack: %v; want ErrCorrupt naming the pack and the file", err)
 	}

@@ -71,7 +71,10 @@ func (s *Service) StartRestore(ctx context.Context, req *dwv1.StartRestoreReques
 // restoreTarget checks a restore target: a relative path inside the
 // restore root, in the FileStore path form (no "..", no absolute path, no
 // empty names), that does not exist yet or is an empty folder. It returns
-// the cleaned relative path.
+// the cleaned relative path, which the job records. This check answers the
+// request early; it guards nothing by itself, since the path may change
+// before the job runs: the job opens the target again through the restore
+// root's os.Root (prepareTarget) and writes through that Root only.
 func (s *Service) restoreTarget(t string) (string, error) {
 	if err := sdk.ValidateFilePath(t); err != nil {
 		return "", fmt.Errorf("restore target: %w (a target is a path inside restore_root %s)", err, s.settings.restoreRoot)

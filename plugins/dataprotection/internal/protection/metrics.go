@@ -106,6 +106,9 @@ func (s *Service) Health(ctx context.Context) sdk.Health {
 	if disks == "" {
 		disks = "none found (" + strings.Join(s.watch.Notes, "; ") + ")"
 	}
+	if err := s.watch.Err(); err != nil {
+		disks += "; " + err.Error()
+	}
 	h.Components = append(h.Components, sdk.ComponentHealth{Name: "concurrency", Status: sdk.HealthServing, CheckedAt: now,
 		Message: fmt.Sprintf("%s limit %d (max %d); disks %s; utilisation %.0f%% (smoothed %.0f%%)", mode, st.Limit, st.MaxLimit, disks, st.Raw*100, st.Smoothed*100)})
 	if r := s.lastRetention.Load(); r != nil {

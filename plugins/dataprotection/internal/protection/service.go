@@ -2,6 +2,7 @@ package protection
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -172,6 +173,9 @@ func (s *Service) Configure(ctx context.Context, cfg sdk.Config) error {
 		s.logger.Warn("resuming a job a crash interrupted", "job", rec.ID, "kind", rec.Kind, "state", rec.State, "checkpoint_bytes", len(rec.Checkpoint))
 		s.jobs.start(rec)
 	}
+	if err := watch.Err(); err != nil {
+		s.logger.Warn("utilisation is read from every physical disk", "error", err, "notes", watch.Notes)
+	}
 	s.logger.Info("dataprotection ready", "repository", settings.repository, "sources", len(settings.sources),
 		"disks", watch.Disks, "notes", watch.Notes, "resumed_jobs", len(resume))
 	s.configured.Store(true)
@@ -302,6 +306,7 @@ func (s *Service) runRestore(ctx context.Context, rec jobRecord, onProgress func
 	if err != nil {
 		return err
 	}
+	defer target.Close()
 	return engine.Restore(ctx, s.repo, rec.Snapshot, target, engine.Options{OnProgress: onProgress,
 		OnWarning: func(w engine.Warning) { s.warn(rec, w) }})
 }
@@ -315,41 +320,32 @@ func (s *Service) warn(rec jobRecord, w engine.Warning) {
 	s.logger.Warn("job warning", "job", rec.ID, "kind", string(w.Kind), "path", w.Path, "reason", w.Reason)
 }
 
-// prepareTarget makes the parent folders of a restore target inside the
-// restore root (through os.Root, so no symlink leads them out) and returns
-// the target's absolute path once it is known to resolve inside the root.
-func (s *Service) prepareTarget(rec jobRecord) (string, error) {
+// prepareTarget opens a restore target once, as an os.Root derived from
+// the restore root's: engine.OpenTarget creates it and its parents through
+// the restore root's os.Root, checks it is a folder and not a symlink, and
+// opens it; the restore then writes through that Root only. StartRestore's
+// check (restoreTarget) ran earlier, maybe before a crash: whatever was
+// swapped into the path since (a symlink leading out) makes this fail or
+// is not followed, and nothing lands outside restore_root. The caller
+// closes the Root.
+func (s *Service) prepareTarget(rec jobRecord) (*os.Root, error) {
 	root, err := os.OpenRoot(s.settings.restoreRoot)
 	if err != nil {
-		return "", fmt.Errorf("restore root: %w", err)
+		return nil, fmt.Errorf("restore root: %w", err)
 	}
 	defer root.Close()
-	if dir := filepath.Dir(filepath.FromSlash(rec.Target)); dir != "." {
-		if err := root.MkdirAll(dir, 0o755); err != nil {
-			return "", fmt.Errorf("restore target %s: %w: %v", rec.Target, sdk.ErrInvalidArgument, err)
-		}
-	}
+	rel := filepath.FromSlash(rec.Target)
 	if rec.Resumed > 0 {
-		if err := root.RemoveAll(filepath.FromSlash(rec.Target)); err != nil {
-			return "", fmt.Errorf("restore target %s: clear the interrupted restore: %w", rec.Target, err)
+		if err := root.RemoveAll(rel); err != nil {
+			return nil, fmt.Errorf("restore target %s: clear the interrupted restore: %w", rec.Target, err)
 		}
-	} else if entries, err := readDirNames(root, rec.Target); err == nil && len(entries) > 0 {
-		return "", fmt.Errorf("restore target %s: %w: it exists and is not empty; restore into a new folder", rec.Target, sdk.ErrFailedPrecondition)
 	}
-	target := filepath.Join(s.settings.restoreRoot, filepath.FromSlash(rec.Target))
-	realRoot, err := filepath.EvalSymlinks(s.settings.restoreRoot)
-	if err != nil {
-		return "", err
-	}
-	realParent, err := filepath.EvalSymlinks(filepath.Dir(target))
-	if err != nil {
-		return "", err
-	}
-	if !within(realParent, realRoot) {
-		return "", fmt.Errorf("restore target %s: %w: it resolves outside restore_root", rec.Target, sdk.ErrInvalidArgument)
-	}
-	if fi, err := os.Lstat(target); err == nil && fi.Mode()&os.ModeSymlink != 0 {
-		return "", fmt.Errorf("restore target %s: %w: it is a symlink", rec.Target, sdk.ErrInvalidArgument)
+	target, err := engine.OpenTarget(root, rel)
+	switch {
+	case errors.Is(err, engine.ErrTargetNotEmpty):
+		return nil, fmt.Errorf("open the restore target: %w: %v", sdk.ErrFailedPrecondition, err)
+	case err != nil:
+		return nil, fmt.Errorf("open the restore target: %w: %v (a restore target must be a folder inside restore_root)", sdk.ErrInvalidArgument, err)
 	}
 	return target, nil
 }

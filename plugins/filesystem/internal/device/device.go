@@ -2,11 +2,9 @@ package device
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 
-	"golang.org/x/sys/unix"
+	"github.com/datawarehouse/dw/internal/blockdev"
 )
 
 // Class is the kind of device a folder's file system lives on; it chooses the
@@ -59,32 +57,24 @@ func FromSetting(v string) (Detection, bool, error) {
 	return Detection{}, false, fmt.Errorf("%s: unknown device class %q (allowed: auto, nvme, ssd, hdd)", SettingKey, v)
 }
 
-// Paths of the real system.
-const (
-	realSysRoot   = "/sys"
-	realMountinfo = "/proc/self/mountinfo"
-)
-
 // Detect resolves dir's file system to its block device on the real system
-// (/sys and /proc/self/mountinfo) and classifies it. It returns an error only
-// when dir cannot be stat'ed; every other failure becomes a fallback class
-// whose Reason says what was missing.
+// (/sys and /proc/self/mountinfo, through package blockdev) and classifies
+// it. It returns an error only when dir cannot be stat'ed; every other
+// failure becomes a fallback class whose Reason says what was missing.
 func Detect(dir string) (Detection, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(dir, &st); err != nil {
-		return Detection{}, fmt.Errorf("detect device class of %s: %w", dir, &os.PathError{Op: "stat", Path: dir, Err: err})
+	var r blockdev.Resolver
+	mounts, mountErr := r.Mounts()
+	loc, res, err := r.Resolve(dir, mounts)
+	if err != nil {
+		return Detection{}, fmt.Errorf("detect device class of %s: %w", dir, err)
 	}
-	mounts, mountErr := readMountinfo(realMountinfo)
-	r := resolver{sysRoot: realSysRoot}
-	r.fileDevice = func(path string) (fileDevice, error) { return locate(path, mounts) }
-	fd := locateStat(dir, st, mounts)
-	d := r.detect(fd.major, fd.minor, fd.fsType)
+	d := detect(res)
 	var notes []string
 	if mountErr != nil {
 		notes = append(notes, fmt.Sprintf("file system type unknown (%v)", mountErr))
 	}
-	if fd.note != "" {
-		notes = append(notes, fd.note)
+	if loc.Note != "" {
+		notes = append(notes, loc.Note)
 	}
 	if len(notes) > 0 {
 		d.Reason = strings.Join(notes, "; ") + "; " + d.Reason
@@ -97,54 +87,7 @@ func Detect(dir string) (Detection, error) {
 // sysRoot. It reads nothing outside sysRoot, so a loop device's backing file
 // is not followed (Detect follows it).
 func DetectIn(sysRoot string, major, minor uint32, fsType string) Detection {
-	return resolver{sysRoot: sysRoot}.detect(major, minor, fsType)
-}
-
-// fileDevice is where a file lives: the device number of its file system,
-// that file system's type, and a note when the number was not stat's own.
-type fileDevice struct {
-	major, minor uint32
-	fsType       string
-	note         string
-}
-
-// locate stats path and finds its file system in mounts.
-func locate(path string, mounts []mount) (fileDevice, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
-		return fileDevice{}, &os.PathError{Op: "stat", Path: path, Err: err}
-	}
-	return locateStat(path, st, mounts), nil
-}
-
-// locateStat finds path's file system in mounts from its stat result. A file
-// system on an anonymous device (major 0: btrfs, overlay, network) that was
-// mounted from a block device node (btrfs: /dev/sda2) is resolved to that
-// node's device number.
-func locateStat(path string, st unix.Stat_t, mounts []mount) fileDevice {
-	fd := fileDevice{major: unix.Major(st.Dev), minor: unix.Minor(st.Dev)}
-	abs, err := filepath.Abs(path)
-	if err == nil {
-		if resolved, err := filepath.EvalSymlinks(abs); err == nil {
-			abs = resolved
-		}
-	}
-	m, ok := findMount(mounts, fd.major, fd.minor, abs)
-	if !ok {
-		return fd
-	}
-	fd.fsType = m.fsType
-	if fd.major != 0 || !strings.HasPrefix(m.source, "/dev/") {
-		return fd
-	}
-	var src unix.Stat_t
-	if err := unix.Stat(m.source, &src); err != nil || src.Mode&unix.S_IFMT != unix.S_IFBLK {
-		return fd
-	}
-	fd.note = fmt.Sprintf("%s is on %s from %s (%d:%d) over anonymous device %d:%d",
-		path, m.fsType, m.source, unix.Major(src.Rdev), unix.Minor(src.Rdev), fd.major, fd.minor)
-	fd.major, fd.minor = unix.Major(src.Rdev), unix.Minor(src.Rdev)
-	return fd
+	return detect(blockdev.Walker{SysRoot: sysRoot}.Resolve(blockdev.Dev{Major: major, Minor: minor}, fsType))
 }
 
 // slower reports whether a is a slower class than b (hdd < ssd < nvme).

@@ -9,67 +9,29 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"github.com/datawarehouse/dw/internal/blockdev"
 )
 
-// fakeSys is the checked-in fake sysfs tree (made by testdata/mksys.sh).
-const fakeSys = "testdata/sys"
-
-// devBlockTree returns a sysfs root holding only dev/block/MAJ:MIN links to
-// the devices of the checked-in tree, built from their class/block entries
-// and dev files: the names the checked-in tree cannot hold (see doc.go).
-func devBlockTree(tb testing.TB) string {
-	tb.Helper()
-	root := tb.TempDir()
-	if err := os.MkdirAll(filepath.Join(root, "dev", "block"), 0o755); err != nil {
-		tb.Fatal(err)
-	}
-	classDir := filepath.Join(fakeSys, "class", "block")
-	entries, err := os.ReadDir(classDir)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, e := range entries {
-		dev, err := readAttr(filepath.Join(classDir, e.Name(), "dev"))
-		if err != nil {
-			tb.Fatalf("%s has no dev file: %v", e.Name(), err)
-		}
-		target, err := filepath.EvalSymlinks(filepath.Join(classDir, e.Name()))
-		if err != nil {
-			tb.Fatal(err)
-		}
-		target, err = filepath.Abs(target)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		if err := os.Symlink(target, filepath.Join(root, "dev", "block", dev)); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	return root
-}
-
-// layouts are the two ways a device number is found: the dev/block link and
-// the class/block scan.
-func layouts(tb testing.TB) map[string]string {
-	tb.Helper()
-	return map[string]string{"dev-block": devBlockTree(tb), "class-block": fakeSys}
-}
+// fakeSys is the fake sysfs tree of package blockdev (made by its
+// testdata/mksys.sh), which the walk below the class decision reads. Its
+// tests run the walk over both ways of finding a device number (dev/block
+// links and the class/block scan); these run over the tree as it is.
+const fakeSys = "../../../../internal/blockdev/testdata/sys"
 
 func TestDetectIn(t *testing.T) {
-	ext4On := func(major, minor uint32) func(string) (fileDevice, error) {
-		return func(path string) (fileDevice, error) {
+	on := func(major, minor uint32, fsType string) func(string) (blockdev.Location, error) {
+		return func(path string) (blockdev.Location, error) {
 			if path != "/images/disk.img" {
-				return fileDevice{}, fmt.Errorf("unexpected backing file %q", path)
+				return blockdev.Location{}, fmt.Errorf("unexpected backing file %q", path)
 			}
-			return fileDevice{major: major, minor: minor, fsType: "ext4"}, nil
+			return blockdev.Location{Path: path, Dev: blockdev.Dev{Major: major, Minor: minor}, FSType: fsType}, nil
 		}
 	}
 	tests := []struct {
 		name         string
 		major, minor uint32
 		fsType       string
-		fileDevice   func(string) (fileDevice, error)
+		backing      func(string) (blockdev.Location, error)
 		class        Class
 		device       string
 		reason       []string // substrings of Reason, in order
@@ -104,16 +66,16 @@ func TestDetectIn(t *testing.T) {
 			class: SSD, device: "", reason: []string{"its slave sdx cannot be resolved", SettingKey}},
 		{name: "loop not followed", major: 7, minor: 0, fsType: "ext4",
 			class: SSD, device: "", reason: []string{"loop0 is a loop device backed by /images/disk.img, which is not followed here", SettingKey}},
-		{name: "loop on hdd", major: 7, minor: 0, fsType: "ext4", fileDevice: ext4On(8, 0),
+		{name: "loop on hdd", major: 7, minor: 0, fsType: "ext4", backing: on(8, 0, "ext4"),
 			class: HDD, device: "sda", reason: []string{"loop0 is a loop device backed by /images/disk.img on ext4 (8:0); sda has rotational flag 1: hdd"}},
-		{name: "loop on virtio partition", major: 7, minor: 0, fsType: "ext4", fileDevice: ext4On(254, 1),
+		{name: "loop on virtio partition", major: 7, minor: 0, fsType: "ext4", backing: on(254, 1, "ext4"),
 			class: SSD, device: "vda", reason: []string{"loop0 is a loop device", "vda1 is a partition of vda; vda is a virtio disk"}},
 		{name: "loop on tmpfs", major: 7, minor: 0, fsType: "ext4",
-			fileDevice: func(string) (fileDevice, error) { return fileDevice{major: 0, minor: 22, fsType: "tmpfs"}, nil },
-			class:      NVMe, device: "", reason: []string{"backed by /images/disk.img on tmpfs (0:22); no disk: tmpfs is memory-backed"}},
+			backing: on(0, 22, "tmpfs"),
+			class:   NVMe, device: "", reason: []string{"backed by /images/disk.img on tmpfs (0:22); no disk: tmpfs is memory-backed"}},
 		{name: "loop backing file gone", major: 7, minor: 0, fsType: "ext4",
-			fileDevice: func(p string) (fileDevice, error) {
-				return fileDevice{}, &os.PathError{Op: "stat", Path: p, Err: fs.ErrNotExist}
+			backing: func(p string) (blockdev.Location, error) {
+				return blockdev.Location{}, &os.PathError{Op: "stat", Path: p, Err: fs.ErrNotExist}
 			},
 			class: SSD, device: "", reason: []string{"which cannot be found (file does not exist)", SettingKey}},
 		{name: "loop unbound", major: 7, minor: 1, fsType: "ext4",
@@ -133,18 +95,17 @@ func TestDetectIn(t *testing.T) {
 		{name: "rotational missing", major: 8, minor: 48, fsType: "ext4",
 			class: SSD, device: "sdd", reason: []string{"sdd has no readable queue/rotational: treated as ssd", SettingKey}},
 	}
-	for layout, sysRoot := range layouts(t) {
-		for _, tt := range tests {
-			t.Run(layout+"/"+tt.name, func(t *testing.T) {
-				var d Detection
-				if tt.fileDevice == nil {
-					d = DetectIn(sysRoot, tt.major, tt.minor, tt.fsType)
-				} else {
-					d = resolver{sysRoot: sysRoot, fileDevice: tt.fileDevice}.detect(tt.major, tt.minor, tt.fsType)
-				}
-				checkDetection(t, d, tt.class, tt.device, tt.reason...)
-			})
-		}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var d Detection
+			if tt.backing == nil {
+				d = DetectIn(fakeSys, tt.major, tt.minor, tt.fsType)
+			} else {
+				dev := blockdev.Dev{Major: tt.major, Minor: tt.minor}
+				d = detect(blockdev.Walker{SysRoot: fakeSys, Backing: tt.backing}.Resolve(dev, tt.fsType))
+			}
+			checkDetection(t, d, tt.class, tt.device, tt.reason...)
+		})
 	}
 }
 
@@ -170,35 +131,6 @@ func checkDetection(tb testing.TB, d Detection, class Class, device string, reas
 func TestDetectInMissingSysfs(t *testing.T) {
 	d := DetectIn(filepath.Join(t.TempDir(), "no-sys"), 8, 0, "ext4")
 	checkDetection(t, d, SSD, "", "no block device 8:0", SettingKey)
-}
-
-// TestDetectInDeepStack builds a chain of device-mapper devices deeper than
-// maxDepth: the walk stops with a fallback instead of following it all.
-func TestDetectInDeepStack(t *testing.T) {
-	root := t.TempDir()
-	const n = maxDepth + 4
-	for i := range n {
-		dir := filepath.Join(root, "devices", "virtual", "block", fmt.Sprintf("dm-%d", i))
-		if err := os.MkdirAll(filepath.Join(dir, "slaves"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, "dev"), fmt.Appendf(nil, "253:%d\n", i), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if i+1 < n {
-			if err := os.Symlink(fmt.Sprintf("../../dm-%d", i+1), filepath.Join(dir, "slaves", fmt.Sprintf("dm-%d", i+1))); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := os.MkdirAll(filepath.Join(root, "class", "block"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink("../../devices/virtual/block/dm-0", filepath.Join(root, "class", "block", "dm-0")); err != nil {
-		t.Fatal(err)
-	}
-	d := DetectIn(root, 253, 0, "ext4")
-	checkDetection(t, d, SSD, "", fmt.Sprintf("stopped at dm-%d: stacked deeper than %d levels", maxDepth+1, maxDepth), SettingKey)
 }
 
 // TestVirtioByDriver checks the driver link alone marks a disk as virtio
@@ -289,41 +221,5 @@ func TestDetectMissingDir(t *testing.T) {
 	_, err := Detect(dir)
 	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), dir) {
 		t.Fatalf("Detect(%s) error = %v; want one naming the folder and matching fs.ErrNotExist", dir, err)
-	}
-}
-
-// TestLocateStatAnonymous: a file system on an anonymous device (btrfs)
-// mounted from a block device node is resolved through that node. It needs
-// a block device node on this machine, taken from the real mounts.
-func TestLocateStatAnonymous(t *testing.T) {
-	here, err := readMountinfo(realMountinfo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var node string
-	var rdev unix.Stat_t
-	for _, m := range here {
-		if strings.HasPrefix(m.source, "/dev/") && unix.Stat(m.source, &rdev) == nil && rdev.Mode&unix.S_IFMT == unix.S_IFBLK {
-			node = m.source
-			break
-		}
-	}
-	if node == "" {
-		t.Skip("no mount from a block device node here")
-	}
-	mounts := []mount{
-		{major: 0, minor: 77, mountPoint: "/", fsType: "btrfs", source: node},
-		{major: 0, minor: 78, mountPoint: "/net", fsType: "nfs4", source: "server:/export"},
-	}
-	var st unix.Stat_t
-	st.Dev = unix.Mkdev(0, 77)
-	fd := locateStat("/data", st, mounts)
-	if fd.major != unix.Major(rdev.Rdev) || fd.minor != unix.Minor(rdev.Rdev) || fd.fsType != "btrfs" ||
-		!strings.Contains(fd.note, "/data is on btrfs from "+node) {
-		t.Fatalf("locateStat over %s = %+v; want its device %d:%d and a note", node, fd, unix.Major(rdev.Rdev), unix.Minor(rdev.Rdev))
-	}
-	st.Dev = unix.Mkdev(0, 78)
-	if fd := locateStat("/net/x", st, mounts); fd.major != 0 || fd.minor != 78 || fd.fsType != "nfs4" || fd.note != "" {
-		t.Fatalf("locateStat over nfs = %+v; want 0:78 nfs4 unchanged", fd)
 	}
 }

@@ -4,19 +4,20 @@
 //
 // # Resolution
 //
-// stat(root).Dev gives the file system's device number MAJ:MIN and
-// /proc/self/mountinfo its type (and source). The sysfs node of MAJ:MIN is
-// /sys/dev/block/MAJ:MIN, a link into /sys/devices (or, failing that, the
-// /sys/class/block entry whose dev file holds MAJ:MIN). From the node:
+// Package blockdev (internal/blockdev) finds the device: stat(dir).Dev
+// gives MAJ:MIN, /proc/self/mountinfo the file system's type and source (a
+// major-0 file system mounted from a block device node, as btrfs is, is
+// resolved through that node), and a walk of /sys from
+// /sys/dev/block/MAJ:MIN gives a tree: partitions lead to their disk,
+// device-mapper and md devices to their slaves, loop devices to their
+// backing file's device (Detect only; DetectIn reads nothing outside the
+// sysfs tree). This package decides the class over that tree:
 //
-//   - a partition (the node has a partition file) is replaced by its disk,
-//     the parent folder;
-//   - a device-mapper (LVM, dm-crypt, multipath) or md RAID device is
-//     followed through slaves/ down to its disks, and the slowest class
-//     among them decides (hdd < ssd < nvme): a volume spanning an HDD is
-//     as slow as the HDD;
-//   - a loop device is followed to its backing file's file system (Detect
-//     only; DetectIn reads nothing outside the sysfs tree);
+//   - a partition has its disk's class;
+//   - a device-mapper (LVM, dm-crypt, multipath) or md RAID device has
+//     the slowest class among its slaves (hdd < ssd < nvme): a volume
+//     spanning an HDD is as slow as the HDD;
+//   - a loop device has its backing file's file system's class;
 //   - zram and RAM disks are memory: nvme;
 //   - a disk named nvme* is an NVMe namespace: nvme;
 //   - a virtio disk (named vd*, driven by virtio_blk, or below a virtioN
@@ -42,9 +43,9 @@
 // Detect returns an error only when the folder cannot be stat'ed. Missing
 // sysfs entries, unreadable attributes, broken or cyclic slaves links and
 // loop devices without a backing file all give ssd with a Reason that says
-// what was missing and names the device_class setting. Following slaves is
-// bounded (8 levels, 64 nodes, a cycle check on the path being followed),
-// so a malformed tree cannot loop.
+// what was missing and names the device_class setting. The walk is bounded
+// by blockdev (8 levels, 64 nodes, a cycle check on the path being
+// followed), so a malformed tree cannot loop; a walk it stopped gives ssd.
 //
 // # Setting
 //
@@ -53,10 +54,8 @@
 //
 // # Test trees
 //
-// testdata/sys is a fake sysfs tree made by testdata/mksys.sh. It has no
-// file named with ':' (the Go module zip refuses such names, which would
-// make the module unfetchable), so it holds class/block links and dev files
-// but not the dev/block/MAJ:MIN links; the tests run every case both over
-// the tree as it is (the class/block scan) and with dev/block links added
-// in a temporary folder.
+// The tests classify over package blockdev's fake sysfs tree
+// (internal/blockdev/testdata/sys, made by its mksys.sh), which holds the
+// attributes the class decision reads (queue/rotational, virtio driver
+// links, dm/name, md/level) beside the ones the walk reads.
 package device

@@ -1,4 +1,4 @@
-package device
+package blockdev
 
 import (
 	"bufio"
@@ -6,41 +6,51 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 )
 
-// mount is one line of /proc/self/mountinfo (proc(5)), the fields we use.
-type mount struct {
-	major, minor uint32
-	root         string // the folder of the file system mounted here
-	mountPoint   string
-	fsType       string
-	source       string
+// Mount is one line of /proc/self/mountinfo (proc(5)), the fields used
+// here, unescaped.
+type Mount struct {
+	// Dev is the device number of the mounted file system, as stat(2)
+	// reports it for its files (major 0 for anonymous devices: btrfs,
+	// overlay, tmpfs, network file systems).
+	Dev Dev
+	// Root is the folder of the file system mounted here ("/" unless a
+	// bind mount or a btrfs subvolume).
+	Root       string
+	MountPoint string
+	FSType     string
+	// Source is what was mounted: "/dev/sda2", "tmpfs", "server:/export".
+	Source string
 }
 
 // maxMountinfoLine bounds one mountinfo line (overlay lowerdir lists make
 // long ones); a longer line fails the read rather than growing the buffer.
 const maxMountinfoLine = 1 << 20
 
-func readMountinfo(path string) ([]mount, error) {
+// ReadMountinfo reads and parses the mountinfo file at path
+// (DefaultMountinfo on the real system).
+func ReadMountinfo(path string) ([]Mount, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read mounts: %w", err)
 	}
 	defer f.Close()
-	ms, err := parseMountinfo(f)
+	ms, err := ParseMountinfo(f)
 	if err != nil {
 		return nil, fmt.Errorf("read mounts from %s: %w", path, err)
 	}
 	return ms, nil
 }
 
-// parseMountinfo parses mountinfo lines; any malformed line is an error.
-func parseMountinfo(r io.Reader) ([]mount, error) {
+// ParseMountinfo parses mountinfo lines; any malformed line is an error
+// naming the line and matching ErrMountinfoLine (a line longer than 1 MiB
+// is an error too).
+func ParseMountinfo(r io.Reader) ([]Mount, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), maxMountinfoLine)
-	var ms []mount
+	var ms []Mount
 	for n := 1; sc.Scan(); n++ {
 		if sc.Text() == "" {
 			continue
@@ -57,7 +67,8 @@ func parseMountinfo(r io.Reader) ([]mount, error) {
 	return ms, nil
 }
 
-var errMountinfoLine = errors.New("malformed mountinfo line")
+// ErrMountinfoLine is matched by the error of a malformed mountinfo line.
+var ErrMountinfoLine = errors.New("malformed mountinfo line")
 
 // parseMountinfoLine parses one line:
 //
@@ -68,15 +79,15 @@ var errMountinfoLine = errors.New("malformed mountinfo line")
 // ended by "-". A line ending at the source, without (11), is accepted: the
 // fields used are all there. The kernel escapes space, tab, newline and backslash in
 // paths as octal (\040, \011, \012, \134); they are unescaped here.
-func parseMountinfoLine(line string) (mount, error) {
+func parseMountinfoLine(line string) (Mount, error) {
 	f := strings.Split(line, " ")
 	for _, s := range f {
 		if s == "" {
-			return mount{}, fmt.Errorf("%w: empty field in %q", errMountinfoLine, line)
+			return Mount{}, fmt.Errorf("%w: empty field in %q", ErrMountinfoLine, line)
 		}
 	}
 	if len(f) < 9 {
-		return mount{}, fmt.Errorf("%w: %d fields, want at least 9", errMountinfoLine, len(f))
+		return Mount{}, fmt.Errorf("%w: %d fields, want at least 9", ErrMountinfoLine, len(f))
 	}
 	sep := -1
 	for i := 6; i < len(f); i++ {
@@ -86,24 +97,18 @@ func parseMountinfoLine(line string) (mount, error) {
 		}
 	}
 	if sep < 0 || len(f) < sep+3 {
-		return mount{}, fmt.Errorf("%w: no \"-\" followed by type and source", errMountinfoLine)
+		return Mount{}, fmt.Errorf("%w: no \"-\" followed by type and source", ErrMountinfoLine)
 	}
-	majS, minS, ok := strings.Cut(f[2], ":")
-	if !ok {
-		return mount{}, fmt.Errorf("%w: device %q is not major:minor", errMountinfoLine, f[2])
+	dev, err := ParseDev(f[2])
+	if err != nil {
+		return Mount{}, fmt.Errorf("%w: device %q is not major:minor", ErrMountinfoLine, f[2])
 	}
-	maj, err1 := strconv.ParseUint(majS, 10, 32)
-	min, err2 := strconv.ParseUint(minS, 10, 32)
-	if err1 != nil || err2 != nil {
-		return mount{}, fmt.Errorf("%w: device %q is not major:minor", errMountinfoLine, f[2])
-	}
-	return mount{
-		major:      uint32(maj),
-		minor:      uint32(min),
-		root:       unescapeOctal(f[3]),
-		mountPoint: unescapeOctal(f[4]),
-		fsType:     unescapeOctal(f[sep+1]),
-		source:     unescapeOctal(f[sep+2]),
+	return Mount{
+		Dev:        dev,
+		Root:       unescapeOctal(f[3]),
+		MountPoint: unescapeOctal(f[4]),
+		FSType:     unescapeOctal(f[sep+1]),
+		Source:     unescapeOctal(f[sep+2]),
 	}, nil
 }
 
@@ -128,24 +133,24 @@ func unescapeOctal(s string) string {
 
 func isOctal(c byte) bool { return c >= '0' && c <= '7' }
 
-// findMount picks the mount holding path (absolute, symlinks resolved) on
-// device major:minor: among the mounts of that device, the one whose mount
-// point is the longest prefix of path (bind mounts share a device); if no
-// mount has that device (a btrfs subvolume has its own anonymous device),
-// the longest prefix of any device.
-func findMount(ms []mount, major, minor uint32, path string) (mount, bool) {
+// FindMount picks the mount holding path (absolute, symlinks resolved) on
+// device dev: among the mounts of that device, the one whose mount point
+// is the longest prefix of path (bind mounts share a device); if no mount
+// has that device (a btrfs subvolume has its own anonymous device), the
+// longest prefix of any device. ok is false when no mount holds path.
+func FindMount(ms []Mount, dev Dev, path string) (m Mount, ok bool) {
 	best, bestLen := -1, -1
 	sameDev := false
 	for i, m := range ms {
-		dev := m.major == major && m.minor == minor
-		if sameDev && !dev {
+		same := m.Dev == dev
+		if sameDev && !same {
 			continue
 		}
 		l := -1
-		if under(path, m.mountPoint) {
-			l = len(m.mountPoint)
+		if under(path, m.MountPoint) {
+			l = len(m.MountPoint)
 		}
-		if dev && !sameDev {
+		if same && !sameDev {
 			// The first mount of the device beats any other device's.
 			sameDev, best, bestLen = true, i, l
 			continue
@@ -155,7 +160,7 @@ func findMount(ms []mount, major, minor uint32, path string) (mount, bool) {
 		}
 	}
 	if best < 0 || (!sameDev && bestLen < 0) {
-		return mount{}, false
+		return Mount{}, false
 	}
 	return ms[best], true
 }

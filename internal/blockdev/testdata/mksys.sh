@@ -1,5 +1,6 @@
 #!/bin/sh
-# mksys.sh rebuilds testdata/sys, a fake /sys tree for the device tests:
+# mksys.sh rebuilds testdata/sys, a fake /sys tree for the blockdev tests
+# (and the filesystem plugin's device-class tests, which read it too):
 # directories, small files and relative symlinks laid out as the kernel lays
 # them out, holding only the entries the detection reads. Run it from
 # testdata/; it replaces sys/ whole.
