@@ -103,3 +103,26 @@ func shortPath(p string) string {
 	}
 	return p[:cut] + "…"
 }
+
+// MaxIDBytes is the longest id that ValidateID accepts.
+const MaxIDBytes = 128
+
+// idRule is the id rule, quoted in every error of ValidateID.
+const idRule = "must be 1 to 128 of A-Z, a-z, 0-9, '_' and '-'"
+
+// ValidateID checks an opaque id, such as a backup job or snapshot id: 1 to
+// MaxIDBytes of ASCII letters, digits, '_' and '-', so that it is safe
+// unescaped in a URL path, a file name and a KV key. what names the id in
+// the error ("job id"); the error wraps ErrInvalidArgument and states the
+// rule, and shows a long id cut (quoteShort).
+func ValidateID(what, id string) error {
+	ok := id != "" && len(id) <= MaxIDBytes
+	for i := 0; ok && i < len(id); i++ {
+		c := id[i]
+		ok = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-'
+	}
+	if ok {
+		return nil
+	}
+	return fmt.Errorf("%s %s: %w: %s", what, quoteShort(id), ErrInvalidArgument, idRule)
+}

@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"errors"
+	"net/url"
 	"path"
 	"strings"
 	"testing"
@@ -95,6 +96,63 @@ func FuzzValidateFilePath(f *testing.F) {
 		}
 		if c := path.Clean(p); c != p || c == ".." || strings.HasPrefix(c, "../") {
 			t.Fatalf("accepted %q, which cleans to %q", p, c)
+		}
+	})
+}
+
+func TestValidateID(t *testing.T) {
+	for _, tc := range []struct {
+		name, id string
+		shown    string // "" = valid; else the quoted id the error shows
+	}{
+		{"one letter", "a", ""},
+		{"mixed", "A_b-c09", ""},
+		{"hex", "0123456789abcdef0123456789abcdef", ""},
+		{"128 bytes", strings.Repeat("x", MaxIDBytes), ""},
+		{"empty", "", `""`},
+		{"129 bytes", strings.Repeat("x", MaxIDBytes+1), `"` + strings.Repeat("x", 64) + `"... (129 bytes)`},
+		{"dot dot", "../x", `"../x"`},
+		{"slash", "a/b", `"a/b"`},
+		{"space", "a b", `"a b"`},
+		{"dot", "a.b", `"a.b"`},
+		{"colon", "a:b", `"a:b"`},
+		{"NUL", "a\x00b", `"a\x00b"`},
+		{"unicode", "été", `"été"`},
+		{"invalid UTF-8", "a\xff", `"a\xff"`},
+		{"long unicode cut at a rune start", "a" + strings.Repeat("é", 40), `"a` + strings.Repeat("é", 31) + `"... (81 bytes)`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := ValidateID("job id", tc.id)
+			if tc.shown == "" {
+				if err != nil {
+					t.Fatalf("ValidateID(%q) = %v, want nil", tc.id, err)
+				}
+				return
+			}
+			want := "job id " + tc.shown + ": invalid argument: " + idRule
+			if !errors.Is(err, ErrInvalidArgument) || err.Error() != want {
+				t.Fatalf("ValidateID(%.20q) = %v, want %s", tc.id, err, want)
+			}
+		})
+	}
+}
+
+func FuzzValidateID(f *testing.F) {
+	for _, s := range []string{"a", "A_b-c", "", "../x", "a/b", "a b", "a\x00", "\xff", "été", strings.Repeat("x", MaxIDBytes+1)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		err := ValidateID("id", id)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidArgument) || !utf8.ValidString(err.Error()) {
+				t.Fatalf("ValidateID(%q) = %v", id, err)
+			}
+			return
+		}
+		// An accepted id is a non-empty, bounded, single path element
+		// that needs no escaping anywhere.
+		if id == "" || len(id) > MaxIDBytes || strings.ContainsAny(id, "/.\\%?#") || url.PathEscape(id) != id {
+			t.Fatalf("accepted %q", id)
 		}
 	})
 }

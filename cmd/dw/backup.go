@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/datawarehouse/dw/host/api"
+	"github.com/datawarehouse/dw/sdk"
 )
 
 // The dw backup commands speak the host's /v1/backups API (see
@@ -125,7 +126,7 @@ func newBackupRestoreCmd(g *globalFlags) *cobra.Command {
 			"not exist yet or is empty: '/'-separated names, no empty, '.' or '..' names.",
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := api.ValidateBackupID("snapshot id", args[0]); err != nil {
+			if err := sdk.ValidateID("snapshot id", args[0]); err != nil {
 				return err
 			}
 			if err := checkPath(args[1]); err != nil {
@@ -314,7 +315,7 @@ func newBackupJobsCmd(g *globalFlags) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, out := newAPIClient(g), cmd.OutOrStdout()
 			if len(args) == 1 {
-				if err := api.ValidateBackupID("job id", args[0]); err != nil {
+				if err := sdk.ValidateID("job id", args[0]); err != nil {
 					return err
 				}
 				var j api.BackupJob
@@ -376,7 +377,7 @@ func newBackupCancelCmd(g *globalFlags) *cobra.Command {
 		Short: "Cancel a queued or running job (a finished one cannot be)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := api.ValidateBackupID("job id", args[0]); err != nil {
+			if err := sdk.ValidateID("job id", args[0]); err != nil {
 				return err
 			}
 			var j api.BackupJob
@@ -447,7 +448,7 @@ func newBackupForgetCmd(g *globalFlags) *cobra.Command {
 			"restorable: they are re-based onto its parent (or start the chain). Its data goes at the next prune.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := api.ValidateBackupID("snapshot id", args[0]); err != nil {
+			if err := sdk.ValidateID("snapshot id", args[0]); err != nil {
 				return err
 			}
 			var res api.ForgetResult

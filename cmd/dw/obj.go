@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"maps"
 	"mime"
@@ -379,10 +380,19 @@ func openSource(cmd *cobra.Command, src string) (body io.Reader, size int64, don
 func (c *transferClient) upload(cmd *cobra.Command, u string, header http.Header, t transfer, body io.Reader, size int64) ([]byte, error) {
 	ctx, stop := interruptible(cmd.Context())
 	defer stop()
-	hash := sha256.New()
 	bar := progressWriter{newProgress(t.progress, cmd.ErrOrStderr(), size, "put "+t.name)}
+	// A sum in the header (dw fs put of a regular file, hashed before the
+	// upload) is checked by the store before it commits: the answer is
+	// compared with it, and the body is not hashed a second time.
+	presummed := header.Get("X-DW-Content-SHA256")
+	var sum hash.Hash
+	var sink io.Writer = bar
+	if presummed == "" {
+		sum = sha256.New()
+		sink = io.MultiWriter(sum, bar)
+	}
 	source := &sourceReader{r: body, name: t.source}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, io.TeeReader(source, io.MultiWriter(hash, bar)))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, io.TeeReader(source, sink))
 	if err != nil {
 		return nil, fmt.Errorf("put %s: %w", t.name, err)
 	}
@@ -413,11 +423,15 @@ func (c *transferClient) upload(cmd *cobra.Command, u string, header http.Header
 	if err := json.Unmarshal(raw, &stored); err != nil {
 		return nil, fmt.Errorf("put %s: decode answer: %w", t.name, err)
 	}
-	if stored.SHA256 == "" && t.what == "file" && header.Get("X-DW-Content-SHA256") == "" {
+	if stored.SHA256 == "" && t.what == "file" && presummed == "" {
 		// A file store hashes only when asked: nothing to compare.
 		return raw, nil
 	}
-	if sent := hex.EncodeToString(hash.Sum(nil)); stored.SHA256 != sent {
+	sent := presummed
+	if sum != nil {
+		sent = hex.EncodeToString(sum.Sum(nil))
+	}
+	if stored.SHA256 != sent {
 		return nil, fmt.Errorf("put %s: the host stored SHA-256 %s but %s was sent; the %s is damaged, put it again", t.name, stored.SHA256, sent, t.what)
 	}
 	return raw, nil

@@ -25,11 +25,12 @@ package api
 //     left out (with no earlier snapshot of the source there is nothing to
 //     skip, so it reads everything). null is the same as leaving a key
 //     out. prune and verify take no body, or {}.
-//   - Ids in paths and the restore's snapshot are 1 to 128 of A-Z, a-z,
-//     0-9, '_' and '-'; a source is 1 to 256 bytes of UTF-8 without
-//     control characters (the plugin decides which exist: unknown ones are
-//     404); a restore target passes sdk.ValidateFilePath (relative, no
-//     "..", no empty names): the plugin confines it to its restore root.
+//   - Ids in paths and the restore's snapshot pass sdk.ValidateID (1 to
+//     128 of A-Z, a-z, 0-9, '_' and '-'), the rule the plugin applies too;
+//     a source is 1 to 256 bytes of UTF-8 without control characters (the
+//     plugin decides which exist: unknown ones are 404); a restore target
+//     passes sdk.ValidateFilePath (relative, no "..", no empty names): the
+//     plugin confines it to its restore root.
 //   - Query parameters other than the documented ones, or given twice, are
 //     400 on every route.
 //   - Verify gets its own route rather than only the rpc gateway
@@ -54,7 +55,6 @@ import (
 	"math"
 	"net/http"
 	"net/url"
-	"regexp"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -75,13 +75,7 @@ const (
 	maxBackupBody = 64 << 10
 	// maxSourceBytes bounds a source name.
 	maxSourceBytes = 256
-	backupIDRule   = "must be 1 to 128 of A-Z, a-z, 0-9, '_' and '-'"
 )
-
-// BackupIDPattern is the rule for job and snapshot ids.
-const BackupIDPattern = `^[A-Za-z0-9_-]{1,128}$`
-
-var backupIDRE = regexp.MustCompile(BackupIDPattern)
 
 // registerBackupRoutes adds the /v1/backups routes.
 func (s *Server) registerBackupRoutes() {
@@ -105,15 +99,6 @@ func (s *Server) registerBackupRoutes() {
 	} {
 		s.handle(rt.pattern, rt.h, false)
 	}
-}
-
-// ValidateBackupID checks a job or snapshot id; what names it in the
-// error ("job id"), which wraps sdk.ErrInvalidArgument and states the rule.
-func ValidateBackupID(what, id string) error {
-	if backupIDRE.MatchString(id) {
-		return nil
-	}
-	return fmt.Errorf("%s %s: %w: %s", what, shown(id), sdk.ErrInvalidArgument, backupIDRule)
 }
 
 // validateSource checks the syntax of a source name.
@@ -384,7 +369,7 @@ func (s *Server) startRestore(w http.ResponseWriter, r *http.Request) {
 	case body.Target == nil:
 		err = fmt.Errorf("body of %s: %w: target is missing; name a folder relative to the restore root", where, sdk.ErrInvalidArgument)
 	default:
-		if err = ValidateBackupID("snapshot id", *body.Snapshot); err == nil {
+		if err = sdk.ValidateID("snapshot id", *body.Snapshot); err == nil {
 			if err = sdk.ValidateFilePath(*body.Target); err != nil {
 				err = fmt.Errorf("restore target (relative to the restore root): %w", err)
 			}
@@ -426,7 +411,7 @@ func (s *Server) listBackupJobs(w http.ResponseWriter, r *http.Request) {
 // empty); what names it ("job id").
 func pathID(r *http.Request, what, where string) (string, error) {
 	id := r.PathValue("id")
-	if err := ValidateBackupID(what, id); err != nil {
+	if err := sdk.ValidateID(what, id); err != nil {
 		return "", err
 	}
 	return id, noQuery(r, where)

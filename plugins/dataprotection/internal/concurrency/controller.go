@@ -5,12 +5,17 @@ import (
 	"math"
 	"sync"
 	"time"
-
-	"github.com/datawarehouse/dw/sdk"
 )
 
 // Limits are the live limits of the controller (subsystems.dataprotection
 // limits in the configuration).
+//
+// Precondition: the caller checks limits where they are decoded, with a
+// message naming the key (protection.Limits.Validate and the field rules of
+// the limits decode). The controller does not check them a second time: it
+// only clamps values out of the ranges below (see clamped), so that a
+// caller that skipped the check gets a defined controller, not a busy loop
+// or an undefined average.
 type Limits struct {
 	// MaxConcurrentOperations > 0 fixes the job limit; 0 adapts it.
 	MaxConcurrentOperations int
@@ -21,7 +26,7 @@ type Limits struct {
 	// EMAAlpha weighs the newest utilisation in the moving average:
 	// 0 < alpha <= 1 (1: no smoothing).
 	EMAAlpha float64
-	// AdjustInterval is the time between two decisions.
+	// AdjustInterval is the time between two decisions; > 0.
 	AdjustInterval time.Duration
 }
 
@@ -30,27 +35,24 @@ func DefaultLimits() Limits {
 	return Limits{UtilizationLow: 0.60, UtilizationHigh: 0.80, EMAAlpha: 0.3, AdjustInterval: 5 * time.Second}
 }
 
-// Validate says what is wrong with l, naming the limit and what is allowed;
-// the error wraps sdk.ErrInvalidLimits.
-func (l Limits) Validate() error {
-	bad := func(format string, a ...any) error {
-		return fmt.Errorf(format+": %w", append(a, sdk.ErrInvalidLimits)...)
+// clamped returns l with each value outside its documented range replaced:
+// a negative max_concurrent_operations by 0 (adaptive), a band that is not
+// 0 <= low < high <= 1 (NaN included), an alpha outside (0, 1] and a
+// non-positive interval by their defaults. Valid limits come back as they
+// are.
+func (l Limits) clamped() Limits {
+	def := DefaultLimits()
+	l.MaxConcurrentOperations = max(l.MaxConcurrentOperations, 0)
+	if !(l.UtilizationLow >= 0 && l.UtilizationLow < l.UtilizationHigh && l.UtilizationHigh <= 1) {
+		l.UtilizationLow, l.UtilizationHigh = def.UtilizationLow, def.UtilizationHigh
 	}
-	switch {
-	case l.MaxConcurrentOperations < 0:
-		return bad("limits.max_concurrent_operations: %d is negative; allowed: 0 (adaptive) or a fixed job count", l.MaxConcurrentOperations)
-	case !(l.UtilizationLow >= 0 && l.UtilizationLow < 1):
-		return bad("limits.utilization_low: %v is out of range; allowed: 0 to below 1", l.UtilizationLow)
-	case !(l.UtilizationHigh > 0 && l.UtilizationHigh <= 1):
-		return bad("limits.utilization_high: %v is out of range; allowed: above 0 up to 1", l.UtilizationHigh)
-	case l.UtilizationLow >= l.UtilizationHigh:
-		return bad("limits.utilization_low (%v) is not below limits.utilization_high (%v); allowed: low < high", l.UtilizationLow, l.UtilizationHigh)
-	case !(l.EMAAlpha > 0 && l.EMAAlpha <= 1):
-		return bad("limits.ema_alpha: %v is out of range; allowed: above 0 up to 1", l.EMAAlpha)
-	case l.AdjustInterval <= 0:
-		return bad("limits.adjust_interval: %v is not positive; allowed: a duration such as 5s", l.AdjustInterval)
+	if !(l.EMAAlpha > 0 && l.EMAAlpha <= 1) {
+		l.EMAAlpha = def.EMAAlpha
 	}
-	return nil
+	if l.AdjustInterval <= 0 {
+		l.AdjustInterval = def.AdjustInterval
+	}
+	return l
 }
 
 // Sample is what one adjust interval measured. The controller reads
@@ -191,12 +193,11 @@ type Controller struct {
 	floorSteps   int
 }
 
-// NewController returns a controller with limits l. Its limit starts at
-// max_concurrent_operations when fixed, else at 1.
-func NewController(l Limits, o Options) (*Controller, error) {
-	if err := l.Validate(); err != nil {
-		return nil, fmt.Errorf("new concurrency controller: %w", err)
-	}
+// NewController returns a controller with limits l (checked by the caller;
+// see Limits). Its limit starts at max_concurrent_operations when fixed,
+// else at 1.
+func NewController(l Limits, o Options) *Controller {
+	l = l.clamped()
 	if o.History <= 0 {
 		o.History = 64
 	}
@@ -215,7 +216,7 @@ func NewController(l Limits, o Options) (*Controller, error) {
 	if l.MaxConcurrentOperations > 0 {
 		c.limit = l.MaxConcurrentOperations
 	}
-	return c, nil
+	return c
 }
 
 // Limit is the current job limit.
@@ -254,14 +255,12 @@ func (c *Controller) Decisions() []Decision {
 	return append(out, c.history[:c.next]...)
 }
 
-// SetLimits changes the limits live. Invalid limits are refused (the old
-// ones stay). Fixing the limit applies at once; returning to adaptive mode
-// keeps the current limit, within the bounds, and the measurements so far.
-// A changed interval takes effect at once in Run.
-func (c *Controller) SetLimits(l Limits) error {
-	if err := l.Validate(); err != nil {
-		return err
-	}
+// SetLimits changes the limits live (checked by the caller; see Limits).
+// Fixing the limit applies at once; returning to adaptive mode keeps the
+// current limit, within the bounds, and the measurements so far. A changed
+// interval takes effect at once in Run.
+func (c *Controller) SetLimits(l Limits) {
+	l = l.clamped()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	old := c.limits
@@ -283,7 +282,6 @@ func (c *Controller) SetLimits(l Limits) error {
 	case c.changed <- struct{}{}:
 	default:
 	}
-	return nil
 }
 
 func (c *Controller) maxLimit() int { return 4 * max(c.disks, 1) }

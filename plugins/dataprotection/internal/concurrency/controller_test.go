@@ -2,12 +2,11 @@ package concurrency
 
 import (
 	"errors"
+	"math"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/datawarehouse/dw/sdk"
 )
 
 // newController returns an adaptive controller with the default limits
@@ -19,11 +18,8 @@ func newController(t testing.TB, disks int, edit func(*Limits)) (*Controller, *[
 		edit(&l)
 	}
 	var applied []int
-	c, err := NewController(l, Options{Disks: disks, OnLimit: func(n int) { applied = append(applied, n) },
+	c := NewController(l, Options{Disks: disks, OnLimit: func(n int) { applied = append(applied, n) },
 		Now: func() time.Time { return time.Unix(0, 0) }})
-	if err != nil {
-		t.Fatalf("NewController: %v", err)
-	}
 	return c, &applied
 }
 
@@ -164,27 +160,21 @@ func TestControllerLiveLimits(t *testing.T) {
 	// A band moved up: 70% is now below low.
 	l := c.Limits()
 	l.UtilizationLow, l.UtilizationHigh = 0.75, 0.9
-	if err := c.SetLimits(l); err != nil {
-		t.Fatal(err)
-	}
+	c.SetLimits(l)
 	if got := run(t, c, util(0.7), util(0.85)); !slices.Equal(got, []int{2, 2}) {
 		t.Fatalf("limits after raising the band = %v, want [2 2]", got)
 	}
 
 	// A slower average: one high sample no longer crosses high.
 	l.EMAAlpha = 0.1
-	if err := c.SetLimits(l); err != nil {
-		t.Fatal(err)
-	}
+	c.SetLimits(l)
 	if got := run(t, c, util(1)); !slices.Equal(got, []int{2}) {
 		t.Fatalf("limit after a jump with alpha 0.1 = %v, want [2]", got)
 	}
 
 	// Fixed: applied at once, recorded and passed on.
 	l.MaxConcurrentOperations = 7
-	if err := c.SetLimits(l); err != nil {
-		t.Fatal(err)
-	}
+	c.SetLimits(l)
 	last := c.Decisions()[len(c.Decisions())-1]
 	if c.Limit() != 7 || last.Kind != Fixed || last.Old != 2 || last.New != 7 || (*applied)[len(*applied)-1] != 7 {
 		t.Fatalf("after fixing at 7: limit %d, last decision %+v, applied %v", c.Limit(), last, *applied)
@@ -192,18 +182,14 @@ func TestControllerLiveLimits(t *testing.T) {
 
 	// Adaptive again: 7 is over the bound of 4 × 1 disk.
 	l.MaxConcurrentOperations = 0
-	if err := c.SetLimits(l); err != nil {
-		t.Fatal(err)
-	}
+	c.SetLimits(l)
 	if c.Limit() != 4 {
 		t.Fatalf("limit %d after returning to adaptive with 1 disk, want 4", c.Limit())
 	}
 
 	// The interval is kept for Run.
 	l.AdjustInterval = time.Minute
-	if err := c.SetLimits(l); err != nil {
-		t.Fatal(err)
-	}
+	c.SetLimits(l)
 	if got := c.Limits().AdjustInterval; got != time.Minute {
 		t.Fatalf("interval %v, want 1m", got)
 	}
@@ -213,45 +199,48 @@ func TestControllerLiveLimits(t *testing.T) {
 	}
 }
 
-func TestLimitsValidate(t *testing.T) {
+// TestLimitsClamped: limits are checked where they are decoded; the
+// controller keeps valid ones as they are and clamps the rest to a defined
+// value instead of failing.
+func TestLimitsClamped(t *testing.T) {
+	def := DefaultLimits()
 	tests := []struct {
 		name string
 		edit func(*Limits)
-		want string // "" = valid
+		want func(*Limits) // applied to the defaults; nil = the edit itself
 	}{
 		{name: "defaults", edit: func(*Limits) {}},
 		{name: "fixed", edit: func(l *Limits) { l.MaxConcurrentOperations = 3 }},
 		{name: "full band", edit: func(l *Limits) { l.UtilizationLow, l.UtilizationHigh = 0, 1 }},
 		{name: "alpha 1", edit: func(l *Limits) { l.EMAAlpha = 1 }},
-		{name: "negative max", edit: func(l *Limits) { l.MaxConcurrentOperations = -1 }, want: "limits.max_concurrent_operations"},
-		{name: "low equals high", edit: func(l *Limits) { l.UtilizationLow, l.UtilizationHigh = 0.7, 0.7 }, want: "not below limits.utilization_high"},
-		{name: "low above high", edit: func(l *Limits) { l.UtilizationLow, l.UtilizationHigh = 0.9, 0.5 }, want: "not below"},
-		{name: "low negative", edit: func(l *Limits) { l.UtilizationLow = -0.1 }, want: "limits.utilization_low"},
-		{name: "high above 1", edit: func(l *Limits) { l.UtilizationHigh = 1.5 }, want: "limits.utilization_high"},
-		{name: "alpha 0", edit: func(l *Limits) { l.EMAAlpha = 0 }, want: "limits.ema_alpha"},
-		{name: "alpha above 1", edit: func(l *Limits) { l.EMAAlpha = 1.01 }, want: "limits.ema_alpha"},
-		{name: "interval 0", edit: func(l *Limits) { l.AdjustInterval = 0 }, want: "limits.adjust_interval"},
+		{name: "interval 1ms", edit: func(l *Limits) { l.AdjustInterval = time.Millisecond }},
+		{name: "negative max", edit: func(l *Limits) { l.MaxConcurrentOperations = -1 }, want: func(*Limits) {}},
+		{name: "low equals high", edit: func(l *Limits) { l.UtilizationLow, l.UtilizationHigh = 0.7, 0.7 }, want: func(*Limits) {}},
+		{name: "low above high", edit: func(l *Limits) { l.UtilizationLow, l.UtilizationHigh = 0.9, 0.5 }, want: func(*Limits) {}},
+		{name: "low negative", edit: func(l *Limits) { l.UtilizationLow = -0.1 }, want: func(*Limits) {}},
+		{name: "high above 1", edit: func(l *Limits) { l.UtilizationHigh = 1.5 }, want: func(*Limits) {}},
+		{name: "high NaN", edit: func(l *Limits) { l.UtilizationHigh = math.NaN() }, want: func(*Limits) {}},
+		{name: "alpha 0", edit: func(l *Limits) { l.EMAAlpha, l.AdjustInterval = 0, time.Second }, want: func(l *Limits) { l.AdjustInterval = time.Second }},
+		{name: "alpha above 1", edit: func(l *Limits) { l.EMAAlpha = 1.01 }, want: func(*Limits) {}},
+		{name: "interval 0", edit: func(l *Limits) { l.AdjustInterval = 0 }, want: func(*Limits) {}},
+		{name: "interval negative", edit: func(l *Limits) { l.AdjustInterval, l.EMAAlpha = -time.Second, 1 }, want: func(l *Limits) { l.EMAAlpha = 1 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l := DefaultLimits()
+			l, want := def, def
 			tt.edit(&l)
-			c, _ := newController(t, 1, nil)
-			err := c.SetLimits(l)
-			if tt.want == "" {
-				if err != nil {
-					t.Fatalf("SetLimits(%+v): %v", l, err)
-				}
-				return
+			if tt.want == nil {
+				tt.edit(&want)
+			} else {
+				tt.want(&want)
 			}
-			if err == nil || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, sdk.ErrInvalidLimits) {
-				t.Fatalf("SetLimits(%+v) = %v, want an ErrInvalidLimits naming %q", l, err, tt.want)
+			c, _ := newController(t, 1, func(x *Limits) { x.MaxConcurrentOperations = 2 })
+			c.SetLimits(l)
+			if got := c.Limits(); got != want {
+				t.Fatalf("SetLimits(%+v) applied %+v, want %+v", l, got, want)
 			}
-			if c.Limits() != DefaultLimits() {
-				t.Fatalf("refused limits were applied: %+v", c.Limits())
-			}
-			if _, err := NewController(l, Options{}); err == nil {
-				t.Fatalf("NewController accepted %+v", l)
+			if got := NewController(l, Options{}).Limits(); got != want {
+				t.Fatalf("NewController(%+v) kept %+v, want %+v", l, got, want)
 			}
 		})
 	}
@@ -338,10 +327,7 @@ func reasons(c *Controller) string {
 func TestControllerRecords(t *testing.T) {
 	l := DefaultLimits()
 	l.EMAAlpha = 1
-	c, err := NewController(l, Options{Disks: 1, History: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := NewController(l, Options{Disks: 1, History: 3})
 	at := func(i int) time.Time { return time.Unix(int64(i), 0) }
 	us := []float64{0.1, 0.1, 0.7, 0.9, 0.1}
 	for i, u := range us {

@@ -5,9 +5,9 @@
 //
 //   - Limiter: a FIFO queue of jobs with a live limit. Acquire waits for a
 //     slot in arrival order; SetLimit raising the limit starts waiting jobs
-//     at once, lowering it lets running jobs finish. Queued and Position
-//     show the waiting jobs (the plugin reports them as "queued"). JobTime
-//     sums the jobs' running time, from which the controller gets the mean
+//     at once, lowering it lets running jobs finish. Stats counts the
+//     running and waiting jobs (the plugin's metrics; each job's own state,
+//     "queued" or "running", is the plugin's record). JobTime sums the jobs' running time, from which the controller gets the mean
 //     number of jobs running.
 //   - Controller: the decision rule below. Its Step takes one interval's
 //     Sample and reads no clock and no file, so tests script utilisation
@@ -57,8 +57,11 @@
 // The limit starts at 1. max_concurrent_operations > 0 fixes the limit
 // instead (applied at once, also on a live change); setting it back to 0
 // resumes adapting from the current limit. Limits change live through
-// SetLimits, which refuses invalid ones (0 <= low < high <= 1,
-// 0 < ema_alpha <= 1, adjust_interval > 0) and keeps the old ones then.
+// SetLimits. They are checked once, where they are decoded
+// (protection.Limits.Validate names the offending key); the controller
+// only clamps values outside 0 <= low < high <= 1, 0 < ema_alpha <= 1 and
+// adjust_interval > 0 back to the defaults, so that it never runs on
+// undefined limits.
 //
 // # The second signal: job throughput
 //

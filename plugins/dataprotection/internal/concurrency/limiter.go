@@ -126,43 +126,11 @@ func (l *Limiter) SetLimit(n int) {
 	l.grant()
 }
 
-// Limit is the current limit.
-func (l *Limiter) Limit() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.limit
-}
-
 // Stats returns the jobs holding a slot and the jobs waiting for one.
 func (l *Limiter) Stats() (running, queued int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.running, len(l.queue)
-}
-
-// Queued lists the ids of the waiting jobs in queue order: the first one
-// starts next.
-func (l *Limiter) Queued() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	ids := make([]string, len(l.queue))
-	for i, w := range l.queue {
-		ids[i] = w.id
-	}
-	return ids
-}
-
-// Position is job id's place in the queue, 1 for the next to start; 0 when
-// it is not waiting.
-func (l *Limiter) Position(id string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for i, w := range l.queue {
-		if w.id == id {
-			return i + 1
-		}
-	}
-	return 0
 }
 
 // JobTime is the running time of all jobs summed since the limiter was

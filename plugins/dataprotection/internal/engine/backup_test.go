@@ -378,37 +378,6 @@ func TestIncrementalParentDamaged(t *testing.T) {
 	compareTrees(t, src, mustRestore(t, r, inc.snap.ID))
 }
 
-func TestCheckTree(t *testing.T) {
-	sub := repo.Hash([]byte("x"))
-	cases := []struct {
-		name  string
-		nodes []repo.Node
-		ok    bool
-	}{
-		{"valid", []repo.Node{{Name: "a", Type: typeFile}, {Name: "b", Type: typeDir, Subtree: &sub}, {Name: "c", Type: typeSymlink, Target: "/x"}}, true},
-		{"empty tree", nil, true},
-		{"empty name", []repo.Node{{Name: "", Type: typeFile}}, false},
-		{"dot", []repo.Node{{Name: ".", Type: typeFile}}, false},
-		{"dotdot", []repo.Node{{Name: "..", Type: typeDir, Subtree: &sub}}, false},
-		{"slash", []repo.Node{{Name: "a/b", Type: typeFile}}, false},
-		{"escape", []repo.Node{{Name: "../../etc", Type: typeFile}}, false},
-		{"nul", []repo.Node{{Name: "a\x00b", Type: typeFile}}, false},
-		{"duplicate", []repo.Node{{Name: "a", Type: typeSymlink, Target: "/etc"}, {Name: "a", Type: typeDir, Subtree: &sub}}, false},
-		{"unsorted", []repo.Node{{Name: "b", Type: typeFile}, {Name: "a", Type: typeFile}}, false},
-		{"unknown type", []repo.Node{{Name: "a", Type: "fifo"}}, false},
-		{"dir without subtree", []repo.Node{{Name: "a", Type: typeDir}}, false},
-		{"negative size", []repo.Node{{Name: "a", Type: typeFile, Size: -1}}, false},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			err := checkTree(&repo.Tree{Nodes: c.nodes})
-			if (err == nil) != c.ok || (err != nil && !errIs(err, repo.ErrCorrupt)) {
-				t.Fatalf("checkTree = %v, want ok %v (errors wrap ErrCorrupt)", err, c.ok)
-			}
-		})
-	}
-}
-
 func TestDoneRule(t *testing.T) {
 	nodes := []repo.Node{{Name: "b"}, {Name: "d"}}
 	cases := []struct {

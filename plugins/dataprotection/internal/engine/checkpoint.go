@@ -158,7 +158,8 @@ func (a *assembler) addSegment(s segment) (*repo.ID, error) {
 }
 
 // loadSegments follows a segment chain back to its start and returns its
-// nodes and content in order, and the IDs of the segments.
+// nodes and content in order, and the IDs of the segments. The nodes are
+// checked as one tree: each valid, names strictly increasing.
 func loadSegments(r *repo.Repo, last *repo.ID) (nodes []repo.Node, content []repo.ID, segs []repo.ID, err error) {
 	var chain []segment
 	for id := last; id != nil; {
@@ -180,9 +181,17 @@ func loadSegments(r *repo.Repo, last *repo.ID) (nodes []repo.Node, content []rep
 	slices.Reverse(chain)
 	for i, s := range chain {
 		if len(s.Tree) > 0 {
+			// DecodeTree checks each segment's nodes; what it cannot see
+			// is the order across segments, checked here: the folder's
+			// entries must stay strictly increasing (no duplicate could
+			// turn a restored symlink into a path component).
 			t, err := repo.DecodeTree(s.Tree)
 			if err != nil {
 				return nil, nil, nil, fmt.Errorf("segment %s: %w", segs[len(segs)-1-i], err)
+			}
+			if len(nodes) > 0 && len(t.Nodes) > 0 && t.Nodes[0].Name <= nodes[len(nodes)-1].Name {
+				return nil, nil, nil, fmt.Errorf("segment %s: entry %q is out of order or duplicated after %q: %w",
+					segs[len(segs)-1-i], t.Nodes[0].Name, nodes[len(nodes)-1].Name, repo.ErrCorrupt)
 			}
 			nodes = append(nodes, t.Nodes...)
 		}
@@ -247,9 +256,6 @@ func (b *backup) decodeResume(data []byte) (*dirResume, *cpState, error) {
 		}
 		nodes, _, _, err := loadSegments(b.r, f.Seg)
 		if err != nil {
-			return nil, nil, fmt.Errorf("folder %q: %w", rel, err)
-		}
-		if err := checkTree(&repo.Tree{Nodes: nodes}); err != nil {
 			return nil, nil, fmt.Errorf("folder %q: %w", rel, err)
 		}
 		for _, n := range nodes {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -418,5 +419,61 @@ func TestCheckpointEveryBytes(t *testing.T) {
 	}
 	if !inFile {
 		t.Errorf("no checkpoint inside the large file (at %v)", at)
+	}
+}
+
+// TestLoadSegmentsOrder: repo.DecodeTree checks each segment (see the
+// repo tests); loadSegments adds the order across segments, so that the
+// nodes of a folder resumed from a checkpoint are one valid tree.
+func TestLoadSegmentsOrder(t *testing.T) {
+	sub := repo.Hash([]byte("x"))
+	file := func(name string) repo.Node { return repo.Node{Name: name, Type: typeFile} }
+	cases := []struct {
+		name     string
+		segments [][]repo.Node // oldest first
+		ok       bool
+	}{
+		{"one segment", [][]repo.Node{{file("a"), {Name: "b", Type: typeDir, Subtree: &sub}}}, true},
+		{"increasing across segments", [][]repo.Node{{file("a")}, {file("b"), file("c")}, {file("d")}}, true},
+		{"empty segment in between", [][]repo.Node{{file("a")}, nil, {file("b")}}, true},
+		{"duplicate across segments", [][]repo.Node{{{Name: "a", Type: typeSymlink, Target: "/etc"}}, {{Name: "a", Type: typeDir, Subtree: &sub}}}, false},
+		{"out of order across segments", [][]repo.Node{{file("b")}, {file("a")}}, false},
+		{"out of order after an empty segment", [][]repo.Node{{file("b")}, nil, {file("a")}}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := newRepo(t)
+			w := r.NewWriter()
+			var last *repo.ID
+			for _, nodes := range c.segments {
+				seg := segment{Magic: segMagic, Prev: last}
+				if nodes != nil {
+					tree, _, err := repo.EncodeTree(&repo.Tree{Nodes: nodes})
+					if err != nil {
+						t.Fatal(err)
+					}
+					seg.Tree = tree
+				}
+				data, err := json.Marshal(&seg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				id := repo.Hash(data)
+				if _, err := w.Add(repo.TreeBlob, id, data); err != nil {
+					t.Fatal(err)
+				}
+				last = &id
+			}
+			if err := w.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			nodes, _, segs, err := loadSegments(r, last)
+			if (err == nil) != c.ok || (err != nil && !errIs(err, repo.ErrCorrupt)) {
+				t.Fatalf("loadSegments = %v, want ok %v (errors wrap ErrCorrupt)", err, c.ok)
+			}
+			if err == nil && (len(segs) != len(c.segments) || len(nodes) != len(slices.Concat(c.segments...))) {
+				t.Fatalf("loadSegments = %d nodes from %d segments, want %d from %d", len(nodes), len(segs), len(slices.Concat(c.segments...)), len(c.segments))
+			}
+		})
 	}
 }

@@ -74,20 +74,27 @@
 //
 // # Restore
 //
-// The target must not exist (it is created, mode 0700) or be an empty
-// folder (else ErrTargetNotEmpty). Every tree is decoded and checked before
-// any of its entries is created: a name that is empty, ".", "..", holds '/'
-// or NUL, or appears twice is repo.ErrCorrupt, so a hostile repository
-// cannot make a restore write outside the target (and all writes go through
-// an os.Root on the target besides). Files are written under a temporary
-// name, chunk by chunk (bounded memory), chmod'ed, renamed, then given their
-// mtime; folders get their mode and mtime after their content; symlinks are
-// created as stored and never followed (mtimes are set with utimensat and
-// AT_SYMLINK_NOFOLLOW relative to the folder's descriptor). Options.Workers
-// files are written at once (default at least 8: creating files waits on
-// the file system more than on the CPU). Restored files are not fsync'ed
-// one by one; a caller that needs them durable syncs the file system. A
-// failed restore leaves what it wrote.
+// A restore writes only through an os.Root: OpenTarget opens the target, a
+// path inside the caller's restore root, from an os.Root on that root
+// (creating it, mode 0700, and its missing parents through that Root, so
+// no symlink leads them out), refuses a target that is not a folder or is
+// a symlink to one, and checks that the folder opened is the one checked.
+// Restore takes that Root, not a path, and opens every sub-folder from it:
+// a path component swapped for a symlink after the checks cannot send a
+// write anywhere else. The target must be empty (else
+// ErrTargetNotEmpty). Every tree is decoded and checked (repo.DecodeTree)
+// before any of its entries is created: a name that is empty, ".", "..",
+// holds '/' or NUL, or appears twice is repo.ErrCorrupt, so a hostile
+// repository cannot name a path outside the target either. Files are
+// written under a temporary name, chunk by chunk (bounded memory),
+// chmod'ed, renamed, then given their mtime; folders get their mode and
+// mtime after their content; symlinks are created as stored and never
+// followed (mtimes are set with utimensat and AT_SYMLINK_NOFOLLOW relative
+// to the folder's descriptor). Options.Workers files are written at once
+// (default at least 8: creating files waits on the file system more than
+// on the CPU). Restored files are not fsync'ed one by one: one syncfs of
+// the target's file system makes the restore durable before Restore
+// returns success. A failed restore leaves what it wrote.
 //
 // # Progress and warnings
 //

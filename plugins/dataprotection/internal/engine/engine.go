@@ -188,48 +188,18 @@ func validName(name string) bool {
 	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\x00")
 }
 
-// checkTree checks what Restore, Verify and resume rely on: every name valid
-// and names strictly increasing (sorted, no duplicates: a duplicate could
-// turn a restored symlink into a path component), known types, a subtree
-// for every folder.
-func checkTree(t *repo.Tree) error {
-	for i := range t.Nodes {
-		n := &t.Nodes[i]
-		if !validName(n.Name) {
-			return fmt.Errorf("entry %d has the invalid name %q (names must be non-empty, not . or .., without / or NUL): %w", i, n.Name, repo.ErrCorrupt)
-		}
-		if i > 0 && t.Nodes[i-1].Name >= n.Name {
-			return fmt.Errorf("entry %q is out of order or duplicated after %q: %w", n.Name, t.Nodes[i-1].Name, repo.ErrCorrupt)
-		}
-		switch n.Type {
-		case typeFile:
-			if n.Size < 0 {
-				return fmt.Errorf("file %q has the negative size %d: %w", n.Name, n.Size, repo.ErrCorrupt)
-			}
-		case typeDir:
-			if n.Subtree == nil {
-				return fmt.Errorf("folder %q has no subtree: %w", n.Name, repo.ErrCorrupt)
-			}
-		case typeSymlink:
-		default:
-			return fmt.Errorf("entry %q has the unknown type %q: %w", n.Name, n.Type, repo.ErrCorrupt)
-		}
-	}
-	return nil
-}
-
 // loadTree loads, decodes and checks one tree blob.
 func loadTree(r *repo.Repo, id repo.ID) (*repo.Tree, error) {
 	b, err := r.Load(repo.TreeBlob, id, nil)
 	if err != nil {
 		return nil, fmt.Errorf("load tree %s: %w", id, err)
 	}
-	t, err := repo.DecodeTree(b) // its errors wrap repo.ErrCorrupt
+	// DecodeTree checks what Restore, Verify and resume rely on (names
+	// that are one path element, strict name order, known types, a
+	// subtree for every folder); its errors wrap repo.ErrCorrupt.
+	t, err := repo.DecodeTree(b)
 	if err != nil {
 		return nil, fmt.Errorf("decode tree %s: %w", id, err)
-	}
-	if err := checkTree(t); err != nil {
-		return nil, fmt.Errorf("tree %s: %w", id, err)
 	}
 	return t, nil
 }

@@ -45,27 +45,51 @@ func TestParseSettings(t *testing.T) {
 	}
 }
 
+// TestLimitsValidate covers the one check of the limits: the decode's
+// field rules, then Limits.Validate. The controller and retention take
+// what passes as it is.
 func TestLimitsValidate(t *testing.T) {
 	ok := DefaultLimits()
 	if err := ok.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		edit func(*Limits)
-		want string
+		name   string
+		limits map[string]any
+		want   string // "" = valid
 	}{
-		{func(l *Limits) { l.MaxConcurrentOperations = -1 }, "max_concurrent_operations"},
-		{func(l *Limits) { l.UtilizationLow = 0.9 }, "utilization_low"},
-		{func(l *Limits) { l.UtilizationLow = 0 }, "utilization_low"},
-		{func(l *Limits) { l.EMAAlpha = 0 }, "ema_alpha"},
-		{func(l *Limits) { l.Retention.KeepLast = -2 }, "retention.keep_last"},
-		{func(l *Limits) { l.Retention.MaxTotalBytes = -1 }, "retention.max_total_bytes"},
+		{"defaults", map[string]any{}, ""},
+		{"fixed", map[string]any{"max_concurrent_operations": 3}, ""},
+		{"band to 100%", map[string]any{"utilization_low": 0.01, "utilization_high": 1}, ""},
+		{"alpha 1", map[string]any{"ema_alpha": 1}, ""},
+		{"retention", map[string]any{"retention": map[string]any{"keep_last": 3, "keep_within": "720h", "max_total_bytes": "1GiB"}}, ""},
+		{"negative max", map[string]any{"max_concurrent_operations": -1}, "limits.max_concurrent_operations"},
+		{"low above high", map[string]any{"utilization_low": 0.9}, "limits.utilization_low"},
+		{"low equals high", map[string]any{"utilization_low": 0.7, "utilization_high": 0.7}, "limits.utilization_low"},
+		{"low 0", map[string]any{"utilization_low": 0}, "limits.utilization_low"},
+		{"low negative", map[string]any{"utilization_low": -0.1}, "limits.utilization_low"},
+		{"high above 1", map[string]any{"utilization_high": 1.5}, "limits.utilization_high"},
+		{"alpha 0", map[string]any{"ema_alpha": 0}, "limits.ema_alpha"},
+		{"alpha above 1", map[string]any{"ema_alpha": 1.01}, "limits.ema_alpha"},
+		{"interval 0", map[string]any{"adjust_interval": "0s"}, "limits.adjust_interval"},
+		{"checkpoint 0", map[string]any{"checkpoint_interval": "0s"}, "limits.checkpoint_interval"},
+		{"negative keep_last", map[string]any{"retention": map[string]any{"keep_last": -2}}, "limits.retention.keep_last"},
+		{"negative keep_within", map[string]any{"retention": map[string]any{"keep_within": "-1s"}}, "limits.retention.keep_within"},
+		{"negative max_total_bytes", map[string]any{"retention": map[string]any{"max_total_bytes": -1}}, "limits.retention.max_total_bytes"},
 	} {
-		l := DefaultLimits()
-		tc.edit(&l)
-		if err := l.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("want a problem at %s, got %v", tc.want, err)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			l := DefaultLimits()
+			err := sdk.Decode(&l, tc.limits, "limits")
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("decode %v: %v", tc.limits, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("decode %v = %v, want a problem at %s", tc.limits, err, tc.want)
+			}
+		})
 	}
 }
 

@@ -51,7 +51,7 @@ func (s *Service) StartRestore(ctx context.Context, req *dwv1.StartRestoreReques
 	if err := s.ready("start restore"); err != nil {
 		return nil, sdk.ToStatus(err)
 	}
-	if err := validID("snapshot", req.GetSnapshot()); err != nil {
+	if err := sdk.ValidateID("snapshot id", req.GetSnapshot()); err != nil {
 		return nil, sdk.ToStatus(fmt.Errorf("start restore: %w", err))
 	}
 	if _, err := s.repo.LoadSnapshot(req.GetSnapshot()); err != nil {
@@ -105,7 +105,7 @@ func (s *Service) restoreTarget(t string) (string, error) {
 
 // GetJob returns one job.
 func (s *Service) GetJob(ctx context.Context, req *dwv1.GetJobRequest) (*dwv1.Job, error) {
-	if err := validID("job", req.GetId()); err != nil {
+	if err := sdk.ValidateID("job id", req.GetId()); err != nil {
 		return nil, sdk.ToStatus(err)
 	}
 	if err := s.ready("get job"); err != nil {
@@ -132,7 +132,7 @@ func (s *Service) ListJobs(ctx context.Context, _ *dwv1.ListJobsRequest) (*dwv1.
 
 // CancelJob cancels a queued or running job.
 func (s *Service) CancelJob(ctx context.Context, req *dwv1.CancelJobRequest) (*dwv1.Job, error) {
-	if err := validID("job", req.GetId()); err != nil {
+	if err := sdk.ValidateID("job id", req.GetId()); err != nil {
 		return nil, sdk.ToStatus(err)
 	}
 	if err := s.ready("cancel job"); err != nil {

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -384,14 +383,4 @@ func (js *jobs) counts() (queued, running int) {
 func (js *jobs) close() {
 	js.stop(errShutdown)
 	js.wg.Wait()
-}
-
-// validID checks a job or snapshot id from a request.
-func validID(what, id string) error {
-	if id == "" || len(id) > 128 || strings.IndexFunc(id, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
-	}) >= 0 {
-		return fmt.Errorf("%s id %.130q: %w: 1–128 of letters, digits, '-' and '_'", what, id, sdk.ErrInvalidArgument)
-	}
-	return nil
 }

@@ -10,8 +10,11 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/datawarehouse/dw/sdk"
+	dwv1 "github.com/datawarehouse/dw/sdk/proto/dw/v1"
 	"github.com/datawarehouse/dw/sdk/sdktest"
 )
 
@@ -189,15 +192,25 @@ func TestJobsLoadDropsGarbage(t *testing.T) {
 	}
 }
 
-func TestValidID(t *testing.T) {
-	for _, id := range []string{"a", "0123abcd", "A_b-c", strings.Repeat("x", 128)} {
-		if err := validID("job", id); err != nil {
-			t.Errorf("%q: %v", id, err)
-		}
-	}
-	for _, id := range []string{"", "../x", "a b", "a/b", strings.Repeat("x", 129), "ü"} {
-		if err := validID("job", id); !errors.Is(err, sdk.ErrInvalidArgument) {
-			t.Errorf("%q: %v", id, err)
+func TestRPCsRefuseMalformedIDs(t *testing.T) {
+	s := &Service{} // ids are checked before the service is needed
+	ctx := context.Background()
+	for _, id := range []string{"", "../x", "a b", "a/b", strings.Repeat("x", sdk.MaxIDBytes+1), "ü"} {
+		for _, tc := range []struct {
+			name, what string
+			call       func() error
+		}{
+			{"GetJob", "job id", func() error { _, err := s.GetJob(ctx, &dwv1.GetJobRequest{Id: id}); return err }},
+			{"CancelJob", "job id", func() error { _, err := s.CancelJob(ctx, &dwv1.CancelJobRequest{Id: id}); return err }},
+			{"ForgetSnapshot", "snapshot id", func() error {
+				_, err := s.ForgetSnapshot(ctx, &dwv1.ForgetSnapshotRequest{Id: id})
+				return err
+			}},
+		} {
+			err := tc.call()
+			if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.what) {
+				t.Errorf("%s(%.20q) = %v, want InvalidArgument naming the %s", tc.name, id, err, tc.what)
+			}
 		}
 	}
 }

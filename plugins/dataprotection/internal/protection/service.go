@@ -143,11 +143,7 @@ func (s *Service) Configure(ctx context.Context, cfg sdk.Config) error {
 	watch := concurrency.WatchFolders(concurrency.SysRoot, folders)
 	l := *s.limits.Load()
 	limiter := concurrency.NewLimiter(1)
-	ctrl, err := concurrency.NewController(l.concurrencyLimits(), concurrency.Options{Disks: len(watch.Disks), OnLimit: limiter.SetLimit})
-	if err != nil {
-		r.Close()
-		return fmt.Errorf("%w: %w", sdk.ErrInvalidLimits, err)
-	}
+	ctrl := concurrency.NewController(l.concurrencyLimits(), concurrency.Options{Disks: len(watch.Disks), OnLimit: limiter.SetLimit})
 	limiter.SetLimit(ctrl.Limit())
 	s.settings, s.repo, s.watch, s.ctrl, s.limiter = settings, r, watch, ctrl, limiter
 	s.jobs = newJobs(cfg.KV, s.logger, limiter, s.runJob, s.jobDone)
@@ -182,24 +178,17 @@ func (s *Service) Configure(ctx context.Context, cfg sdk.Config) error {
 	return nil
 }
 
-// ApplyLimits applies the limits live.
+// ApplyLimits applies the limits live. The SDK decodes every limits
+// update before it gets here (field rules, then Limits.Validate, the one
+// check of dataprotection's limits), so l is valid.
 func (s *Service) ApplyLimits(ctx context.Context, l Limits) error {
-	if err := l.Validate(); err != nil {
-		return fmt.Errorf("%w: %w", sdk.ErrInvalidLimits, err)
-	}
-	if err := l.concurrencyLimits().Validate(); err != nil {
-		return err
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.limits.Swap(&l)
 	if !s.configured.Load() || s.shutdown {
 		return nil
 	}
-	if err := s.ctrl.SetLimits(l.concurrencyLimits()); err != nil {
-		s.limits.Store(old)
-		return fmt.Errorf("%w: %w", sdk.ErrInvalidLimits, err)
-	}
+	s.ctrl.SetLimits(l.concurrencyLimits())
 	if old.Retention != l.Retention || old.RetentionInterval != l.RetentionInterval {
 		s.kickRetention()
 	}

@@ -51,8 +51,9 @@
 // offset, length, raw length, type) in a sorted slice, plus a map of recent
 // additions merged into it when it reaches 1/8 of the slice: 52–65 bytes
 // per blob, where a Go map would take 80–120. Load reads only the blob
-// (ReadAt) into a pooled buffer. Prune holds the set of used IDs and one
-// pack's index at a time; VerifyPacks streams packs through a 1 MiB reader,
+// (ReadAt) into a pooled buffer. Prune holds the set of used IDs and the
+// index entries of the packs it removes or rewrites (each index file read
+// once); VerifyPacks streams packs through a 1 MiB reader,
 // at most four at once.
 //
 // # Prune
@@ -73,7 +74,8 @@
 // snapshots/<id>.json, written atomically. Snapshots lists complete
 // manifests sorted by CompletedAt then ID, and skips (logs; ScanSnapshots
 // reports) manifests it cannot read, so one damaged file does not hide the
-// rest. IDs are restricted to letters, digits, '-' and '_'.
+// rest. IDs follow sdk.ValidateID (1 to 128 of letters, digits, '-' and
+// '_').
 //
 // # Trees
 //

@@ -50,6 +50,10 @@ type prunePlan struct {
 	liveBytes int64
 	deadBytes int64
 	dead      int64
+	// entries is the pack's index file, read once when planning and kept
+	// for the packs that go (rewritten or removed): index files never
+	// change, so the later steps use it instead of reading it again.
+	entries []packEntry
 }
 
 // Prune deletes the blobs that used does not yield. used must enumerate
@@ -68,8 +72,9 @@ type prunePlan struct {
 // The caller must not run a backup concurrently: a backup may have
 // deduplicated against a blob no kept snapshot uses yet. Prune and
 // VerifyPacks exclude each other; Load and Add stay safe during Prune.
-// Memory: a set of the used IDs (about 50 bytes each) plus one pack's
-// index at a time.
+// Memory: a set of the used IDs (about 50 bytes each) plus the index
+// entries of the packs that go (48 bytes a blob, at most the in-memory
+// index again), each index file read once.
 func (r *Repo) Prune(ctx context.Context, used func(yield func(ID) bool) error, dryRun bool) (PruneReport, error) {
 	rep := PruneReport{DryRun: dryRun}
 	if err := r.enter(); err != nil {
@@ -126,7 +131,7 @@ func (r *Repo) Prune(ctx context.Context, used func(yield func(ID) bool) error, 
 		if err != nil {
 			return rep, fmt.Errorf("prune: %w", err)
 		}
-		plan := prunePlan{id: p.id, size: p.size}
+		plan := prunePlan{id: p.id, size: p.size, entries: entries}
 		r.mu.RLock()
 		pi := r.packByID[p.id]
 		for _, e := range entries {
@@ -142,7 +147,7 @@ func (r *Repo) Prune(ctx context.Context, used func(yield func(ID) bool) error, 
 		switch {
 		case plan.liveBytes == 0 && plan.dead == int64(len(entries)):
 			remove = append(remove, plan)
-		case plan.dead == 0:
+		case plan.dead == 0: // kept as it is: its entries are not needed again
 		case float64(plan.deadBytes) > r.rewriteThreshold*float64(plan.liveBytes+plan.deadBytes):
 			rewrite = append(rewrite, plan)
 		}
@@ -186,18 +191,14 @@ func (r *Repo) Prune(ctx context.Context, used func(yield func(ID) bool) error, 
 		}
 	}
 	for _, p := range old {
-		_, entries, err := r.readIndexFile(p.id)
-		if err != nil {
-			return rep, fmt.Errorf("prune: %w", err)
-		}
 		r.mu.Lock()
 		pi := r.packByID[p.id]
-		for _, e := range entries {
+		for _, e := range p.entries {
 			if loc, ok := r.index.get(e.id); ok && loc.pack == pi {
 				rep.BlobsRemoved++
 			}
 		}
-		r.dropPackLocked(p.id, entries)
+		r.dropPackLocked(p.id, p.entries)
 		r.mu.Unlock()
 		if err := removeFile(r.indexPath(p.id)); err != nil {
 			return rep, fmt.Errorf("prune: %w", err)
@@ -268,17 +269,10 @@ func (r *Repo) rewritePacks(ctx context.Context, plans []prunePlan, usedSet map[
 			}
 			return nil, nil, fmt.Errorf("prune: %w", err)
 		}
-		_, entries, err := r.readIndexFile(plan.id)
-		if err != nil {
-			if pb != nil {
-				pb.discard(r)
-			}
-			return nil, nil, fmt.Errorf("prune: %w", err)
-		}
 		r.mu.RLock()
 		pi := r.packByID[plan.id]
-		live := entries[:0]
-		for _, e := range entries {
+		var live []packEntry // a new slice: plan.entries serves step 2 too
+		for _, e := range plan.entries {
 			_, isUsed := usedSet[e.id]
 			if loc, ok := r.index.get(e.id); isUsed && ok && loc.pack == pi {
 				live = append(live, e)

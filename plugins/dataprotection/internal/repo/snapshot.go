@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/datawarehouse/dw/sdk"
 )
 
 // Snapshot is the manifest of a complete backup: snapshots/<ID>.json.
@@ -41,19 +43,9 @@ func NewSnapshotID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// validSnapshotID accepts 1–128 characters of [0-9A-Za-z_-]: safe as a
-// file name, and covering the hex IDs of NewSnapshotID.
-func validSnapshotID(id string) error {
-	if id == "" || len(id) > 128 {
-		return fmt.Errorf("snapshot id %q: want 1 to 128 characters", id)
-	}
-	for _, c := range id {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && c != '-' && c != '_' {
-			return fmt.Errorf("snapshot id %q: only letters, digits, '-' and '_' are allowed", id)
-		}
-	}
-	return nil
-}
+// validSnapshotID is sdk.ValidateID, dw's id rule: safe as a file name,
+// and covering the hex IDs of NewSnapshotID.
+func validSnapshotID(id string) error { return sdk.ValidateID("snapshot id", id) }
 
 func (r *Repo) snapshotPath(id string) string {
 	return filepath.Join(r.dir, snapshotsDir, id+".json")

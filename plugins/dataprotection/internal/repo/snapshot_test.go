@@ -144,7 +144,7 @@ func TestSnapshotValidation(t *testing.T) {
 		want string
 	}{
 		{"no id", Snapshot{CompletedAt: now, Tree: tree}, "1 to 128"},
-		{"path in id", Snapshot{ID: "../x", CompletedAt: now, Tree: tree}, "only letters"},
+		{"path in id", Snapshot{ID: "../x", CompletedAt: now, Tree: tree}, `snapshot id "../x": invalid argument`},
 		{"incomplete", Snapshot{ID: "abc", Tree: tree}, "completed_at"},
 		{"unknown tree", Snapshot{ID: "abc", CompletedAt: now, Tree: Hash([]byte("nope"))}, "not in the index"},
 	}

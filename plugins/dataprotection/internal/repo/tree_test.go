@@ -90,10 +90,24 @@ func TestTreeValidation(t *testing.T) {
 	if _, _, err := EncodeTree(&Tree{Nodes: []Node{{Name: "a", Type: NodeFile}, {Name: "a", Type: NodeFile}}}); err == nil {
 		t.Error("duplicate names encoded")
 	}
+	subJSON := `"subtree":"` + sub.String() + `"`
+	if _, err := DecodeTree([]byte(`{"nodes":[{"name":"a","type":"file"},{"name":"b","type":"dir",` + subJSON + `},{"name":"c","type":"symlink","target":"/x"}]}`)); err != nil {
+		t.Errorf("decode a valid tree: %v", err)
+	}
 	for name, b := range map[string]string{
-		"garbage":   "{",
-		"bad name":  `{"nodes":[{"name":"../x","type":"file"}]}`,
-		"unordered": `{"nodes":[{"name":"b","type":"file"},{"name":"a","type":"file"}]}`,
+		"garbage":             "{",
+		"bad name":            `{"nodes":[{"name":"../x","type":"file"}]}`,
+		"empty name":          `{"nodes":[{"name":"","type":"file"}]}`,
+		"dot":                 `{"nodes":[{"name":".","type":"file"}]}`,
+		"dot dot":             `{"nodes":[{"name":"..","type":"dir",` + subJSON + `}]}`,
+		"slash":               `{"nodes":[{"name":"a/b","type":"file"}]}`,
+		"nul":                 `{"nodes":[{"name":"a\u0000b","type":"file"}]}`,
+		"nul in name_bytes":   `{"nodes":[{"name_bytes":"YQBi","type":"file"}]}`,
+		"unordered":           `{"nodes":[{"name":"b","type":"file"},{"name":"a","type":"file"}]}`,
+		"duplicate":           `{"nodes":[{"name":"a","type":"symlink","target":"/etc"},{"name":"a","type":"dir",` + subJSON + `}]}`,
+		"unknown type":        `{"nodes":[{"name":"a","type":"fifo"}]}`,
+		"dir without subtree": `{"nodes":[{"name":"a","type":"dir"}]}`,
+		"negative size":       `{"nodes":[{"name":"a","type":"file","size":-1}]}`,
 	} {
 		if _, err := DecodeTree([]byte(b)); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("decode %s: %v, want ErrCorrupt", name, err)

@@ -21,6 +21,10 @@ type Snapshot struct {
 }
 
 // Policy is the retention limits (limits.retention); 0 disables a rule.
+//
+// Precondition: the caller checked the values where the limits are decoded
+// (protection.Limits.Validate refuses negatives, naming the key); Decide
+// does not check them again, and treats a negative value as 0 (no bound).
 type Policy struct {
 	// KeepLast keeps the newest KeepLast snapshots of each source.
 	KeepLast int
@@ -29,20 +33,6 @@ type Policy struct {
 	// MaxTotalBytes bounds the repository's bytes referenced by the kept
 	// snapshots (each blob counted once).
 	MaxTotalBytes int64
-}
-
-// Validate says what is wrong with p, naming the limit; the error wraps
-// sdk.ErrInvalidLimits.
-func (p Policy) Validate() error {
-	switch {
-	case p.KeepLast < 0:
-		return fmt.Errorf("limits.retention.keep_last: %d is negative; allowed: 0 (no bound) or a snapshot count: %w", p.KeepLast, sdk.ErrInvalidLimits)
-	case p.KeepWithin < 0:
-		return fmt.Errorf("limits.retention.keep_within: %v is negative; allowed: 0s (no bound) or a duration such as 720h: %w", p.KeepWithin, sdk.ErrInvalidLimits)
-	case p.MaxTotalBytes < 0:
-		return fmt.Errorf("limits.retention.max_total_bytes: %d is negative; allowed: 0 (no bound) or a size: %w", p.MaxTotalBytes, sdk.ErrInvalidLimits)
-	}
-	return nil
 }
 
 // Forgotten is a snapshot a plan forgets, and why.
@@ -87,9 +77,6 @@ type Plan struct {
 // source). u gives the blobs they use; it may be nil unless
 // p.MaxTotalBytes > 0, and then the plan's byte counts are unknown.
 func Decide(snapshots []Snapshot, p Policy, now time.Time, u *Usage) (Plan, error) {
-	if err := p.Validate(); err != nil {
-		return Plan{}, fmt.Errorf("retention: %w", err)
-	}
 	if p.MaxTotalBytes > 0 && u == nil {
 		return Plan{}, errors.New("retention: limits.retention.max_total_bytes needs the blobs the snapshots use, and none were given")
 	}

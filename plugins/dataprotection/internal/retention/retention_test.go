@@ -110,6 +110,17 @@ func TestDecide(t *testing.T) {
 		{
 			name: "keep_last larger than the history", snaps: files, policy: Policy{KeepLast: 50},
 		},
+		{
+			// The decode refuses negatives; Decide reads them as 0.
+			name: "negative values are no bound", snaps: files, now: day(100),
+			policy: Policy{KeepLast: -1, KeepWithin: -time.Second, MaxTotalBytes: -1},
+		},
+		{
+			name: "negative keep_last leaves keep_within alone", snaps: files, policy: Policy{KeepLast: -1, KeepWithin: 48 * time.Hour}, now: day(5),
+			wantForget:  []string{"f1", "f2"},
+			wantReasons: []string{"older than keep_within 48h", "older than keep_within 48h"},
+			wantRebase:  []Rebase{{ID: "f3", Parent: "f2", NewParent: "", Chain: "f1", NewChain: "f3"}},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -199,9 +210,6 @@ func TestDecideRefuses(t *testing.T) {
 		want   string
 		is     error
 	}{
-		{name: "negative keep_last", snaps: files, policy: Policy{KeepLast: -1}, want: "limits.retention.keep_last", is: sdk.ErrInvalidLimits},
-		{name: "negative keep_within", snaps: files, policy: Policy{KeepWithin: -time.Second}, want: "limits.retention.keep_within", is: sdk.ErrInvalidLimits},
-		{name: "negative max_total_bytes", snaps: files, policy: Policy{MaxTotalBytes: -1}, u: NewUsage(), want: "limits.retention.max_total_bytes", is: sdk.ErrInvalidLimits},
 		{name: "size bound without usage", snaps: files, policy: Policy{MaxTotalBytes: 1}, want: "max_total_bytes needs the blobs"},
 		{name: "repeated id", snaps: append(files, files[0]), want: "snapshot id f1 appears twice"},
 		{name: "empty id", snaps: []Snapshot{{Source: "x"}}, want: `a snapshot of source "x" has no id`},

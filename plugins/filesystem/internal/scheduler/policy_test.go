@@ -166,7 +166,6 @@ func TestCreditReset(t *testing.T) {
 		o := &Op{q: q, class: c}
 		q.waiters[c].pushBack(o)
 		o.waiting = true
-		q.waiting++
 		return o
 	}
 	for range 3 {

@@ -34,7 +34,6 @@ type Queue struct {
 	depth     int
 	inFlight  int
 	queued    [numClasses]int // admitted, not Done, not running
-	waiting   int             // sum of waiters[c].n
 	waiters   [numClasses]waitList
 	current   [numClasses]int // smooth weighted round robin current weights
 
@@ -196,7 +195,7 @@ func (o *Op) Run(ctx context.Context, fn func() error) error {
 		q.mu.Unlock()
 		return fmt.Errorf("run %s-priority operation: already running: an op runs one step at a time", o.class)
 	}
-	if q.inFlight < q.depth && q.waiting == 0 && !q.heldLocked(o.class) {
+	if q.inFlight < q.depth && q.waitingLocked() == 0 && !q.heldLocked(o.class) {
 		q.startLocked(o)
 		q.mu.Unlock()
 	} else if err := o.wait(ctx); err != nil {
@@ -222,7 +221,6 @@ func (o *Op) wait(ctx context.Context) error {
 	o.waitStart = q.now()
 	q.waiters[o.class].pushBack(o)
 	o.waiting = true
-	q.waiting++
 	q.dispatchLocked() // a held low step arms the wake-up; a free slot may go to it
 	q.mu.Unlock()
 
@@ -330,11 +328,11 @@ func (q *Queue) finish(o *Op, start time.Time) {
 // low work (SetBackground) is skipped, and a wake-up is armed for when it
 // may go.
 func (q *Queue) dispatchLocked() {
-	if q.waiting == 0 || q.inFlight >= q.depth {
+	if q.inFlight >= q.depth || q.waitingLocked() == 0 {
 		return
 	}
 	now := q.now()
-	for q.inFlight < q.depth && q.waiting > 0 {
+	for q.inFlight < q.depth && q.waitingLocked() > 0 {
 		skipLow := false
 		if q.waiters[Low].n > 0 {
 			if held, until := q.lowHeldLocked(now); held {
@@ -399,10 +397,19 @@ func (q *Queue) removeLocked(o *Op) {
 	l := &q.waiters[o.class]
 	l.remove(o)
 	o.waiting = false
-	q.waiting--
 	if l.n == 0 {
 		q.current[o.class] = 0
 	}
+}
+
+// waitingLocked is the number of ops blocked in Run for a slot, over all
+// classes: the wait lists' lengths.
+func (q *Queue) waitingLocked() int {
+	n := 0
+	for c := range q.waiters {
+		n += q.waiters[c].n
+	}
+	return n
 }
 
 func (q *Queue) queuedLocked() int {
