@@ -107,6 +107,7 @@ func designDefaults(t testing.TB) *Config {
 				},
 			},
 			"fabric": {
+				Enabled: true,
 				Settings: map[string]any{
 					"bind":            "127.0.0.1:7946",
 					"join":            []any{},
@@ -148,14 +149,12 @@ func TestDefaults(t *testing.T) {
 }
 
 func TestDefaultYAMLEnablesShippedPlugins(t *testing.T) {
-	// First-party plugins that ship are enabled; the others say they are
-	// not shipped yet.
-	const notYet = "enabled: false        # enabled once its plugin ships"
-	if n := strings.Count(string(DefaultYAML), notYet); n != 1 {
-		t.Errorf("dw.yaml has %d disabled first-party sections with the comment, want 1", n)
+	// Every first-party plugin ships, so each is enabled by default.
+	if n := strings.Count(string(DefaultYAML), "enabled: false"); n != 0 {
+		t.Errorf("dw.yaml disables %d subsystems, want none", n)
 	}
-	if n := strings.Count(string(DefaultYAML), "enabled: true"); n != 3 {
-		t.Errorf("dw.yaml enables %d subsystems, want 3 (dbstorage, filesystem, dataprotection)", n)
+	if n := strings.Count(string(DefaultYAML), "enabled: true"); n != 4 {
+		t.Errorf("dw.yaml enables %d subsystems, want 4 (dbstorage, filesystem, dataprotection, fabric)", n)
 	}
 }
 
@@ -550,7 +549,7 @@ func TestNullSemantics(t *testing.T) {
 	if dp.Limits["retention_interval"] != "1h" {
 		t.Errorf("limits lost their defaults: %#v", dp.Limits)
 	}
-	if f := c.Subsystems["fabric"]; f.Enabled || f.Settings["bind"] != "127.0.0.1:7946" {
+	if f := c.Subsystems["fabric"]; !f.Enabled || f.Settings["bind"] != "127.0.0.1:7946" {
 		t.Errorf("fabric = %#v, want the default section", f)
 	}
 }

@@ -1,0 +1,288 @@
+package main_test
+
+// End-to-end tests of the fabric: several real hosts, each with its own
+// real fabric plugin process, gossiping over loopback. Every host binds
+// gossip on 127.0.0.1:0 (memberlist takes a free port for UDP and TCP)
+// and the others join the first one's bound address, read from
+// GET /v1/fabric. Heartbeats are short (200 ms × 3) so that failure
+// detection is quick.
+
+import (
+	"encoding/base64"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/datawarehouse/dw/host/api"
+	"github.com/datawarehouse/dw/internal/hosttest"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	hosttest.Cleanup()
+	os.Exit(code)
+}
+
+// wait bounds every wait: generous, for -race on 2 cores.
+const wait = 90 * time.Second
+
+// fastLimits are the heartbeat limits of the tests, unless limits set
+// their own.
+var fastLimits = []string{"heartbeat_interval: 200ms", "missed_heartbeats: 3"}
+
+// fabricConfig is the subsystems part of a config whose only plugin is
+// fabric, joining seeds, with more limits (a YAML flow map's inside) and
+// more settings (YAML lines under fabric:).
+func fabricConfig(seeds []string, limits, settings string) string {
+	var b strings.Builder
+	b.WriteString("subsystems:\n  fabric:\n    enabled: true\n    bind: 127.0.0.1:0\n")
+	fmt.Fprintf(&b, "    join: [%s]\n", strings.Join(seeds, ", "))
+	b.WriteString(settings)
+	all := []string{}
+	for _, l := range fastLimits {
+		if !strings.Contains(limits, strings.Split(l, ":")[0]+":") {
+			all = append(all, l)
+		}
+	}
+	if limits != "" {
+		all = append(all, limits)
+	}
+	b.WriteString("    limits: {" + strings.Join(all, ", ") + "}\n")
+	return b.String()
+}
+
+// node is one host with its fabric plugin.
+type node struct {
+	*hosttest.Host
+	id, gossip string
+}
+
+// startNode starts a host whose only plugin is fabric and waits until it
+// serves; env adds to the host's environment.
+func startNode(tb testing.TB, seeds []string, limits, settings string, env ...string) *node {
+	tb.Helper()
+	dir := tb.TempDir()
+	hosttest.Plugin(tb, dir, "fabric")
+	env = append([]string{"DW_SUBSYSTEMS__DBSTORAGE__ENABLED=false", "DW_SUBSYSTEMS__FILESYSTEM__ENABLED=false",
+		"DW_SUBSYSTEMS__DATAPROTECTION__ENABLED=false"}, env...)
+	h := hosttest.Start(tb, dir, fabricConfig(seeds, limits, settings), env...)
+	h.WaitServing(tb, "fabric", wait)
+	st := status(tb, h)
+	return &node{Host: h, id: st.NodeID, gossip: st.BindAddress}
+}
+
+func status(tb testing.TB, h *hosttest.Host) api.FabricStatus {
+	tb.Helper()
+	var st api.FabricStatus
+	if code := h.JSON(tb, "GET", "/v1/fabric", nil, &st); code != 200 {
+		tb.Fatalf("GET /v1/fabric: %d", code)
+	}
+	return st
+}
+
+// nodes lists every node h knows, following the pages (2 per page, so
+// that paging is exercised).
+func nodes(tb testing.TB, h *hosttest.Host) map[string]api.FabricNode {
+	tb.Helper()
+	out := map[string]api.FabricNode{}
+	token := ""
+	for range 1000 {
+		var page api.FabricNodes
+		path := "/v1/fabric/nodes?limit=2"
+		if token != "" {
+			path += "&page_token=" + token
+		}
+		if code := h.JSON(tb, "GET", path, nil, &page); code != 200 {
+			tb.Fatalf("GET %s: %d", path, code)
+		}
+		for _, n := range page.Nodes {
+			out[n.ID] = n
+		}
+		if token = page.NextPageToken; token == "" {
+			return out
+		}
+	}
+	tb.Fatal("GET /v1/fabric/nodes: more than 1000 pages")
+	return nil
+}
+
+// alive reports whether h sees exactly the ids as alive (or suspect)
+// nodes and counts them.
+func sees(tb testing.TB, h *hosttest.Host, ids ...string) bool {
+	tb.Helper()
+	got := []string{}
+	for id, n := range nodes(tb, h) {
+		if n.State == "alive" {
+			got = append(got, id)
+		}
+	}
+	slices.Sort(got)
+	want := slices.Sorted(slices.Values(ids))
+	return slices.Equal(got, want) && status(tb, h).NodeCount == int64(len(ids))
+}
+
+// cluster starts n nodes, the first as the seed of the others, and waits
+// until every node sees all of them alive.
+func cluster(tb testing.TB, n int, limits, settings string, env ...string) []*node {
+	tb.Helper()
+	first := startNode(tb, nil, limits, settings, env...)
+	ns := []*node{first}
+	for range n - 1 {
+		ns = append(ns, startNode(tb, []string{first.gossip}, limits, settings, env...))
+	}
+	ids := make([]string, len(ns))
+	for i, x := range ns {
+		ids[i] = x.id
+	}
+	for _, x := range ns {
+		hosttest.WaitFor(tb, wait, "node "+x.id+" to see every node alive", func() bool { return sees(tb, x.Host, ids...) })
+	}
+	return ns
+}
+
+// TestJoinAndConverge: three hosts with an encrypted fabric find each
+// other; each node's metadata carries its host's API address; the star's
+// hub is the smallest id, agreed by all.
+func TestJoinAndConverge(t *testing.T) {
+	key := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+	ns := cluster(t, 3, "", "    encrypt_key_env: DW_TEST_GOSSIP_KEY\n", "DW_TEST_GOSSIP_KEY="+key)
+	ids := []string{ns[0].id, ns[1].id, ns[2].id}
+	hub := slices.Min(ids)
+	for _, x := range ns {
+		st := status(t, x.Host)
+		if st.Topology != "star" || st.Hub != hub || !st.Encrypted || st.NodeCount != 3 || st.MaxNodes != 1000 {
+			t.Errorf("node %s: topology %q hub %q (want %q) encrypted %v count %d max %d", x.id, st.Topology, st.Hub, hub, st.Encrypted, st.NodeCount, st.MaxNodes)
+		}
+		wantRole := "leaf"
+		if x.id == hub {
+			wantRole = "hub"
+		}
+		if st.Role != wantRole {
+			t.Errorf("node %s: role %q, want %q", x.id, st.Role, wantRole)
+		}
+		all := nodes(t, x.Host)
+		for _, y := range ns {
+			n := all[y.id]
+			if n.APIAddress != y.Addr || n.Address != y.gossip || n.Federation != "default" || n.Self != (x == y) {
+				t.Errorf("node %s sees %s as %+v; want api %s, gossip %s", x.id, y.id, n, y.Addr, y.gossip)
+			}
+		}
+	}
+	// A node without the key cannot take part.
+	stranger := startNode(t, []string{ns[0].gossip}, "", "")
+	time.Sleep(2 * time.Second) // what a join takes here, several times over
+	if st := status(t, stranger.Host); st.NodeCount != 1 || st.Encrypted {
+		t.Errorf("a node without the gossip key: count %d, encrypted %v; want alone and unencrypted", st.NodeCount, st.Encrypted)
+	}
+	if !sees(t, ns[0].Host, ids...) {
+		t.Errorf("the fabric changed when a node without the key tried to join: %v", nodes(t, ns[0].Host))
+	}
+}
+
+// TestKilledNodeIsRemoved: kill -9 of a host (its plugin exits with it)
+// in a mesh: the others declare its node dead through missed heartbeats,
+// well before memberlist's own failure detection would.
+func TestKilledNodeIsRemoved(t *testing.T) {
+	ns := cluster(t, 3, "topology: mesh", "")
+	victim := ns[2]
+	killed := time.Now()
+	victim.Kill()
+	for _, x := range ns[:2] {
+		hosttest.WaitFor(t, wait, "node "+x.id+" to remove the killed node", func() bool {
+			n, ok := nodes(t, x.Host)[victim.id]
+			return ok && n.State == "dead" && status(t, x.Host).NodeCount == 2
+		})
+	}
+	took := time.Since(killed)
+	// The bound is 200ms × (3 + 1); polling over HTTP adds to what is
+	// measured here: the figures come from the node benchmarks.
+	t.Logf("both survivors saw the killed node dead %v after the kill (bound 800ms)", took.Round(time.Millisecond))
+	declared := 0.0
+	for _, x := range ns[:2] {
+		declared += x.Metrics(t, "fabric")["nodes_declared_dead_total"]
+	}
+	if declared < 1 {
+		t.Errorf("nodes_declared_dead_total over the survivors = %v; want the death found by heartbeats", declared)
+	}
+}
+
+// TestMaxNodesRefusedOnBothSides: a fabric at max_nodes refuses a third
+// node; the refusal is seen by the seed and by the joiner, and neither
+// count changes.
+func TestMaxNodesRefusedOnBothSides(t *testing.T) {
+	ns := cluster(t, 2, "max_nodes: {star: 2}", "")
+	joiner := startNode(t, []string{ns[0].gossip}, "max_nodes: {star: 2}", "")
+	hosttest.WaitFor(t, wait, "the joiner to be refused", func() bool {
+		for _, r := range status(t, joiner.Host).Refusals {
+			if r.ByPeer && strings.Contains(r.Reason, "2") {
+				return true
+			}
+		}
+		return false
+	})
+	hosttest.WaitFor(t, wait, "the seed to record the refusal", func() bool {
+		for _, r := range status(t, ns[0].Host).Refusals {
+			if !r.ByPeer && r.NodeID == joiner.id {
+				return true
+			}
+		}
+		return false
+	})
+	if !sees(t, ns[0].Host, ns[0].id, ns[1].id) || !sees(t, ns[1].Host, ns[0].id, ns[1].id) || !sees(t, joiner.Host, joiner.id) {
+		t.Errorf("after the refusal: seed %v, other %v, joiner %v", nodes(t, ns[0].Host), nodes(t, ns[1].Host), nodes(t, joiner.Host))
+	}
+	for _, r := range status(t, joiner.Host).Refusals {
+		t.Logf("joiner's refusal: %s", r.Reason)
+	}
+}
+
+// TestLimitsLive: limits changed in the config file apply without a
+// restart: the topology switch spreads to the other node, the heartbeat
+// interval changes, and a max lowered below the count refuses nothing
+// already in (no eviction) but recommends a switch and reports
+// saturation.
+func TestLimitsLive(t *testing.T) {
+	ns := cluster(t, 2, "", "")
+	pid := ns[0].Plugin(t, "fabric").PID
+	ns[0].WriteConfig(t, fabricConfig(nil, "topology: mesh, heartbeat_interval: 300ms", ""))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("seed's log:\n%s", ns[0].Logs())
+		}
+	})
+	for _, x := range ns {
+		hosttest.WaitFor(t, wait, "node "+x.id+" to switch to mesh", func() bool {
+			st := status(t, x.Host)
+			return st.Topology == "mesh" && st.TopologyEpoch >= 1
+		})
+	}
+	if st := status(t, ns[0].Host); st.Limits.HeartbeatInterval != "300ms" || st.Role != "member" {
+		t.Errorf("after the reload: heartbeat_interval %s, role %s; want 300ms, member", st.Limits.HeartbeatInterval, st.Role)
+	}
+	ns[0].WriteConfig(t, fabricConfig(nil, "topology: mesh, max_nodes: {mesh: 1}", ""))
+	hosttest.WaitFor(t, wait, "the lowered max in force", func() bool { return status(t, ns[0].Host).MaxNodes == 1 })
+	time.Sleep(time.Second) // five heartbeat intervals: time to evict, were it to
+	st := status(t, ns[0].Host)
+	if !sees(t, ns[0].Host, ns[0].id, ns[1].id) {
+		t.Errorf("a lowered max evicted a node: %v", nodes(t, ns[0].Host))
+	}
+	if st.Recommendation == "" {
+		t.Errorf("no switch recommended with 2 nodes over max_nodes.mesh 1: %+v", st)
+	}
+	var bp struct {
+		Backpressure string `json:"backpressure"`
+	}
+	if code := ns[0].JSON(t, "GET", "/v1/subsystems/fabric/metrics", nil, &bp); code != 200 || bp.Backpressure != "saturated" {
+		t.Errorf("metrics: %d, backpressure %q; want saturated", code, bp.Backpressure)
+	}
+	if p := ns[0].Plugin(t, "fabric").PID; p != pid {
+		t.Errorf("the plugin was restarted (pid %d → %d); limits must apply live", pid, p)
+	}
+	if err := syscall.Kill(pid, 0); err != nil {
+		t.Errorf("the original plugin process is gone: %v", err)
+	}
+}
