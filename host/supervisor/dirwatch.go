@@ -494,11 +494,13 @@ func (d *dirWatcher) resync(now time.Time) {
 	seen := d.list()
 	for name, st := range seen {
 		if d.files.observe(name, st, now) {
+			d.log.Debug("plugins.dir scan: binary changed", "plugin", name, "working", d.working)
 			d.noteInstance(name)
 		}
 	}
 	for name := range d.files.known {
 		if _, ok := seen[name]; !ok && d.files.observe(name, fileState{}, now) {
+			d.log.Debug("plugins.dir scan: binary gone", "plugin", name, "working", d.working)
 			d.noteInstance(name)
 		}
 	}
@@ -539,6 +541,7 @@ func (d *dirWatcher) due(now time.Time) {
 			continue
 		}
 		delete(d.deferred, name)
+		d.log.Debug("plugins.dir change settled; queued for a rescan", "plugin", name, "exists", st.exists, "working", d.working)
 		if q := d.batch[name]; q != nil {
 			p.first, p.inst, p.instSet = q.first, q.inst, q.instSet
 			p.restart = p.restart || q.restart
