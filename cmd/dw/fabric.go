@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -93,7 +94,8 @@ func writeFabricStatus(w io.Writer, st api.FabricStatus) error {
 		[2]string{"switching", fmt.Sprintf("%s (up at %s, down at %s of max_nodes)", dash(l.Switching.Mode), percent(l.Switching.UpAt), percent(l.Switching.DownAt))},
 		[2]string{"max nodes", fmt.Sprintf("star %d, mesh %d, federated %d (configured topology %s)", l.MaxNodes.Star, l.MaxNodes.Mesh, l.MaxNodes.Federated, dash(l.Topology))},
 		[2]string{"heartbeats", fmt.Sprintf("every %s, dead after %d missed; sending %s/s", l.HeartbeatInterval, l.MissedHeartbeats,
-			strconv.FormatFloat(st.HeartbeatsPerSecond, 'f', -1, 64))},
+			// Two decimals at most: 0.999976 shows as 1.
+			strconv.FormatFloat(math.Round(st.HeartbeatsPerSecond*100)/100, 'f', -1, 64))},
 		[2]string{"gossip encryption", encryption},
 	)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

@@ -21,7 +21,7 @@ func testFabricStatus() api.FabricStatus {
 			{At: "2026-01-01T00:00:00Z", From: "mesh", To: "star", Reason: "first\nagreement", Applied: true}},
 		Refusals: []api.JoinRefusal{{At: "2026-01-02T03:04:06Z", NodeID: "n4", Address: "10.0.0.4:7946",
 			Reason: "fabric full: topology star allows 3 nodes and has 3"}},
-		Hub: "n1", Gateways: []string{}, Role: "hub", Encrypted: true, HeartbeatsPerSecond: 0.25,
+		Hub: "n1", Gateways: []string{}, Role: "hub", Encrypted: true, HeartbeatsPerSecond: 0.249987, // shown as 0.25
 	}
 }
 
