@@ -106,9 +106,12 @@
 //
 // # Verify and Used
 //
-// Verify loads every tree and data blob of every snapshot once (which
-// checks decompression and SHA-256) and reports each problem with the
-// snapshot and path that reached it. Used enumerates the same blobs without
+// Verify reads every pack once (repo.VerifyPacks: the pack's own checks,
+// and every blob decompressed and hashed as a stream), then walks every
+// snapshot loading only tree blobs; a data chunk is checked against the
+// index and the set of damaged blobs the pack pass found. Each problem is
+// reported once, with the snapshot and path that reached it (a damaged
+// blob no snapshot uses, by its pack). Used enumerates the same blobs without
 // loading data, for Prune and for retention's size accounting. Both keep a
 // set of the distinct blob IDs seen (trees and data apart, since a chunk
 // may hold exactly a tree's bytes): memory grows with the number of

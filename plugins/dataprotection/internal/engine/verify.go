@@ -1,11 +1,12 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
-	"sync"
+	"slices"
+	"strings"
 
 	"github.com/datawarehouse/dw/plugins/dataprotection/internal/repo"
 )
@@ -94,93 +95,92 @@ func Used(ctx context.Context, r *repo.Repo, snaps []repo.Snapshot, yield func(r
 type VerifyReport struct {
 	Snapshots int64 // snapshots walked
 	Trees     int64 // distinct tree blobs loaded
-	DataBlobs int64 // distinct data blobs loaded
+	DataBlobs int64 // distinct data blobs of the snapshots found sound
 	DataBytes int64 // their plaintext bytes
+	Packs     int64 // pack files read
+	PackBytes int64 // their bytes
 	Problems  int64 // problems reported
-}
-
-type dataCheck struct {
-	id    repo.ID
-	where string
 }
 
 type verifier struct {
 	r         *repo.Repo
 	fn        func(string)
-	mu        sync.Mutex // guards report and fn
 	report    VerifyReport
+	damaged   map[repo.ID]repo.BlobDamage // from VerifyPacks
+	reached   map[repo.ID]struct{}        // damaged blobs some snapshot uses
+	missing   map[repo.ID]struct{}        // data blobs in no pack
 	seenTrees map[repo.ID]struct{}
 	seenData  map[repo.ID]struct{}
-	checks    chan dataCheck
 }
 
 func (v *verifier) problem(format string, args ...any) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
 	v.report.Problems++
 	if v.fn != nil {
 		v.fn(fmt.Sprintf(format, args...))
 	}
 }
 
-// Verify loads every blob of every snapshot's trees and files, each once,
-// which checks its hash (and its decompression), and checks that trees are
-// well formed. fn receives one line per problem ("snapshot ID: /path: what
-// is wrong"); Verify goes on after a problem and returns an error only when
-// it cannot go on (the snapshot list is unreadable, ctx is done). Data
-// blobs are checked by GOMAXPROCS goroutines. Memory: a set of the distinct
-// blob IDs seen, as for Used.
+// Verify checks the whole repository and every snapshot in it, reading
+// each pack file once. fn receives one line per problem; each problem is
+// reported once:
+//
+//   - a snapshot manifest that cannot be read: by its file name;
+//   - a problem of a pack file (size, header, trailer, index file; see
+//     repo.VerifyPacks): by pack, one line each;
+//   - a damaged or missing blob that a snapshot uses: by the path that
+//     uses it, "snapshot ID: /path: data blob X damaged in pack Y: why"
+//     (a file: one line per affected file, naming its first bad chunk) or
+//     "snapshot ID: /dir/: tree blob X …" (a folder);
+//   - a damaged blob that no snapshot uses: by pack.
+//
+// First the snapshots are listed, then repo.VerifyPacks reads every pack
+// (decompressing and hashing every blob), then Verify walks the
+// snapshots' trees: it loads each tree blob again (it needs them to walk),
+// and only looks data blobs up in the index and in the damage VerifyPacks
+// found. The snapshots are listed first so that the packs read include
+// every pack they use (a manifest is written after its packs). Verify
+// goes on after a problem and returns an error only when it cannot go on
+// (the snapshot list is unreadable, ctx is done). The caller must not
+// prune meanwhile. Memory: a set of the distinct blob IDs seen, as for
+// Used, plus what VerifyPacks keeps (proportional to the damage).
 func Verify(ctx context.Context, r *repo.Repo, fn func(problem string)) (VerifyReport, error) {
-	v := &verifier{r: r, fn: fn, seenTrees: map[repo.ID]struct{}{}, seenData: map[repo.ID]struct{}{},
-		checks: make(chan dataCheck, 64)}
+	v := &verifier{r: r, fn: fn, reached: map[repo.ID]struct{}{}, missing: map[repo.ID]struct{}{},
+		seenTrees: map[repo.ID]struct{}{}, seenData: map[repo.ID]struct{}{}}
 	// A manifest that cannot be read is a problem to report, not a
 	// snapshot to skip silently.
 	snaps, err := r.ScanSnapshots(func(name string, err error) {
 		v.problem("snapshot manifest %s: %v", name, err)
 	})
 	if err != nil {
-		return VerifyReport{}, fmt.Errorf("verify: list snapshots: %w", err)
+		return v.report, fmt.Errorf("verify: list snapshots: %w", err)
 	}
-	var wg sync.WaitGroup
-	for range runtime.GOMAXPROCS(0) {
-		wg.Go(func() { v.work(ctx) })
-	}
-	err = nil
-	for _, s := range snaps {
-		v.report.Snapshots++
-		if err = v.tree(ctx, s.Tree, "snapshot "+s.ID+": /"); err != nil {
-			break
+	// VerifyPacks calls its fn from one goroutine at a time and is done
+	// when it returns. A pack's error joins its problems, one a line.
+	packs, err := r.VerifyPacks(ctx, func(_ string, err error) {
+		if err == nil {
+			return
 		}
-	}
-	close(v.checks)
-	wg.Wait()
+		for line := range strings.Lines(err.Error()) {
+			v.problem("%s", strings.TrimSuffix(line, "\n"))
+		}
+	})
 	if err != nil {
 		return v.report, fmt.Errorf("verify: %w", err)
 	}
+	v.damaged = packs.Damaged
+	v.report.Packs, v.report.PackBytes = packs.Packs, packs.PackBytes
+	for _, s := range snaps {
+		v.report.Snapshots++
+		if err := v.tree(ctx, s.Tree, "snapshot "+s.ID+": /"); err != nil {
+			return v.report, fmt.Errorf("verify: %w", err)
+		}
+	}
+	v.unreached()
 	return v.report, nil
 }
 
-func (v *verifier) work(ctx context.Context) {
-	var buf []byte
-	for c := range v.checks {
-		if ctx.Err() != nil {
-			continue
-		}
-		data, err := v.r.Load(repo.DataBlob, c.id, buf)
-		if err != nil {
-			v.problem("%s: data blob %s: %v", c.where, c.id, err)
-			continue
-		}
-		buf = data[:0]
-		v.mu.Lock()
-		v.report.DataBlobs++
-		v.report.DataBytes += int64(len(data))
-		v.mu.Unlock()
-	}
-}
-
-// tree checks one tree and queues its data blobs; where is the folder's
-// path ending in '/'.
+// tree checks one tree and the data blobs of its files; where is the
+// folder's path ending in '/'.
 func (v *verifier) tree(ctx context.Context, id repo.ID, where string) error {
 	if _, ok := v.seenTrees[id]; ok {
 		return nil
@@ -189,27 +189,24 @@ func (v *verifier) tree(ctx context.Context, id repo.ID, where string) error {
 		return err
 	}
 	v.seenTrees[id] = struct{}{}
+	if d, ok := v.damaged[id]; ok {
+		v.reached[id] = struct{}{}
+		v.problem("%s: tree blob %s damaged in pack %s: %v", where, id, d.Pack, d.Err)
+		return nil
+	}
+	if _, ok := v.r.Locate(id); !ok {
+		v.problem("%s: tree blob %s is missing (in no pack)", where, id)
+		return nil
+	}
 	t, err := loadTree(v.r, id)
 	if err != nil {
 		v.problem("%s: %v", where, err)
 		return nil
 	}
-	v.mu.Lock()
 	v.report.Trees++
-	v.mu.Unlock()
 	for i := range t.Nodes {
 		n := &t.Nodes[i]
-		for _, id := range n.Content {
-			if _, ok := v.seenData[id]; ok {
-				continue
-			}
-			v.seenData[id] = struct{}{}
-			select {
-			case v.checks <- dataCheck{id: id, where: where + n.Name}:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
+		v.file(where+n.Name, n.Content)
 		if n.Subtree != nil {
 			if err := v.tree(ctx, *n.Subtree, where+n.Name+"/"); err != nil {
 				return err
@@ -217,4 +214,77 @@ func (v *verifier) tree(ctx context.Context, id repo.ID, where string) error {
 		}
 	}
 	return nil
+}
+
+// file checks the data blobs of one file and reports the file once if
+// any is damaged or missing.
+func (v *verifier) file(path string, content []repo.ID) {
+	var first string
+	bad := 0
+	for _, id := range content {
+		why := v.chunk(id)
+		if why == "" {
+			continue
+		}
+		if bad == 0 {
+			first = why
+		}
+		bad++
+	}
+	switch {
+	case bad == 1:
+		v.problem("%s: %s", path, first)
+	case bad == 2:
+		v.problem("%s: %s (and 1 more bad chunk)", path, first)
+	case bad > 2:
+		v.problem("%s: %s (and %d more bad chunks)", path, first, bad-1)
+	}
+}
+
+// chunk says what is wrong with data blob id, or "" when it is sound.
+func (v *verifier) chunk(id repo.ID) string {
+	if d, ok := v.damaged[id]; ok {
+		v.reached[id] = struct{}{}
+		return fmt.Sprintf("data blob %s damaged in pack %s: %v", id, d.Pack, d.Err)
+	}
+	if _, ok := v.seenData[id]; !ok {
+		v.seenData[id] = struct{}{}
+		if info, ok := v.r.Locate(id); ok {
+			v.report.DataBlobs++
+			v.report.DataBytes += info.RawLength
+		} else {
+			v.missing[id] = struct{}{}
+		}
+	}
+	if _, ok := v.missing[id]; ok {
+		return fmt.Sprintf("data blob %s is missing (in no pack)", id)
+	}
+	return ""
+}
+
+// unreached reports the damaged blobs that no snapshot uses, by pack,
+// sorted. The blobs of a pack that could not be read at all are left out:
+// the pack's own problem speaks for them.
+func (v *verifier) unreached() {
+	var left []repo.ID
+	for id, d := range v.damaged {
+		if _, ok := v.reached[id]; !ok && !d.PackUnreadable {
+			left = append(left, id)
+		}
+	}
+	slices.SortFunc(left, func(a, b repo.ID) int {
+		pa, pb := v.damaged[a].Pack, v.damaged[b].Pack
+		if c := bytes.Compare(pa[:], pb[:]); c != 0 {
+			return c
+		}
+		return bytes.Compare(a[:], b[:])
+	})
+	for _, id := range left {
+		d := v.damaged[id]
+		typ := "blob"
+		if info, ok := v.r.Locate(id); ok {
+			typ = info.Type.String() + " blob"
+		}
+		v.problem("pack %s: %s %s, used by no snapshot: %v", d.Pack, typ, id, d.Err)
+	}
 }

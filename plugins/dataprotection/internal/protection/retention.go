@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/datawarehouse/dw/plugins/dataprotection/internal/engine"
@@ -229,15 +228,14 @@ func (s *Service) ForgetSnapshot(ctx context.Context, req *dwv1.ForgetSnapshotRe
 	return &dwv1.ForgetSnapshotResponse{Rebased: rebased}, nil
 }
 
-// Verify checks every blob of every snapshot, then every pack file.
-//
-// engine.Verify loads what the snapshots use, blob by blob, and names the
-// snapshot and path a problem reaches. repo.VerifyPacks then reads the
-// packs as files and checks what no blob load looks at: each pack's size,
-// its trailer (checksum, the hash that names the pack) and the trailer's
-// agreement with the index file (Open rebuilds a lost index from the
-// trailer, and Prune rewrites packs by their index). A damaged blob that a
-// snapshot uses is so reported twice: by path, then by pack.
+// Verify checks every pack file and every snapshot, reading each pack
+// once (engine.Verify: repo.VerifyPacks reads the packs, decompressing
+// and hashing every blob, then the snapshots' trees are walked). Each
+// problem is one line, reported once: a damaged blob a snapshot uses by
+// the path of the file or folder that uses it, a problem of a pack file
+// (size, trailer, index file) or a damaged blob no snapshot uses by pack.
+// The response lists the first 1000 lines; verify_problems_total counts
+// them all.
 func (s *Service) Verify(ctx context.Context, _ *dwv1.VerifyRequest) (*dwv1.VerifyResponse, error) {
 	if err := s.ready("verify"); err != nil {
 		return nil, sdk.ToStatus(err)
@@ -246,34 +244,19 @@ func (s *Service) Verify(ctx context.Context, _ *dwv1.VerifyRequest) (*dwv1.Veri
 	defer s.repoLock.RUnlock()
 	resp := &dwv1.VerifyResponse{}
 	const maxProblems = 1000
-	add := func(problem string) {
+	report, err := engine.Verify(ctx, s.repo, func(problem string) {
 		if len(resp.Problems) < maxProblems {
 			resp.Problems = append(resp.Problems, problem)
 		}
-	}
-	report, err := engine.Verify(ctx, s.repo, add)
+	})
 	if err != nil {
 		return nil, sdk.ToStatus(fmt.Errorf("verify: %w", err))
 	}
-	problems := report.Problems
-	// fn is never called concurrently; a pack's error joins its problems,
-	// one a line (each names the pack).
-	if err := s.repo.VerifyPacks(ctx, func(_ string, err error) {
-		if err == nil {
-			return
-		}
-		for line := range strings.Lines(err.Error()) {
-			problems++
-			add(strings.TrimSuffix(line, "\n"))
-		}
-	}); err != nil {
-		return nil, sdk.ToStatus(fmt.Errorf("verify: %w", err))
-	}
 	s.stats.verifyRuns.Add(1)
-	s.stats.verifyProblems.Add(uint64(problems))
+	s.stats.verifyProblems.Add(uint64(report.Problems))
 	resp.Snapshots, resp.BlobsChecked, resp.BytesChecked = report.Snapshots, report.Trees+report.DataBlobs, report.DataBytes
-	if problems > int64(len(resp.Problems)) {
-		resp.Problems = append(resp.Problems, fmt.Sprintf("and %d more problems", problems-int64(len(resp.Problems))))
+	if report.Problems > int64(len(resp.Problems)) {
+		resp.Problems = append(resp.Problems, fmt.Sprintf("and %d more problems", report.Problems-int64(len(resp.Problems))))
 	}
 	return resp, nil
 }

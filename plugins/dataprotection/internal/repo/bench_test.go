@@ -44,23 +44,33 @@ func BenchmarkAddFlush(b *testing.B) {
 	}
 }
 
+// blobKinds are the contents of the read benchmarks.
+var blobKinds = []struct {
+	name string
+	gen  func(seed uint64, n int) []byte
+}{
+	{"incompressible", randomBytes},
+	{"compressible", compressibleBytes},
+}
+
+// benchRepo returns a repository holding n durable blobs of size bytes
+// made by gen, and their IDs.
+func benchRepo(b *testing.B, gen func(seed uint64, n int) []byte, size, n int) (*Repo, []ID) {
+	b.Helper()
+	r := openTest(b, b.TempDir(), Options{})
+	var all [][]byte
+	for i := range n {
+		all = append(all, gen(uint64(i), size))
+	}
+	return r, addFlush(b, r, all...)
+}
+
 // BenchmarkLoad measures Load of 1 MiB blobs (read, decompress, verify).
 func BenchmarkLoad(b *testing.B) {
 	const chunk, blobs = 1 << 20, 64
-	for _, bc := range []struct {
-		name string
-		gen  func(seed uint64, n int) []byte
-	}{
-		{"incompressible", randomBytes},
-		{"compressible", compressibleBytes},
-	} {
+	for _, bc := range blobKinds {
 		b.Run(bc.name, func(b *testing.B) {
-			r := openTest(b, b.TempDir(), Options{})
-			var all [][]byte
-			for i := range blobs {
-				all = append(all, bc.gen(uint64(i), chunk))
-			}
-			ids := addFlush(b, r, all...)
+			r, ids := benchRepo(b, bc.gen, chunk, blobs)
 			b.SetBytes(chunk)
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
@@ -75,6 +85,30 @@ func BenchmarkLoad(b *testing.B) {
 					i++
 				}
 			})
+		})
+	}
+}
+
+// BenchmarkVerifyPacks measures VerifyPacks over 64 MiB of 1 MiB blobs
+// (read, stream-decompress, hash) and reports the pack bytes read per
+// pack byte, which must be 1.
+func BenchmarkVerifyPacks(b *testing.B) {
+	const chunk, blobs = 1 << 20, 64
+	for _, bc := range blobKinds {
+		b.Run(bc.name, func(b *testing.B) {
+			r, _ := benchRepo(b, bc.gen, chunk, blobs)
+			before := r.Stats()
+			b.SetBytes(chunk * blobs)
+			b.ResetTimer()
+			for b.Loop() {
+				rep, err := r.VerifyPacks(b.Context(), nil)
+				if err != nil || len(rep.Damaged) != 0 {
+					b.Fatalf("verify: %v, %d damaged", err, len(rep.Damaged))
+				}
+			}
+			b.StopTimer()
+			read := r.Stats().ReadBytes - before.ReadBytes
+			b.ReportMetric(float64(read)/float64(before.PackBytes)/float64(b.N), "reads/packbyte")
 		})
 	}
 }

@@ -53,8 +53,14 @@
 // per blob, where a Go map would take 80–120. Load reads only the blob
 // (ReadAt) into a pooled buffer. Prune holds the set of used IDs and the
 // index entries of the packs it removes or rewrites (each index file read
-// once); VerifyPacks streams packs through a 1 MiB reader,
-// at most four at once.
+// once). VerifyPacks reads each pack once, front to back, through a 1 MiB
+// buffer, at most four packs at once, and decompresses each blob as a
+// stream into SHA-256 (the zstd window, 1 MiB as written, bounds the
+// memory; a frame with a window above 8 MiB, which this package never
+// writes, is decoded in memory as Load does). It returns the damaged
+// blobs the index uses apart from the problems of the packs themselves,
+// so that a caller reports each once; Stats.ReadBytes counts pack bytes
+// read, which tests use to check that nothing is read twice.
 //
 // # Prune
 //

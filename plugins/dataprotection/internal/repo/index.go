@@ -105,3 +105,15 @@ func (x *blobIndex) merge() {
 	clear(x.recent)
 	x.recent = make(map[ID]location) // a cleared map keeps its size
 }
+
+// each calls fn for every live entry, in no particular order.
+func (x *blobIndex) each(fn func(ID, location)) {
+	for _, e := range x.sorted {
+		if e.loc.pack != tombstone {
+			fn(e.id, e.loc)
+		}
+	}
+	for id, loc := range x.recent {
+		fn(id, loc)
+	}
+}

@@ -144,10 +144,34 @@ func readTrailer(r io.ReaderAt, size int64) ([]packEntry, ID, error) {
 		return nil, ID{}, fmt.Errorf("footer names %d entries, more than a pack of %d bytes holds", count, size)
 	}
 	trailer := make([]byte, tableLen+int64(packFooterSize))
-	table := trailer[:tableLen]
 	if _, err := r.ReadAt(trailer, size-int64(len(trailer))); err != nil {
 		return nil, ID{}, fmt.Errorf("read trailer: %w", err)
 	}
+	return parseTrailer(trailer, size)
+}
+
+// maxTrailerSize is the size of the largest valid trailer.
+const maxTrailerSize = maxPackEntries*entrySize + packFooterSize
+
+// parseTrailer validates the trailer (entry table and footer, the last
+// len(trailer) bytes) of a pack of size bytes and returns its entries and
+// the pack ID it gives. The header is not checked here.
+func parseTrailer(trailer []byte, size int64) ([]packEntry, ID, error) {
+	if len(trailer) < packFooterSize {
+		return nil, ID{}, fmt.Errorf("%d bytes follow the blobs, fewer than a footer (%d)", len(trailer), packFooterSize)
+	}
+	foot := trailer[len(trailer)-packFooterSize:]
+	if string(foot[8:]) != packFooterMagic {
+		return nil, ID{}, errors.New("bad footer magic (pack truncated or not a pack)")
+	}
+	count := int(binary.LittleEndian.Uint32(foot[0:]))
+	if count > maxPackEntries {
+		return nil, ID{}, fmt.Errorf("footer names %d entries, more than the maximum %d", count, maxPackEntries)
+	}
+	if want := count*entrySize + packFooterSize; len(trailer) != want {
+		return nil, ID{}, fmt.Errorf("footer names %d entries (a trailer of %d bytes), but %d bytes follow the blobs", count, want, len(trailer))
+	}
+	table := trailer[:count*entrySize]
 	if crc32.Checksum(table, castagnoli) != binary.LittleEndian.Uint32(foot[4:]) {
 		return nil, ID{}, errors.New("trailer checksum mismatch")
 	}

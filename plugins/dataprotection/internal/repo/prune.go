@@ -1,16 +1,11 @@
 package repo
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
-	"sync"
 )
 
 // PruneReport tells what Prune removed and rewrote (or would, in a dry run).
@@ -287,7 +282,7 @@ func (r *Repo) rewritePacks(ctx context.Context, plans []prunePlan, usedSet map[
 		var bad error
 		for _, e := range live {
 			cb := getBuf(int(e.length))
-			n, rerr := f.ReadAt(*cb, int64(e.offset))
+			n, rerr := r.counted(f).ReadAt(*cb, int64(e.offset))
 			if n < len(*cb) {
 				bad = fmt.Errorf("pack %s: blob %s: read: %w: %w", plan.id, e.id, rerr, ErrCorrupt)
 			} else {
@@ -347,114 +342,4 @@ func (r *Repo) readIndexFile(id ID) (int64, []packEntry, error) {
 		return 0, nil, fmt.Errorf("index of pack %s: %w: %w", id, err, ErrCorrupt)
 	}
 	return size, entries, nil
-}
-
-// VerifyPacks reads every pack (streaming, a few packs at a time) and
-// checks its header, its trailer (checksum, layout, hash = the pack's
-// name, agreement with the index file) and every blob (decompress and
-// SHA-256 against its ID): every byte of the pack is covered. fn is called once per pack, never
-// concurrently, with nil or an error wrapping ErrCorrupt that joins every
-// problem found in the pack. VerifyPacks returns an error only when it
-// could not run (context cancelled, repository closed).
-func (r *Repo) VerifyPacks(ctx context.Context, fn func(pack string, err error)) error {
-	if err := r.enter(); err != nil {
-		return err
-	}
-	defer r.life.RUnlock()
-	r.maintMu.Lock()
-	defer r.maintMu.Unlock()
-	if fn == nil {
-		fn = func(string, error) {}
-	}
-
-	r.mu.RLock()
-	packs := make([]packInfo, 0, r.livePacks)
-	for _, p := range r.packs {
-		if !p.gone {
-			packs = append(packs, p)
-		}
-	}
-	r.mu.RUnlock()
-
-	workers := min(4, runtime.GOMAXPROCS(0), len(packs))
-	jobs := make(chan packInfo)
-	var fnMu sync.Mutex
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for p := range jobs {
-				err := r.verifyPack(ctx, p)
-				if ctx.Err() != nil {
-					continue
-				}
-				fnMu.Lock()
-				fn(p.id.String(), err)
-				fnMu.Unlock()
-			}
-		})
-	}
-feed:
-	for _, p := range packs {
-		select {
-		case jobs <- p:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(jobs)
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("verify packs: %w", err)
-	}
-	return nil
-}
-
-// verifyPack checks one pack; see VerifyPacks.
-func (r *Repo) verifyPack(ctx context.Context, p packInfo) error {
-	corrupt := func(format string, args ...any) error {
-		return fmt.Errorf("pack %s: %s: %w", p.id, fmt.Sprintf(format, args...), ErrCorrupt)
-	}
-	f, err := os.Open(r.packPath(p.id))
-	if err != nil {
-		return corrupt("open: %v", err)
-	}
-	defer func() { _ = f.Close() }()
-	info, err := f.Stat()
-	if err != nil {
-		return corrupt("stat: %v", err)
-	}
-	if info.Size() != p.size {
-		return corrupt("file is %d bytes, its index says %d", info.Size(), p.size)
-	}
-	entries, trailerID, err := readTrailer(f, p.size)
-	if err != nil {
-		return corrupt("trailer: %v", err)
-	}
-	var errs []error
-	if trailerID != p.id {
-		errs = append(errs, corrupt("trailer hashes to %s, not to the pack's name", trailerID))
-	}
-	if _, idx, err := r.readIndexFile(p.id); err != nil {
-		errs = append(errs, err)
-	} else if !slices.Equal(idx, entries) {
-		errs = append(errs, corrupt("index file disagrees with the pack trailer"))
-	}
-	in := bufio.NewReaderSize(io.NewSectionReader(f, int64(packHeaderSize), p.size-int64(packHeaderSize)), 1<<20)
-	var plain []byte
-	for _, e := range entries {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		cb := getBuf(int(e.length))
-		if _, err := io.ReadFull(in, *cb); err != nil {
-			putBuf(cb)
-			return errors.Join(append(errs, corrupt("read blob %s: %v", e.id, err))...)
-		}
-		plain, err = r.decodeBlob(p.id, e.id, e.rawLen, *cb, plain)
-		putBuf(cb)
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
 }

@@ -77,12 +77,12 @@ func (f *pruneFixture) check(t *testing.T, r *Repo) {
 			t.Errorf("unused blob %s is still indexed", id)
 		}
 	}
-	if err := r.VerifyPacks(t.Context(), func(p string, err error) {
+	if rep, err := r.VerifyPacks(t.Context(), func(p string, err error) {
 		if err != nil {
 			t.Errorf("verify pack %s: %v", p, err)
 		}
-	}); err != nil {
-		t.Fatal(err)
+	}); err != nil || len(rep.Damaged) != 0 {
+		t.Fatalf("verify packs: %v, damaged blobs %v", err, rep.Damaged)
 	}
 	packs := packFiles(t, f.dir)
 	indexes, _ := filepath.Glob(filepath.Join(f.dir, indexDir, "*"))
@@ -270,7 +270,7 @@ func TestPruneCancelled(t *testing.T) {
 	if !maps.Equal(before, files(t, f.dir)) {
 		t.Error("a cancelled prune changed files")
 	}
-	if err := r.VerifyPacks(ctx, func(string, error) {}); err == nil {
+	if _, err := r.VerifyPacks(ctx, func(string, error) {}); err == nil {
 		t.Error("verify with a cancelled context succeeded")
 	}
 }

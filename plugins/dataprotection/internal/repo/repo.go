@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/datawarehouse/dw/sdk"
 	"github.com/hashicorp/go-hclog"
@@ -93,6 +94,9 @@ type Stats struct {
 	Blobs       int64 // distinct blobs in the index
 	StoredBytes int64 // compressed bytes of the distinct blobs
 	RawBytes    int64 // plaintext bytes of the distinct blobs
+	// ReadBytes counts the bytes read from pack files since Open (by
+	// Load, VerifyPacks, Prune and the adoption of orphan packs).
+	ReadBytes int64
 }
 
 type config struct {
@@ -156,6 +160,8 @@ type Repo struct {
 
 	// maintMu serialises Prune and VerifyPacks.
 	maintMu sync.Mutex
+	// readBytes counts the bytes read from pack files (Stats.ReadBytes).
+	readBytes atomic.Int64
 	// pruneHook, when set (tests), runs after each Prune step and stops
 	// Prune when it returns an error: a simulated crash.
 	pruneHook func(step string) error
@@ -447,6 +453,7 @@ func (r *Repo) Stats() Stats {
 		Blobs:       int64(r.index.len()),
 		StoredBytes: r.storedBytes,
 		RawBytes:    r.rawBytes,
+		ReadBytes:   r.readBytes.Load(),
 	}
 }
 
@@ -615,7 +622,7 @@ func isLowerHex(s string) bool {
 // their packs are indexed).
 func (r *Repo) adoptPack(id ID, size int64) error {
 	path := r.packPath(id)
-	entries, verr := validatePack(path, id, size)
+	entries, verr := r.validatePack(path, id, size)
 	if verr != nil {
 		if err := removeFile(path); err != nil {
 			return err
@@ -637,13 +644,13 @@ func (r *Repo) adoptPack(id ID, size int64) error {
 // validatePack reads a pack's header and trailer and checks that the
 // trailer hashes to the pack's name. The blob bytes are not read: like
 // those of any pack, Load and VerifyPacks check them against their IDs.
-func validatePack(path string, id ID, size int64) ([]packEntry, error) {
+func (r *Repo) validatePack(path string, id ID, size int64) ([]packEntry, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = f.Close() }()
-	entries, got, err := readTrailer(f, size)
+	entries, got, err := readTrailer(r.counted(f), size)
 	if err != nil {
 		return nil, err
 	}
@@ -692,7 +699,7 @@ func (r *Repo) readBlob(pack, id ID, loc location, buf []byte) ([]byte, error) {
 	defer func() { _ = f.Close() }()
 	cb := getBuf(int(loc.length))
 	defer putBuf(cb)
-	n, err := f.ReadAt(*cb, int64(loc.offset))
+	n, err := r.counted(f).ReadAt(*cb, int64(loc.offset))
 	if n < len(*cb) {
 		if err == nil || errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("pack %s: blob %s: pack ends before the blob's %d bytes at offset %d: %w", pack, id, loc.length, loc.offset, ErrCorrupt)
@@ -735,6 +742,27 @@ func putBuf(b *[]byte) {
 	if cap(*b) <= maxPooledBuf {
 		bufPool.Put(b)
 	}
+}
+
+// BlobInfo is where a blob is stored and how big it is.
+type BlobInfo struct {
+	Type      BlobType
+	Pack      ID    // the pack that holds it
+	Offset    int64 // of its stored bytes in the pack file
+	Length    int64 // stored (compressed) bytes
+	RawLength int64 // plaintext bytes
+}
+
+// Locate returns where blob id is stored, and whether it is indexed
+// (blobs pending in an unflushed pack are not).
+func (r *Repo) Locate(id ID) (BlobInfo, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	loc, ok := r.index.get(id)
+	if !ok {
+		return BlobInfo{}, false
+	}
+	return BlobInfo{Type: loc.typ, Pack: r.packs[loc.pack].id, Offset: int64(loc.offset), Length: int64(loc.length), RawLength: int64(loc.rawLen)}, true
 }
 
 // StoredSize returns the bytes blob id takes in its pack (compressed), and

@@ -288,14 +288,13 @@ func TestOrphanPackDamagedBlob(t *testing.T) {
 		t.Errorf("load of the damaged blob: %v, want ErrCorrupt", err)
 	}
 	mustLoad(t, r, Hash(blobs[2]), blobs[2])
-	bad := 0
-	_ = r.VerifyPacks(t.Context(), func(p string, err error) {
-		if errors.Is(err, ErrCorrupt) && p == filepath.Base(pack) {
-			bad++
+	rep, err := r.VerifyPacks(t.Context(), func(p string, err error) {
+		if err != nil {
+			t.Errorf("pack %s: %v; want no problem of the pack itself", p, err)
 		}
 	})
-	if bad != 1 {
-		t.Error("verify did not report the damaged pack")
+	if d, ok := rep.Damaged[Hash(blobs[0])]; err != nil || len(rep.Damaged) != 1 || !ok || d.Pack.String() != filepath.Base(pack) || !errors.Is(d.Err, ErrCorrupt) {
+		t.Errorf("verify: %v, damaged %v; want blob %s damaged in pack %s", err, rep.Damaged, Hash(blobs[0]), filepath.Base(pack))
 	}
 }
 
@@ -431,21 +430,22 @@ func TestCorruptBlob(t *testing.T) {
 	}
 	mustLoad(t, r, ids[0], good)
 
-	var reports []string
-	err = r.VerifyPacks(t.Context(), func(p string, err error) {
-		if err == nil {
-			return
-		}
-		reports = append(reports, p)
-		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), ids[1].String()) {
-			t.Errorf("verify error %v: want ErrCorrupt naming blob %s", err, ids[1])
+	// The damaged blob is reported once, as a damaged blob, not as a
+	// problem of its pack.
+	rep, err := r.VerifyPacks(t.Context(), func(p string, err error) {
+		if err != nil {
+			t.Errorf("pack %s: %v; want no problem of the pack itself", p, err)
 		}
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(reports) != 1 || reports[0] != pack.String() {
-		t.Errorf("verify reported %v, want [%s]", reports, pack)
+	d, ok := rep.Damaged[ids[1]]
+	if len(rep.Damaged) != 1 || !ok || d.Pack != pack || !errors.Is(d.Err, ErrCorrupt) || d.PackUnreadable {
+		t.Errorf("damaged %v; want only blob %s, in pack %s, wrapping ErrCorrupt", rep.Damaged, ids[1], pack)
+	}
+	if rep.Packs != 1 || rep.Blobs != 2 || rep.RawBytes != int64(len(good)) {
+		t.Errorf("report %+v; want 1 pack, 2 blobs, %d good bytes", rep, len(good))
 	}
 }
 
@@ -460,8 +460,8 @@ func TestVerifyPacks(t *testing.T) {
 	victim := r.packs[3]
 	flipByte(t, r.packPath(victim.id), victim.size-int64(packFooterSize)-10)
 	seen := map[string]error{}
-	if err := r.VerifyPacks(t.Context(), func(p string, err error) { seen[p] = err }); err != nil {
-		t.Fatal(err)
+	if rep, err := r.VerifyPacks(t.Context(), func(p string, err error) { seen[p] = err }); err != nil || len(rep.Damaged) != 0 {
+		t.Fatalf("verify packs: %v, damaged blobs %v; want none (the blobs are intact)", err, rep.Damaged)
 	}
 	if len(seen) != r.Stats().Packs {
 		t.Fatalf("verify saw %d packs, want %d", len(seen), r.Stats().Packs)
