@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/datawarehouse/dw/host"
+	"github.com/datawarehouse/dw/host/api"
 	"github.com/datawarehouse/dw/host/supervisor"
 	"github.com/datawarehouse/dw/sdk"
 )
@@ -41,10 +42,6 @@ func newVersionCmd(g *globalFlags) *cobra.Command {
 	}
 }
 
-type pluginList struct {
-	Plugins []supervisor.Status `json:"plugins"`
-}
-
 func newStatusCmd(g *globalFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
@@ -56,7 +53,7 @@ func newStatusCmd(g *globalFlags) *cobra.Command {
 			if readyErr != nil && !isAPIStatus(readyErr, 503) {
 				return readyErr
 			}
-			var pl pluginList
+			var pl api.PluginList
 			raw, err := c.getJSON("/v1/plugins", &pl)
 			if err != nil {
 				return err
@@ -118,7 +115,7 @@ func newPluginsCmd(g *globalFlags) *cobra.Command {
 		Short: "List plugins with version, SDK, state, pid, restarts, checksum",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var pl pluginList
+			var pl api.PluginList
 			raw, err := newAPIClient(g).getJSON("/v1/plugins", &pl)
 			if err != nil {
 				return err

@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/datawarehouse/dw/host/api"
 	"github.com/datawarehouse/dw/sdk"
 )
 
@@ -81,20 +82,9 @@ func (c *fsClient) folderURL(dir string) string {
 	return c.fileURL(dir) + "/"
 }
 
-// fileInfo is the host's file JSON.
-type fileInfo struct {
-	Path       string `json:"path"`
-	Name       string `json:"name"`
-	Size       int64  `json:"size"`
-	Mode       string `json:"mode"`
-	ModifiedAt string `json:"modified_at"`
-	IsDir      bool   `json:"is_dir"`
-	SHA256     string `json:"sha256,omitempty"`
-}
-
 // fileFromHeaders rebuilds the file JSON from GET or HEAD headers.
-func fileFromHeaders(p string, h http.Header, size int64) fileInfo {
-	return fileInfo{Path: p, Name: p[strings.LastIndexByte(p, '/')+1:], Size: size, Mode: h.Get("X-DW-Mode"),
+func fileFromHeaders(p string, h http.Header, size int64) api.File {
+	return api.File{Path: p, Name: p[strings.LastIndexByte(p, '/')+1:], Size: size, Mode: h.Get("X-DW-Mode"),
 		ModifiedAt: h.Get("X-DW-Modified-At"), IsDir: h.Get("X-DW-Is-Dir") == "true"}
 }
 
@@ -135,7 +125,7 @@ func newFsPutCmd(f *fsFlags) *cobra.Command {
 			if f.g.output == "json" {
 				return printJSON(cmd.OutOrStdout(), raw)
 			}
-			var fi fileInfo
+			var fi api.File
 			if err := json.Unmarshal(raw, &fi); err != nil {
 				return fmt.Errorf("put %s: decode answer: %w", p, err)
 			}
@@ -173,7 +163,7 @@ func newFsGetCmd(f *fsFlags) *cobra.Command {
 				return err
 			}
 			defer c.close()
-			var fi fileInfo
+			var fi api.File
 			n, _, err := c.download(cmd, c.fileURL(p), rng, dst, transfer{what: "file", name: p, progress: progress}, func(resp *http.Response) string {
 				fi = fileFromHeaders(p, resp.Header, resp.ContentLength)
 				if total, ok := rangeTotal(resp); ok {
@@ -236,13 +226,6 @@ func newFsStatCmd(f *fsFlags) *cobra.Command {
 			return tw.Flush()
 		},
 	}
-}
-
-// filePage is a folder listing.
-type filePage struct {
-	Items         []fileInfo `json:"items"`
-	HasMore       bool       `json:"has_more"`
-	NextPageToken string     `json:"next_page_token"`
 }
 
 func newFsLsCmd(f *fsFlags) *cobra.Command {
@@ -338,8 +321,8 @@ func newFsLsCmd(f *fsFlags) *cobra.Command {
 
 // listPage sends a listing request and reads its page (at most
 // maxPageBytes).
-func (c *fsClient) listPage(req *http.Request) ([]byte, filePage, error) {
-	var page filePage
+func (c *fsClient) listPage(req *http.Request) ([]byte, api.FileList, error) {
+	var page api.FileList
 	resp, err := c.do(req)
 	if err != nil {
 		return nil, page, err
@@ -359,7 +342,7 @@ func (c *fsClient) listPage(req *http.Request) ([]byte, filePage, error) {
 }
 
 // writeFileLine prints one listing line: mode, modified time, size, name.
-func writeFileLine(w io.Writer, fi fileInfo) {
+func writeFileLine(w io.Writer, fi api.File) {
 	mod := fi.ModifiedAt
 	if t, err := time.Parse(time.RFC3339Nano, mod); err == nil {
 		mod = t.UTC().Format("2006-01-02 15:04:05")

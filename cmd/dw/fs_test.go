@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/datawarehouse/dw/host/api"
 )
 
 // fakeFileAPI is the host's /v1/files API over memory, enough to check
@@ -230,7 +232,7 @@ func TestFsPutAndGet(t *testing.T) {
 		}
 	}
 	out, _, err = runDW(t, srv.URL, nil, "-o", "json", "fs", "get", p, dst)
-	var fi fileInfo
+	var fi api.File
 	if err != nil || json.Unmarshal([]byte(out), &fi) != nil || fi.Path != p || fi.Name != "read me?#%.txt" || fi.Size != 13 || fi.Mode != "0644" {
 		t.Errorf("get -o json: %q %v", out, err)
 	}
@@ -321,7 +323,7 @@ func TestFsGetRange(t *testing.T) {
 	}
 	dst := filepath.Join(t.TempDir(), "part")
 	out, _, err = runDW(t, srv.URL, nil, "-o", "json", "fs", "get", "r", dst, "--range", "2-4")
-	var fi fileInfo
+	var fi api.File
 	if err != nil || json.Unmarshal([]byte(out), &fi) != nil || fi.Size != 10 {
 		t.Errorf("range to a file: %q %v", out, err)
 	}
@@ -413,7 +415,7 @@ func TestFsStat(t *testing.T) {
 		t.Errorf("stat of a folder: %q %v", out, err)
 	}
 	out, _, err = runDW(t, srv.URL, nil, "-o", "json", "fs", "stat", "d/s")
-	var fi fileInfo
+	var fi api.File
 	if err != nil || json.Unmarshal([]byte(out), &fi) != nil || fi.Size != 5 || fi.Name != "s" || fi.IsDir {
 		t.Errorf("stat -o json: %q %v", out, err)
 	}
@@ -446,7 +448,7 @@ func TestFsLs(t *testing.T) {
 		t.Errorf("ls sent %s", u)
 	}
 	out, _, err = runDW(t, srv.URL, nil, "-o", "json", "fs", "ls")
-	var page filePage
+	var page api.FileList
 	if err != nil || json.Unmarshal([]byte(out), &page) != nil || len(page.Items) != 2 || page.HasMore || page.Items[0].Path != "a" || !page.Items[0].IsDir || f.last().uri != "/v1/files/" {
 		t.Errorf("ls -o json: %q %v (%s)", out, err, f.last().uri)
 	}

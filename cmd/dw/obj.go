@@ -30,6 +30,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/datawarehouse/dw/host/api"
 	"github.com/datawarehouse/dw/sdk"
 )
 
@@ -72,10 +73,10 @@ type transferClient struct {
 }
 
 func newTransferClient(g *globalFlags) *transferClient {
-	api := newAPIClient(g)
+	ac := newAPIClient(g)
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.ResponseHeaderTimeout = 0
-	return &transferClient{base: api.base, token: api.token, header: http.Header{}, http: &http.Client{Transport: tr}}
+	return &transferClient{base: ac.base, token: ac.token, header: http.Header{}, http: &http.Client{Transport: tr}}
 }
 
 // close releases the client's idle connections.
@@ -166,21 +167,9 @@ func errorOf(resp *http.Response) error {
 	return ae
 }
 
-// objectInfo is the host's object JSON.
-type objectInfo struct {
-	Key         string            `json:"key"`
-	Size        int64             `json:"size"`
-	SHA256      string            `json:"sha256"`
-	ContentType string            `json:"content_type"`
-	Metadata    map[string]string `json:"metadata"`
-	CreatedAt   string            `json:"created_at"`
-	ModifiedAt  string            `json:"modified_at"`
-	Strategy    string            `json:"strategy"`
-}
-
 // objectFromHeaders rebuilds the object JSON from GET or HEAD headers.
-func objectFromHeaders(key string, h http.Header, size int64) objectInfo {
-	o := objectInfo{Key: key, Size: size, SHA256: h.Get("X-DW-Content-SHA256"), ContentType: h.Get("Content-Type"),
+func objectFromHeaders(key string, h http.Header, size int64) api.Object {
+	o := api.Object{Key: key, Size: size, SHA256: h.Get("X-DW-Content-SHA256"), ContentType: h.Get("Content-Type"),
 		Metadata: map[string]string{}, CreatedAt: h.Get("X-DW-Created-At"), ModifiedAt: h.Get("X-DW-Modified-At"),
 		Strategy: h.Get("X-DW-Strategy")}
 	for k, vs := range h {
@@ -304,7 +293,7 @@ func newObjPutCmd(o *objFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var obj objectInfo
+			var obj api.Object
 			if err := json.Unmarshal(raw, &obj); err != nil {
 				return fmt.Errorf("put %s: decode answer: %w", key, err)
 			}
@@ -492,7 +481,7 @@ func newObjGetCmd(o *objFlags) *cobra.Command {
 			}
 			c := o.client()
 			defer c.close()
-			var obj objectInfo
+			var obj api.Object
 			t := transfer{what: "object", name: key, progress: progress}
 			n, whole, err := c.download(cmd, c.objectURL(key), rng, dst, t, func(resp *http.Response) string {
 				obj = objectFromHeaders(key, resp.Header, resp.ContentLength)
@@ -742,14 +731,6 @@ func (c *transferClient) head(cmd *cobra.Command, u, what, name string) (*http.R
 	return resp, nil
 }
 
-// listPage is GET /v1/objects.
-type listPage struct {
-	Items         []objectInfo `json:"items"`
-	TotalCount    *int64       `json:"total_count"`
-	HasMore       bool         `json:"has_more"`
-	NextPageToken string       `json:"next_page_token"`
-}
-
 func newObjLsCmd(o *objFlags) *cobra.Command {
 	var (
 		limit     int
@@ -823,7 +804,7 @@ func newObjLsCmd(o *objFlags) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("list: read answer: %w", err)
 			}
-			var page listPage
+			var page api.ObjectList
 			if err := json.Unmarshal(raw, &page); err != nil {
 				return fmt.Errorf("list: decode answer: %w", err)
 			}
@@ -850,7 +831,7 @@ func newObjLsCmd(o *objFlags) *cobra.Command {
 }
 
 // writeListLine prints one listing line: modified time, size, key.
-func writeListLine(w io.Writer, obj objectInfo) {
+func writeListLine(w io.Writer, obj api.Object) {
 	mod := obj.ModifiedAt
 	if t, err := time.Parse(time.RFC3339Nano, mod); err == nil {
 		mod = t.UTC().Format("2006-01-02 15:04:05")
@@ -869,7 +850,7 @@ func streamListing(w io.Writer, body io.Reader, asJSON bool) error {
 	for sc.Scan() {
 		line := sc.Bytes()
 		var v struct {
-			objectInfo
+			api.Object
 			Error *struct {
 				Code    string `json:"code"`
 				Message string `json:"message"`
@@ -887,7 +868,7 @@ func streamListing(w io.Writer, body io.Reader, asJSON bool) error {
 			_, _ = bw.Write(line)
 			_ = bw.WriteByte('\n') // a write error stays in bw: Flush reports it
 		} else {
-			writeListLine(bw, v.objectInfo)
+			writeListLine(bw, v.Object)
 		}
 		if n%256 == 0 {
 			if err := bw.Flush(); err != nil {

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/datawarehouse/dw/host/api"
 )
 
 const testObjToken = "tok-obj"
@@ -317,7 +319,7 @@ func TestObjPutAndGet(t *testing.T) {
 	}
 	// JSON.
 	out, _, err = runDW(t, srv.URL, nil, "-o", "json", "obj", "get", key, dst)
-	var obj objectInfo
+	var obj api.Object
 	if err != nil || json.Unmarshal([]byte(out), &obj) != nil || obj.Key != key || obj.Size != 15 || obj.Metadata["owner"] != "alice" {
 		t.Errorf("get -o json: %q %v", out, err)
 	}
@@ -402,7 +404,7 @@ func TestObjGetRange(t *testing.T) {
 	// A part is not checked against the whole object's SHA-256.
 	dst := filepath.Join(t.TempDir(), "part")
 	out, _, err = runDW(t, srv.URL, nil, "-o", "json", "obj", "get", "r", dst, "--range", "2-4")
-	var obj objectInfo
+	var obj api.Object
 	if err != nil || json.Unmarshal([]byte(out), &obj) != nil || obj.Size != 10 {
 		t.Errorf("range to file: %q %v", out, err)
 	}
@@ -492,7 +494,7 @@ func TestObjStat(t *testing.T) {
 		t.Errorf("stat sent %s", f.last().method)
 	}
 	out, _, err = runDW(t, srv.URL, nil, "-o", "json", "obj", "stat", "s")
-	var obj objectInfo
+	var obj api.Object
 	if err != nil || json.Unmarshal([]byte(out), &obj) != nil || obj.Size != 5 || obj.Metadata["owner"] != "alice" || obj.ModifiedAt != mod.Format(time.RFC3339Nano) {
 		t.Errorf("stat -o json: %q %v", out, err)
 	}
@@ -523,7 +525,7 @@ func TestObjLs(t *testing.T) {
 		t.Errorf("ls next page: %q %q %v", out, errOut, err)
 	}
 	out, _, err = runDW(t, srv.URL, nil, "-o", "json", "obj", "ls")
-	var page listPage
+	var page api.ObjectList
 	if err != nil || json.Unmarshal([]byte(out), &page) != nil || len(page.Items) != 4 {
 		t.Errorf("ls -o json: %q %v", out, err)
 	}

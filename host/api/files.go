@@ -141,9 +141,11 @@ func (s *Server) fileStore() (dwv1.FileStoreClient, error) {
 	return dwv1.NewFileStoreClient(conn), nil
 }
 
-// fileJSON is a file's or folder's info in every /v1/files answer; SHA256
-// only in the answer of a PUT.
-type fileJSON struct {
+// File is a file's or folder's info in every /v1/files answer: Name is
+// the last element of Path, Mode the permission bits in octal ("0644"),
+// ModifiedAt RFC 3339 in UTC; SHA256 only in the answer of a PUT. The CLI
+// decodes it too.
+type File struct {
 	Path       string `json:"path"`
 	Name       string `json:"name"`
 	Size       int64  `json:"size"`
@@ -153,9 +155,9 @@ type fileJSON struct {
 	SHA256     string `json:"sha256,omitempty"`
 }
 
-func toFileJSON(info *dwv1.FileInfo) fileJSON {
+func toFileJSON(info *dwv1.FileInfo) File {
 	p := info.GetPath()
-	return fileJSON{Path: p, Name: p[strings.LastIndexByte(p, '/')+1:], Size: info.GetSize(), Mode: fileMode(info),
+	return File{Path: p, Name: p[strings.LastIndexByte(p, '/')+1:], Size: info.GetSize(), Mode: fileMode(info),
 		ModifiedAt: rfc3339(info.GetModifiedAt()), IsDir: info.GetIsDir()}
 }
 
@@ -330,11 +332,12 @@ func (s *Server) fileDownload(r *http.Request, store dwv1.FileStoreClient, p str
 	}
 }
 
-// fileListBody is a folder listing.
-type fileListBody struct {
-	Items         []fileJSON `json:"items"`
-	HasMore       bool       `json:"has_more"`
-	NextPageToken string     `json:"next_page_token"`
+// FileList is GET /v1/files/ and /v1/files/{dir}/: one page of a folder
+// listing, continued with page_token=NextPageToken while HasMore.
+type FileList struct {
+	Items         []File `json:"items"`
+	HasMore       bool   `json:"has_more"`
+	NextPageToken string `json:"next_page_token"`
 }
 
 // listFiles answers a folder listing; rest is the escaped path after
@@ -373,7 +376,7 @@ func (s *Server) listFolder(w http.ResponseWriter, r *http.Request, q fileReques
 		WriteError(w, pluginError(r, fmt.Errorf("list %s: %w", where, sdk.FromStatus(err))))
 		return
 	}
-	out := fileListBody{Items: make([]fileJSON, len(resp.GetItems())), HasMore: resp.GetHasMore(), NextPageToken: resp.GetNextPageToken()}
+	out := FileList{Items: make([]File, len(resp.GetItems())), HasMore: resp.GetHasMore(), NextPageToken: resp.GetNextPageToken()}
 	for i, info := range resp.GetItems() {
 		out.Items[i] = toFileJSON(info)
 	}

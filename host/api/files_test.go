@@ -327,9 +327,9 @@ func newFileEnv(t testing.TB) *fileEnv {
 }
 
 // put stores body at the escaped path and returns the answer's JSON.
-func (e *fileEnv) put(t testing.TB, path, body string, header http.Header) fileJSON {
+func (e *fileEnv) put(t testing.TB, path, body string, header http.Header) File {
 	t.Helper()
-	o, _ := callJSON[fileJSON](t, e.apiEnv, "PUT", path, body, header, 201)
+	o, _ := callJSON[File](t, e.apiEnv, "PUT", path, body, header, 201)
 	return o
 }
 
@@ -369,7 +369,7 @@ func TestFileRoundTrip(t *testing.T) {
 			}
 			resp := e.request(t, "PUT", tt.path, body, nil)
 			raw, _ := io.ReadAll(resp.Body)
-			var o fileJSON
+			var o File
 			if resp.StatusCode != 201 || json.Unmarshal(raw, &o) != nil {
 				t.Fatalf("PUT: %d %s", resp.StatusCode, raw)
 			}
@@ -571,7 +571,7 @@ func TestFileListing(t *testing.T) {
 	e.seed(t, map[string]string{"a/1": "1", "a/2": "22", "a/3": "333", "a/4": "4444", "a/5": "55555", "a/sub/x": "x", "top": "t"})
 
 	// Pages of a folder, in name order, folders included.
-	var got []fileJSON
+	var got []File
 	token := ""
 	for page := 0; ; page++ {
 		u := "/v1/files/a/?limit=2"
@@ -579,7 +579,7 @@ func TestFileListing(t *testing.T) {
 			u += "&page_token=" + token
 		}
 		r := e.call(t, "GET", u, "", nil)
-		var l fileListBody
+		var l FileList
 		if r.code != 200 || json.Unmarshal([]byte(r.body), &l) != nil {
 			t.Fatalf("page %d: %d %s", page, r.code, r.body)
 		}
@@ -627,7 +627,7 @@ func TestFileListing(t *testing.T) {
 	// The root, three ways.
 	for _, u := range []string{"/v1/files", "/v1/files/", "/v1/files?limit=10", "/v1/files/?limit=10"} {
 		r := e.call(t, "GET", u, "", nil)
-		var l fileListBody
+		var l FileList
 		if r.code != 200 || json.Unmarshal([]byte(r.body), &l) != nil {
 			t.Fatalf("%s: %d %s", u, r.code, r.body)
 		}

@@ -113,8 +113,9 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	})
 }
 
-// pluginsBody is GET /v1/plugins.
-type pluginsBody struct {
+// PluginList is GET /v1/plugins: every plugin's status, Services never
+// null.
+type PluginList struct {
 	Plugins []supervisor.Status `json:"plugins"`
 }
 
@@ -127,7 +128,7 @@ func normalized(st supervisor.Status) supervisor.Status {
 
 func (s *Server) listPlugins(w http.ResponseWriter, _ *http.Request) {
 	statuses := s.plugins.Statuses()
-	out := pluginsBody{Plugins: make([]supervisor.Status, len(statuses))}
+	out := PluginList{Plugins: make([]supervisor.Status, len(statuses))}
 	for i, st := range statuses {
 		out.Plugins[i] = normalized(st)
 	}

@@ -286,8 +286,10 @@ func callError(r *http.Request, op, what, name string, err error) error {
 	return pluginError(r, fmt.Errorf("%s %s %s: %w", op, what, shown(name), sdk.FromStatus(err)))
 }
 
-// objectJSON is an object's info in every /v1/objects answer.
-type objectJSON struct {
+// Object is an object's info in every /v1/objects answer (and each line of
+// a streamed listing): Metadata is never null, CreatedAt and ModifiedAt are
+// RFC 3339 in UTC. The CLI decodes it too.
+type Object struct {
 	Key         string            `json:"key"`
 	Size        int64             `json:"size"`
 	SHA256      string            `json:"sha256"`
@@ -302,12 +304,12 @@ func rfc3339(ts *timestamppb.Timestamp) string {
 	return ts.AsTime().UTC().Format(time.RFC3339Nano)
 }
 
-func toObjectJSON(info *dwv1.ObjectInfo) objectJSON {
+func toObjectJSON(info *dwv1.ObjectInfo) Object {
 	md := info.GetMetadata()
 	if md == nil {
 		md = map[string]string{}
 	}
-	return objectJSON{
+	return Object{
 		Key: info.GetKey(), Size: info.GetSize(), SHA256: info.GetSha256(), ContentType: info.GetContentType(),
 		Metadata: md, CreatedAt: rfc3339(info.GetCreatedAt()), ModifiedAt: rfc3339(info.GetModifiedAt()),
 		Strategy: info.GetStrategy(),
@@ -1210,12 +1212,14 @@ func pageQuery(q map[string]string) (token string, limit int32, err error) {
 	return token, limit, nil
 }
 
-// listBody is GET /v1/objects.
-type listBody struct {
-	Items         []objectJSON `json:"items"`
-	TotalCount    *int64       `json:"total_count,omitempty"`
-	HasMore       bool         `json:"has_more"`
-	NextPageToken string       `json:"next_page_token"`
+// ObjectList is GET /v1/objects without stream=true: one page, continued
+// with page_token=NextPageToken while HasMore; TotalCount only with
+// count=true and a plugin that counts.
+type ObjectList struct {
+	Items         []Object `json:"items"`
+	TotalCount    *int64   `json:"total_count,omitempty"`
+	HasMore       bool     `json:"has_more"`
+	NextPageToken string   `json:"next_page_token"`
 }
 
 func (s *Server) listObjects(w http.ResponseWriter, r *http.Request) {
@@ -1242,7 +1246,7 @@ func (s *Server) listObjects(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, pluginError(r, fmt.Errorf("list objects with prefix %s: %w", shown(q.prefix), sdk.FromStatus(err))))
 		return
 	}
-	out := listBody{Items: make([]objectJSON, len(resp.GetItems())), HasMore: resp.GetHasMore(), NextPageToken: resp.GetNextPageToken()}
+	out := ObjectList{Items: make([]Object, len(resp.GetItems())), HasMore: resp.GetHasMore(), NextPageToken: resp.GetNextPageToken()}
 	for i, info := range resp.GetItems() {
 		out.Items[i] = toObjectJSON(info)
 	}

@@ -477,9 +477,9 @@ func callJSON[T any](t testing.TB, e *apiEnv, method, path, body string, header 
 }
 
 // put stores body at the escaped path and returns the object JSON.
-func (e *objectEnv) put(t testing.TB, path, body string, header http.Header) objectJSON {
+func (e *objectEnv) put(t testing.TB, path, body string, header http.Header) Object {
 	t.Helper()
-	o, r := callJSON[objectJSON](t, e.apiEnv, "PUT", path, body, header, 200)
+	o, r := callJSON[Object](t, e.apiEnv, "PUT", path, body, header, 200)
 	if r.header.Get("ETag") != `"`+o.SHA256+`"` {
 		t.Errorf("PUT %s: ETag %q, sha256 %q", path, r.header.Get("ETag"), o.SHA256)
 	}
@@ -543,7 +543,7 @@ func TestObjectKeysSurviveTheRoundTrip(t *testing.T) {
 				t.Errorf("HEAD: %d %v", r.code, r.header)
 			}
 			r = e.call(t, "GET", "/v1/objects?prefix="+url.QueryEscape(tt.key)+"&limit=1000", "", nil)
-			var l listBody
+			var l ObjectList
 			if err := json.Unmarshal([]byte(r.body), &l); err != nil || r.code != 200 {
 				t.Fatalf("list: %d %s", r.code, r.body)
 			}
@@ -1091,7 +1091,7 @@ func TestObjectPutStreamsLargeBodies(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer resp.Body.Close()
-			var o objectJSON
+			var o Object
 			if err := json.NewDecoder(resp.Body).Decode(&o); err != nil || resp.StatusCode != 200 {
 				t.Fatalf("%d %v", resp.StatusCode, err)
 			}
@@ -1215,13 +1215,13 @@ func TestObjectList(t *testing.T) {
 	for _, k := range []string{"a/1", "a/2", "a/3", "a/4", "a/5", "b/1"} {
 		e.put(t, "/v1/objects/"+k, k, nil)
 	}
-	get := func(query string) listBody {
+	get := func(query string) ObjectList {
 		t.Helper()
 		r := e.call(t, "GET", "/v1/objects"+query, "", nil)
 		if r.code != 200 {
 			t.Fatalf("GET %s: %d %s", query, r.code, r.body)
 		}
-		var l listBody
+		var l ObjectList
 		if err := json.Unmarshal([]byte(r.body), &l); err != nil {
 			t.Fatal(err)
 		}
@@ -1230,7 +1230,7 @@ func TestObjectList(t *testing.T) {
 		}
 		return l
 	}
-	keys := func(l listBody) string {
+	keys := func(l ObjectList) string {
 		var ks []string
 		for _, o := range l.Items {
 			ks = append(ks, o.Key)
@@ -1321,12 +1321,12 @@ func TestObjectListBadQueries(t *testing.T) {
 }
 
 // readNDJSON reads the lines of a streamed listing.
-func readNDJSON(t testing.TB, body io.Reader) (items []objectJSON, errLine *ErrorDetail) {
+func readNDJSON(t testing.TB, body io.Reader) (items []Object, errLine *ErrorDetail) {
 	t.Helper()
 	sc := bufio.NewScanner(body)
 	for sc.Scan() {
 		var line struct {
-			objectJSON
+			Object
 			Error *ErrorDetail `json:"error"`
 		}
 		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
@@ -1339,7 +1339,7 @@ func readNDJSON(t testing.TB, body io.Reader) (items []objectJSON, errLine *Erro
 			errLine = line.Error
 			continue
 		}
-		items = append(items, line.objectJSON)
+		items = append(items, line.Object)
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
