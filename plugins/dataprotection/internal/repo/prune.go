@@ -20,7 +20,8 @@ type PruneReport struct {
 	// PacksRemoved: packs deleted because they held only unused blobs.
 	PacksRemoved []string
 	// PacksRewritten: packs whose used blobs were copied to new packs and
-	// which were then deleted.
+	// which were then deleted (those with unused blobs, and small packs
+	// merged).
 	PacksRewritten []string
 	// PacksWritten: the new packs.
 	PacksWritten []string
@@ -51,12 +52,24 @@ type prunePlan struct {
 	entries []packEntry
 }
 
+// Small packs: a checkpoint, or a backup that adds little, finishes the
+// open pack early, so packs below the target size accumulate. Prune merges
+// the packs under 1/smallPackShare of the pack size that hold only used
+// blobs, once there are at least minSmallPacks of them (so that a merge
+// always lowers the pack count and one small pack is never rewritten over
+// and over).
+const (
+	smallPackShare = 4
+	minSmallPacks  = 4
+)
+
 // Prune deletes the blobs that used does not yield. used must enumerate
 // every blob (trees and data) of every snapshot to keep; it may yield an
 // ID more than once. Packs holding only unused blobs are deleted; packs
 // mixing used and unused blobs are rewritten when the unused share of
-// their bytes exceeds the rewrite threshold (default 20%). With dryRun,
-// nothing changes and the report says what would go.
+// their bytes exceeds the rewrite threshold (default 20%); small packs of
+// used blobs are merged (see smallPackShare). With dryRun, nothing changes
+// and the report says what would go.
 //
 // Prune is crash-safe: it writes the new packs and their indexes first
 // (a crash then leaves duplicates, which Open and the next Prune handle),
@@ -117,7 +130,7 @@ func (r *Repo) Prune(ctx context.Context, used func(yield func(ID) bool) error, 
 	r.mu.RUnlock()
 	slices.SortFunc(rep.Missing, compareID)
 
-	var remove, rewrite []prunePlan
+	var remove, rewrite, small []prunePlan
 	for _, p := range packs {
 		if err := ctx.Err(); err != nil {
 			return rep, fmt.Errorf("prune: %w", err)
@@ -142,10 +155,15 @@ func (r *Repo) Prune(ctx context.Context, used func(yield func(ID) bool) error, 
 		switch {
 		case plan.liveBytes == 0 && plan.dead == int64(len(entries)):
 			remove = append(remove, plan)
+		case plan.dead == 0 && plan.size < r.packSize/smallPackShare:
+			small = append(small, plan)
 		case plan.dead == 0: // kept as it is: its entries are not needed again
 		case float64(plan.deadBytes) > r.rewriteThreshold*float64(plan.liveBytes+plan.deadBytes):
 			rewrite = append(rewrite, plan)
 		}
+	}
+	if len(small) >= minSmallPacks {
+		rewrite = append(rewrite, small...)
 	}
 
 	if dryRun {

@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"bytes"
 	"errors"
 	"maps"
 	"os"
@@ -278,4 +279,62 @@ func TestPruneCancelled(t *testing.T) {
 func indexPack(r *Repo, id ID) uint32 {
 	loc, _ := r.index.get(id)
 	return loc.pack
+}
+
+// TestPruneMergesSmallPacks: flushes that each finish a nearly empty pack
+// (as checkpoints do) leave small packs; Prune merges them once there are
+// minSmallPacks, keeps every blob, and leaves a lone small pack alone.
+func TestPruneMergesSmallPacks(t *testing.T) {
+	dir := t.TempDir()
+	r := openTest(t, dir, Options{PackSize: 1 << 20})
+	var ids []ID
+	var want [][]byte
+	for i := range minSmallPacks + 2 {
+		b := randomBytes(uint64(500+i), 10<<10)
+		ids = append(ids, addFlush(t, r, b)...)
+		want = append(want, b)
+	}
+	if n := r.Stats().Packs; n != minSmallPacks+2 {
+		t.Fatalf("%d packs after %d flushes", n, minSmallPacks+2)
+	}
+	used := func(yield func(ID) bool) error {
+		for _, id := range ids {
+			if !yield(id) {
+				break
+			}
+		}
+		return nil
+	}
+	dry, err := r.Prune(t.Context(), used, true)
+	if err != nil || len(dry.PacksRewritten) != minSmallPacks+2 || dry.BlobsRemoved != 0 {
+		t.Fatalf("dry run: %v, %+v; want every small pack to be merged, nothing removed", err, dry)
+	}
+	rep, err := r.Prune(t.Context(), used, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.PacksRewritten) != minSmallPacks+2 || len(rep.PacksWritten) != 1 || rep.BlobsRepacked != int64(len(ids)) || rep.BlobsRemoved != 0 {
+		t.Fatalf("report %+v; want %d packs merged into 1, every blob repacked", rep, minSmallPacks+2)
+	}
+	check := func(r *Repo) {
+		t.Helper()
+		if n := r.Stats().Packs; n != 1 {
+			t.Errorf("%d packs after the merge, want 1", n)
+		}
+		for i, id := range ids {
+			got, err := r.Load(DataBlob, id, nil)
+			if err != nil || !bytes.Equal(got, want[i]) {
+				t.Errorf("blob %d after the merge: %v", i, err)
+			}
+		}
+	}
+	check(r)
+	_ = r.Close()
+	r = openTest(t, dir, Options{PackSize: 1 << 20})
+	check(r)
+	// One small pack is below minSmallPacks: left as it is.
+	again, err := r.Prune(t.Context(), used, false)
+	if err != nil || len(again.PacksRewritten) != 0 || len(again.PacksWritten) != 0 {
+		t.Errorf("a second prune: %v, %+v; want nothing rewritten", err, again)
+	}
 }
