@@ -217,28 +217,34 @@ func (js *jobs) finish(ctx context.Context, j *job, snapshot string, err error) 
 	if errors.Is(context.Cause(ctx), errShutdown) {
 		return
 	}
+	// The final record is stored before it is shown: whoever sees the job
+	// finished (the API, onDone) can rely on a restart not running it
+	// again.
 	js.mu.Lock()
+	rec := j.rec
 	if !j.start.IsZero() {
-		j.rec.RunningFor += time.Since(j.start)
+		rec.RunningFor += time.Since(j.start)
 	}
-	j.rec.FinishedAt = time.Now().UTC()
-	j.rec.Checkpoint = nil
+	js.mu.Unlock()
+	rec.FinishedAt = time.Now().UTC()
+	rec.Checkpoint = nil
 	switch {
 	case err == nil:
-		j.rec.State = stateSucceeded
+		rec.State = stateSucceeded
 		if snapshot != "" {
-			j.rec.Snapshot = snapshot
+			rec.Snapshot = snapshot
 		}
 	case errors.Is(context.Cause(ctx), errCancelled):
-		j.rec.State, j.rec.Error = stateCancelled, "cancelled"
+		rec.State, rec.Error = stateCancelled, "cancelled"
 	default:
-		j.rec.State, j.rec.Error = stateFailed, err.Error()
+		rec.State, rec.Error = stateFailed, err.Error()
 	}
-	rec := j.rec
-	js.mu.Unlock()
 	if serr := js.save(context.WithoutCancel(ctx), rec); serr != nil {
 		js.logger.Error("save finished job", "job", rec.ID, "error", serr)
 	}
+	js.mu.Lock()
+	j.rec = rec
+	js.mu.Unlock()
 	level := hclog.Info
 	if rec.State == stateFailed {
 		level = hclog.Warn
