@@ -56,6 +56,9 @@ type DirWatchOptions struct {
 	// noEvents makes the watcher rely on polling alone (tests of the
 	// fallback).
 	noEvents bool
+	// beforeCatchUp and afterCatchUp, if set, run around the catch-up
+	// Rescan at the start (tests of changes racing it).
+	beforeCatchUp, afterCatchUp func()
 }
 
 // WatchDir watches plugins.dir and applies what changes in it, live, until
@@ -228,7 +231,13 @@ func (d *dirWatcher) run(ctx context.Context) {
 	armed := d.arm(time.Now())
 	d.baseline()
 	// Catch up with what changed since Start, before taking events.
+	if d.opts.beforeCatchUp != nil {
+		d.opts.beforeCatchUp()
+	}
 	d.applied(d.apply(ctx, nil, nil), time.Now())
+	if d.opts.afterCatchUp != nil {
+		d.opts.afterCatchUp()
+	}
 	if armed {
 		d.log.Debug("watching plugins.dir", "dir", d.dir, "settle", d.opts.Settle, "poll_interval", d.opts.PollInterval)
 	}
@@ -457,6 +466,31 @@ func (d *dirWatcher) poll(now time.Time) {
 		d.files.retry(name, st, now, 0, false)
 		d.noteInstance(name)
 	}
+	for _, name := range d.vanished() {
+		d.log.Debug("plugin binary gone but the plugin still loaded; checking it again", "plugin", name)
+		d.files.retry(name, fileState{}, now, 0, false)
+		d.noteInstance(name)
+	}
+}
+
+// vanished returns, sorted, the plugins the manager runs from a binary of
+// the folder that is no longer there, and that no check is pending for: a
+// binary that came and went while a Rescan took it up (between the
+// baseline and the first poll, or between events) is never seen gone by
+// comparing listings.
+func (d *dirWatcher) vanished() []string {
+	cur := d.list()
+	d.m.mu.Lock()
+	defer d.m.mu.Unlock()
+	var out []string
+	for name, p := range d.m.plugins {
+		if _, ok := cur[name]; ok || p.bin == nil || d.files.pending[name] != nil || d.batch[name] != nil {
+			continue
+		}
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // unaccepted returns the binaries of the folder that look loadable but

@@ -629,6 +629,34 @@ func TestWatchDirPollingAlone(t *testing.T) {
 	}
 }
 
+// TestWatchDirBinaryGoneDuringCatchUp: a binary that appears after the
+// watcher's baseline is loaded by its catch-up Rescan; removed before the
+// first poll, it is in no listing the watcher compares, yet the plugin is
+// still loaded. The poll finds the plugin whose binary vanished and
+// removes it. (TestWatchDirPollingAlone raced into this case once.)
+func TestWatchDirBinaryGoneDuringCatchUp(t *testing.T) {
+	built := buildTestPlugins(t)
+	h := newHarness(t, nil, nil)
+	h.start()
+	path := filepath.Join(h.dir, "dw-plugin-raced")
+	h.watch(DirWatchOptions{PollInterval: 100 * time.Millisecond, noEvents: true,
+		beforeCatchUp: func() { renameIn(t, filepath.Join(built, "dw-plugin-good"), path) },
+		afterCatchUp: func() {
+			if err := os.Remove(path); err != nil {
+				t.Error(err)
+			}
+		}})
+	h.waitLog("plugin binary appeared", "raced")
+	deadline := time.Now().Add(30 * time.Second)
+	for _, ok := h.m.Status("raced"); ok; _, ok = h.m.Status("raced") {
+		if time.Now().After(deadline) {
+			t.Fatal("a binary removed right after the catch-up Rescan is still listed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	h.waitLog("plugin binary removed", "raced")
+}
+
 func TestWatchDirOptionsAndLifecycle(t *testing.T) {
 	h := newHarness(t, nil, nil)
 	ctx := context.Background()
