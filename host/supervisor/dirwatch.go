@@ -456,17 +456,18 @@ func (d *dirWatcher) poll(now time.Time) {
 			d.lost(now, "the kernel dropped the watch (file system unmounted?)")
 		}
 	}
-	d.resync(now)
+	cur := d.list() // one listing serves the three comparisons
+	d.resyncWith(cur, now)
 	d.retryBusy(now)
 	if d.working {
 		return // the names of the Rescan under way are not taken up yet
 	}
-	for name, st := range d.unaccepted() {
+	for name, st := range d.unaccepted(cur) {
 		d.log.Debug("plugin binary not taken up yet; checking it again", "plugin", name)
 		d.files.retry(name, st, now, 0, false)
 		d.noteInstance(name)
 	}
-	for _, name := range d.vanished() {
+	for _, name := range d.vanished(cur) {
 		d.log.Debug("plugin binary gone but the plugin still loaded; checking it again", "plugin", name)
 		d.files.retry(name, fileState{}, now, 0, false)
 		d.noteInstance(name)
@@ -477,9 +478,8 @@ func (d *dirWatcher) poll(now time.Time) {
 // the folder that is no longer there, and that no check is pending for: a
 // binary that came and went while a Rescan took it up (between the
 // baseline and the first poll, or between events) is never seen gone by
-// comparing listings.
-func (d *dirWatcher) vanished() []string {
-	cur := d.list()
+// comparing listings. cur is the folder's listing.
+func (d *dirWatcher) vanished(cur map[string]fileState) []string {
 	d.m.mu.Lock()
 	defer d.m.mu.Unlock()
 	var out []string
@@ -496,10 +496,10 @@ func (d *dirWatcher) vanished() []string {
 // unaccepted returns the binaries of the folder that look loadable but
 // that the manager has not taken up as they are now, and that no check is
 // pending for: discovery deferred them (open for writing, say) and no
-// event will come when that ends — closing a file is none.
-func (d *dirWatcher) unaccepted() map[string]fileState {
+// event will come when that ends — closing a file is none. cur is the
+// folder's listing.
+func (d *dirWatcher) unaccepted(cur map[string]fileState) map[string]fileState {
 	out := map[string]fileState{}
-	cur := d.list()
 	d.m.mu.Lock()
 	defer d.m.mu.Unlock()
 	for name, st := range cur {
@@ -524,8 +524,10 @@ func (d *dirWatcher) baseline() {
 
 // resync lists and stats the folder and records what differs from what
 // was known (a missing folder holds nothing).
-func (d *dirWatcher) resync(now time.Time) {
-	seen := d.list()
+func (d *dirWatcher) resync(now time.Time) { d.resyncWith(d.list(), now) }
+
+// resyncWith is resync over a listing already made.
+func (d *dirWatcher) resyncWith(seen map[string]fileState, now time.Time) {
 	for name, st := range seen {
 		if d.files.observe(name, st, now) {
 			d.log.Debug("plugins.dir scan: binary changed", "plugin", name, "working", d.working)

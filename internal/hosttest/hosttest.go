@@ -354,13 +354,18 @@ func (h *Host) Metrics(tb testing.TB, name string) map[string]float64 {
 	return m
 }
 
-// JSON makes a request with an optional JSON body and decodes a JSON
-// answer into out (when not nil), returning the status.
-func (h *Host) JSON(tb testing.TB, method, path string, body, out any) int {
+// Call makes a request with an optional body (a string is sent as
+// written, anything else as JSON) and returns the status and the answer's
+// body (at most 64 MiB).
+func (h *Host) Call(tb testing.TB, method, path string, body any) (int, []byte) {
 	tb.Helper()
 	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
+	switch v := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(v)
+	default:
+		b, err := json.Marshal(v)
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -382,12 +387,20 @@ func (h *Host) JSON(tb testing.TB, method, path string, body, out any) int {
 	if err != nil {
 		tb.Fatalf("%s %s: read body: %v", method, path, err)
 	}
+	return resp.StatusCode, data
+}
+
+// JSON makes a request with an optional JSON body (see Call) and decodes
+// a JSON answer into out (when not nil), returning the status.
+func (h *Host) JSON(tb testing.TB, method, path string, body, out any) int {
+	tb.Helper()
+	code, data := h.Call(tb, method, path, body)
 	if out != nil && len(data) > 0 {
 		if err := json.Unmarshal(data, out); err != nil {
 			tb.Fatalf("%s %s: %v\n%s", method, path, err, data)
 		}
 	}
-	return resp.StatusCode
+	return code
 }
 
 // WaitFor polls cond every 20 ms until it holds, failing after within.

@@ -72,36 +72,11 @@ func startDP(tb testing.TB, sources map[string]string, limits string) *hosttest.
 	return h
 }
 
-// call sends a request with an optional JSON body (a string is sent as
+// call sends a request with an optional body (a string is sent as
 // written) and returns the status and the body.
 func call(tb testing.TB, h *hosttest.Host, method, path string, body any) (int, []byte) {
 	tb.Helper()
-	var rd io.Reader
-	switch v := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(v)
-	default:
-		b, err := json.Marshal(v)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, h.URL+path, rd)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		tb.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		tb.Fatalf("%s %s: read body: %v", method, path, err)
-	}
-	return resp.StatusCode, data
+	return h.Call(tb, method, path, body)
 }
 
 // errorMessage is the message of an error answer.

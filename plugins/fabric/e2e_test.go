@@ -110,8 +110,8 @@ func nodes(tb testing.TB, h *hosttest.Host) map[string]api.FabricNode {
 	return nil
 }
 
-// alive reports whether h sees exactly the ids as alive (or suspect)
-// nodes and counts them.
+// sees reports whether h sees exactly the ids as alive nodes and counts
+// them.
 func sees(tb testing.TB, h *hosttest.Host, ids ...string) bool {
 	tb.Helper()
 	got := []string{}

@@ -45,7 +45,7 @@ func TestBackupCompleteBeforeRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.runBackup(t.Context(), jobRecord{ID: "job2", Kind: kindBackup, Source: "s", BackupKind: "incremental", Snapshot: "inc1"}, func(engine.Progress) {}, nil)
+	got, err := s.runBackup(t.Context(), jobRecord{ID: "job2", Kind: kindBackup, Source: "s", BackupKind: "incremental", Snapshot: "inc1", Resumed: 1}, func(engine.Progress) {}, nil)
 	if err != nil || got != "inc1" {
 		t.Fatalf("re-run of a complete job: %q, %v; want inc1", got, err)
 	}
@@ -56,7 +56,7 @@ func TestBackupCompleteBeforeRestart(t *testing.T) {
 		t.Fatalf("inc1 after the re-run: %+v, %v; want it untouched (parent full1, completed %v)", after, err, before.CompletedAt)
 	}
 	// A snapshot id of another job is not taken for done: a new backup.
-	got, err = s.runBackup(t.Context(), jobRecord{ID: "job3", Kind: kindBackup, Source: "s", BackupKind: "incremental", Snapshot: "inc2"}, func(engine.Progress) {}, nil)
+	got, err = s.runBackup(t.Context(), jobRecord{ID: "job3", Kind: kindBackup, Source: "s", BackupKind: "incremental", Snapshot: "inc2", Resumed: 1}, func(engine.Progress) {}, nil)
 	if err != nil || got != "inc2" {
 		t.Fatalf("a new incremental: %q, %v", got, err)
 	}

@@ -264,12 +264,14 @@ func (s *Service) runBackup(ctx context.Context, rec jobRecord, onProgress func(
 	// A crash after the snapshot's manifest was written and before the
 	// job's final record was saved leaves a complete snapshot under a
 	// running job: the job is done, and backing up again would make the
-	// snapshot its own parent.
-	if sn, err := s.repo.LoadSnapshot(rec.Snapshot); err == nil && sn.JobID == rec.ID {
-		s.logger.Info("backup was complete before the restart", "job", rec.ID, "snapshot", sn.ID)
-		return sn.ID, nil
-	} else if err != nil && !errors.Is(err, repo.ErrNotFound) {
-		return "", fmt.Errorf("backup: look for snapshot %s: %w", rec.Snapshot, err)
+	// snapshot its own parent. Only a resumed job can be in that state.
+	if rec.Resumed > 0 {
+		if sn, err := s.repo.LoadSnapshot(rec.Snapshot); err == nil && sn.JobID == rec.ID {
+			s.logger.Info("backup was complete before the restart", "job", rec.ID, "snapshot", sn.ID)
+			return sn.ID, nil
+		} else if err != nil && !errors.Is(err, repo.ErrNotFound) {
+			return "", fmt.Errorf("backup: look for snapshot %s: %w", rec.Snapshot, err)
+		}
 	}
 	var parent *repo.Snapshot
 	if rec.BackupKind == "incremental" {

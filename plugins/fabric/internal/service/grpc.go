@@ -86,15 +86,8 @@ func (s *Service) ListNodes(_ context.Context, req *dwv1.ListNodesRequest) (*dwv
 	if err != nil {
 		return nil, sdk.ToStatus(err)
 	}
-	nodes := n.Nodes()
-	// Nodes() is sorted by id; be robust to a node that is not.
-	if !sort.SliceIsSorted(nodes, func(i, j int) bool { return nodes[i].ID < nodes[j].ID }) {
-		sort.Slice(nodes, func(i, j int) bool { return nodes[i].ID < nodes[j].ID })
-	}
+	nodes := n.Nodes() // sorted by id
 	start := sort.Search(len(nodes), func(i int) bool { return nodes[i].ID > after })
-	if after == "" {
-		start = 0
-	}
 	end := min(start+size, len(nodes))
 	out := &dwv1.ListNodesResponse{Nodes: make([]*dwv1.FabricNode, 0, end-start)}
 	for _, ni := range nodes[start:end] {
