@@ -242,6 +242,9 @@ func BenchmarkBackup(b *testing.B) {
 		ensureFull()
 		step(b, func(int) { d.changeOnePercent(b, round); round++ }, backupOp("incremental"))
 	})
+	// Restore targets are numbered across runs (-count repeats the
+	// sub-benchmark on the same host); each run removes the previous one.
+	restores, target := 0, ""
 	b.Run("restore", func(b *testing.B) {
 		ensureFull()
 		var snap string
@@ -250,14 +253,14 @@ func BenchmarkBackup(b *testing.B) {
 				snap = s.ID // the newest: chains and snapshots oldest first
 			}
 		}
-		target := ""
-		step(b, func(i int) {
+		step(b, func(int) {
 			if target != "" {
 				if err := os.RemoveAll(filepath.Join(h.DataDir, "restores", target)); err != nil {
 					b.Fatal(err)
 				}
 			}
-			target = fmt.Sprintf("r%d", i)
+			restores++
+			target = fmt.Sprintf("r%d", restores)
 		}, func(int) api.BackupJob {
 			code, body := startRestore(b, h, snap, target)
 			var started api.StartedJob
