@@ -160,8 +160,12 @@ func setupPlugins(t testing.TB) string {
 	return dir
 }
 
+// TestHostKill9LeavesNoPlugins: after kill -9 of the host every plugin
+// exits within two seconds, and through its graceful path: the good
+// plugin's Shutdown runs although its stderr pipe has no reader any more.
 func TestHostKill9LeavesNoPlugins(t *testing.T) {
-	h := startHost(t, setupPlugins(t), "")
+	marker := filepath.Join(t.TempDir(), "good-shutdown")
+	h := startHost(t, setupPlugins(t), fmt.Sprintf("subsystems:\n  good:\n    shutdown_file: %q\n", marker))
 	ps := h.plugins(t)
 	var pids []int
 	for _, name := range []string{"kvcache", "good"} {
@@ -194,6 +198,9 @@ func TestHostKill9LeavesNoPlugins(t *testing.T) {
 		waitFor(t, 2*time.Second, fmt.Sprintf("plugin pid %d to exit after kill -9 of the host", pid), func() bool { return processGone(pid) })
 	}
 	t.Logf("all plugins gone %v after kill -9 of the host", time.Since(killed).Round(time.Millisecond))
+	if b, err := os.ReadFile(marker); err != nil || string(b) != "shutdown\n" {
+		t.Errorf("the good plugin's Shutdown did not run after kill -9 of the host: %q, %v", b, err)
+	}
 }
 
 func TestHostSIGTERMIsGraceful(t *testing.T) {

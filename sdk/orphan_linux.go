@@ -19,7 +19,10 @@ import (
 //
 //   - PR_SET_PDEATHSIG delivers SIGTERM when the parent exits. It fires when
 //     the parent *thread* that started us exits, which is why the dw host
-//     starts plugins from a thread that lives as long as the host.
+//     starts plugins from a thread that lives as long as the host. It is
+//     also a per-thread setting on our side: the dw host sets it (SIGTERM)
+//     on the thread that execs the plugin, its main thread; the call here
+//     adds it on whichever thread runs it, for parents that set nothing.
 //   - A pidfd of the host (Linux 5.3+) becomes readable when the host exits;
 //     one goroutine blocks in poll on it, so this costs nothing while waiting.
 //   - Where pidfd_open is refused, the parent pid is polled every 250 ms.
@@ -46,6 +49,16 @@ func watchHost(logger hclog.Logger, onGone func(reason string)) (stop func()) {
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM)
+	// Once the host is gone, the read ends of our stdout and stderr pipes
+	// are closed. Without this, the Go runtime kills the process with
+	// SIGPIPE at the first log line written after that — before Shutdown
+	// could run (a fabric node would vanish instead of leaving, a backup
+	// would not checkpoint). Caught, SIGPIPE only makes the write fail
+	// with EPIPE, and the lost log line is all that is lost. The channel
+	// is never read: the signal itself carries nothing to act on. (Notify
+	// rather than Ignore: an ignored signal stays ignored in children a
+	// plugin starts; a caught one is reset to the default at exec.)
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	go func() {
 		select {
 		case <-sigs:
@@ -110,4 +123,17 @@ func watchHost(logger hclog.Logger, onGone func(reason string)) (stop func()) {
 			stopW.Close()
 		}
 	}
+}
+
+// killOwnGroup kills this process's group with SIGKILL, this process
+// included, when the dw host started it: the host makes every plugin the
+// leader of its own group (Setpgid) and kills the group once the plugin
+// exits; when the host itself is gone, this is how children a plugin
+// started do not outlive it. A process not started by a host, or not the
+// leader of its group (run from a shell pipeline, say), is left alone.
+func killOwnGroup() {
+	if os.Getenv(EnvHostPID) == "" || unix.Getpgrp() != os.Getpid() {
+		return
+	}
+	_ = unix.Kill(-os.Getpid(), unix.SIGKILL)
 }

@@ -28,3 +28,7 @@ func watchHost(_ hclog.Logger, onGone func(reason string)) (stop func()) {
 	})
 	return func() { close(done) }
 }
+
+// killOwnGroup does nothing here: the host starts plugins in their own
+// process group on Linux only.
+func killOwnGroup() {}

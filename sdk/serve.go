@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -57,11 +58,14 @@ func Serve[L any](impl Subsystem[L]) {
 		grpcServer *grpc.Server
 		stopped    bool
 	)
+	var orphaned atomic.Bool
 	stop := func(reason string) {
+		orphaned.Store(true)
 		logger.Warn("stopping plugin", "reason", reason)
 		// Whatever happens below, the process is gone soon.
 		time.AfterFunc(orphanExitAfter, func() {
 			logger.Error("plugin did not stop in time; exiting", "reason", reason)
+			killOwnGroup()
 			os.Exit(3)
 		})
 		grpcMu.Lock()
@@ -72,6 +76,7 @@ func Serve[L any](impl Subsystem[L]) {
 			s.Stop()
 		}
 		if s == nil {
+			killOwnGroup()
 			os.Exit(3)
 		}
 	}
@@ -112,6 +117,10 @@ func Serve[L any](impl Subsystem[L]) {
 		}
 	}
 	srv.close()
+	if orphaned.Load() {
+		// The host that would have killed our process group is gone.
+		killOwnGroup()
+	}
 }
 
 // newServerPlugin is the plugin-side go-plugin glue: it registers the

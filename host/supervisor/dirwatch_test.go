@@ -117,26 +117,14 @@ func sumOf(t testing.TB, path string) string {
 // path (argv[0] is the binary's path in plugins.dir).
 func pluginProcesses(t testing.TB, path string) []int {
 	t.Helper()
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
+	return processesWhere(t, func(pid int) bool {
+		cmd, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 		if err != nil {
-			continue
+			return false
 		}
-		cmd, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil {
-			continue
-		}
-		if arg0, _, _ := bytes.Cut(cmd, []byte{0}); string(arg0) == path && processAlive(pid) {
-			pids = append(pids, pid)
-		}
-	}
-	slices.Sort(pids)
-	return pids
+		arg0, _, _ := bytes.Cut(cmd, []byte{0})
+		return string(arg0) == path && processAlive(pid)
+	})
 }
 
 func TestWatchDirDropInByCopyThenRename(t *testing.T) {

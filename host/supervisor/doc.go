@@ -48,9 +48,14 @@
 //
 //   - All fork/execs run on one goroutine locked to one OS thread (the
 //     spawner), which lives until Stop has reaped every plugin. Plugins are
-//     started with Pdeathsig SIGKILL, which Linux fires when the *thread*
+//     started with Pdeathsig SIGTERM, which Linux fires when the *thread*
 //     that forked them exits; a locked, long-lived thread makes that mean
-//     "when the host dies". (The sdk additionally watches the host: see
+//     "when the host dies". SIGTERM rather than SIGKILL so that an sdk
+//     plugin runs its Shutdown on the way out (a fabric node leaves, a
+//     backup checkpoints); the sdk bounds that by a hard exit and then
+//     kills the plugin's process group, so children do not outlive it
+//     either. A process that does not catch SIGTERM dies of it, as of
+//     SIGKILL. (The sdk additionally watches the host: see
 //     sdk/orphan_linux.go.)
 //   - Each plugin is the leader of its own process group (Setpgid). When
 //     the plugin exits — crash, graceful stop or kill — the whole group is

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -266,4 +267,21 @@ func wantContains(t testing.TB, what, got string, subs ...string) {
 			t.Errorf("%s = %q\nwant it to contain %q", what, got, s)
 		}
 	}
+}
+
+// processesWhere lists, sorted, the pids in /proc for which keep is true.
+func processesWhere(t testing.TB, keep func(pid int) bool) []int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, e := range entries {
+		if pid, err := strconv.Atoi(e.Name()); err == nil && keep(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	slices.Sort(pids)
+	return pids
 }

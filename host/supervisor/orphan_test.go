@@ -52,10 +52,11 @@ func TestHelperHost(t *testing.T) {
 
 // TestHostKill9LeavesNoPlugins kills a host with SIGKILL and checks that
 // its plugins die with it: a good plugin (the sdk's own host watch, and
-// Pdeathsig), and one stuck before its handshake, which only the
-// Pdeathsig set by the spawner thread can end.
+// Pdeathsig), one stuck before its handshake, which only the Pdeathsig set
+// by the spawner thread can end, and the children of a plugin (forker's
+// sleep), which the sdk kills with its process group on the way out.
 func TestHostKill9LeavesNoPlugins(t *testing.T) {
-	h := newHarness(t, []string{"good", "hang"}, nil)
+	h := newHarness(t, []string{"good", "hang", "forker"}, nil)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperHost$", "-test.v")
 	cmd.Env = append(os.Environ(), envHelperHost+"="+h.dir)
 	out, err := cmd.StdoutPipe()
@@ -68,7 +69,7 @@ func TestHostKill9LeavesNoPlugins(t *testing.T) {
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 
 	pids := map[string]int{}
-	serving := false
+	serving := map[string]bool{}
 	lines := make(chan string)
 	go func() {
 		defer close(lines)
@@ -78,7 +79,7 @@ func TestHostKill9LeavesNoPlugins(t *testing.T) {
 		}
 	}()
 	deadline := time.After(60 * time.Second)
-	for pids["good"] == 0 || pids["hang"] == 0 || !serving {
+	for pids["good"] == 0 || pids["hang"] == 0 || pids["forker"] == 0 || !serving["good"] || !serving["forker"] {
 		select {
 		case l, ok := <-lines:
 			if !ok {
@@ -89,12 +90,21 @@ func TestHostKill9LeavesNoPlugins(t *testing.T) {
 			case len(f) >= 3 && f[0] == "pid":
 				pids[f[1]], _ = strconv.Atoi(f[2])
 				h.notePID(pids[f[1]])
-			case len(f) == 2 && f[0] == "serving" && f[1] == "good":
-				serving = true
+			case len(f) == 2 && f[0] == "serving":
+				serving[f[1]] = true
 			}
 		case <-deadline:
 			t.Fatalf("helper host did not start its plugins: %v serving=%v", pids, serving)
 		}
+	}
+	// forker starts its child at Configure, before it serves.
+	children := groupMembers(t, pids["forker"])
+	if len(children) == 0 {
+		t.Fatalf("forker (pid %d) has no child in its process group", pids["forker"])
+	}
+	for _, c := range children {
+		h.notePID(c)
+		pids[fmt.Sprintf("forker's child %d", c)] = c
 	}
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -109,4 +119,14 @@ func TestHostKill9LeavesNoPlugins(t *testing.T) {
 			t.Fatalf("plugin %s (pid %d) outlived its host by 20s", name, pid)
 		}
 	}
+}
+
+// groupMembers lists the processes of process group pgid other than its
+// leader.
+func groupMembers(t *testing.T, pgid int) []int {
+	t.Helper()
+	return processesWhere(t, func(pid int) bool {
+		g, err := syscall.Getpgid(pid)
+		return pid != pgid && err == nil && g == pgid
+	})
 }

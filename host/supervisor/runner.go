@@ -168,8 +168,13 @@ func (r *procRunner) Start(ctx context.Context) error {
 			Stdout: r.stdoutW,
 			Stderr: r.stderrW,
 			SysProcAttr: &syscall.SysProcAttr{
-				Setpgid:   true,
-				Pdeathsig: syscall.SIGKILL,
+				Setpgid: true,
+				// SIGTERM, not SIGKILL: an sdk plugin whose host died
+				// stops through its graceful path (Shutdown: a fabric node
+				// leaves, a backup checkpoints) and exits within
+				// sdk's orphan deadline, killing its own process group;
+				// a process that does not catch SIGTERM dies of it.
+				Pdeathsig: syscall.SIGTERM,
 			},
 		}
 		err = r.spawn.start(ctx, cmd)

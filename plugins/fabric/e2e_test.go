@@ -72,7 +72,24 @@ func startNode(tb testing.TB, seeds []string, limits, settings string, env ...st
 	h := hosttest.Start(tb, dir, fabricConfig(seeds, limits, settings), env...)
 	h.WaitServing(tb, "fabric", wait)
 	st := status(tb, h)
+	tb.Cleanup(func() {
+		if tb.Failed() {
+			tb.Logf("fabric log of node %s:\n%s", st.NodeID, fabricLog(h.Logs()))
+		}
+	})
 	return &node{Host: h, id: st.NodeID, gossip: st.BindAddress}
+}
+
+// fabricLog keeps the fabric plugin's info and higher lines of a host's
+// log (what a failed test shows of each node).
+func fabricLog(logs string) string {
+	var b strings.Builder
+	for line := range strings.Lines(logs) {
+		if strings.Contains(line, `"@module":"fabric`) && !strings.Contains(line, `"@level":"debug"`) && !strings.Contains(line, `"@level":"trace"`) {
+			b.WriteString(line)
+		}
+	}
+	return b.String()
 }
 
 func status(tb testing.TB, h *hosttest.Host) api.FabricStatus {
@@ -186,16 +203,25 @@ func TestJoinAndConverge(t *testing.T) {
 	}
 }
 
-// TestKilledNodeIsRemoved: kill -9 of a host (its plugin exits with it)
-// in a mesh: the others declare its node dead through missed heartbeats,
-// well before memberlist's own failure detection would.
+// TestKilledNodeIsRemoved: kill -9 of a node (its plugin process) in a
+// mesh: the others declare it dead through missed heartbeats, well before
+// memberlist's own failure detection would. The victim's host is frozen
+// first (SIGSTOP) so that its supervisor cannot start the plugin again:
+// from the fabric's side this is a machine lost at once.
 func TestKilledNodeIsRemoved(t *testing.T) {
 	ns := cluster(t, 3, "topology: mesh", "")
 	victim := ns[2]
+	pid := victim.Plugin(t, "fabric").PID
+	if err := victim.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatalf("SIGSTOP the victim's host: %v", err)
+	}
+	defer victim.Kill() // SIGKILL ends a stopped process too
 	killed := time.Now()
-	victim.Kill()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("SIGKILL the victim's plugin (pid %d): %v", pid, err)
+	}
 	for _, x := range ns[:2] {
-		hosttest.WaitFor(t, wait, "node "+x.id+" to remove the killed node", func() bool {
+		hosttest.WaitFor(t, wait, "node "+x.id+" to declare the killed node dead", func() bool {
 			n, ok := nodes(t, x.Host)[victim.id]
 			return ok && n.State == "dead" && status(t, x.Host).NodeCount == 2
 		})
@@ -210,6 +236,22 @@ func TestKilledNodeIsRemoved(t *testing.T) {
 	}
 	if declared < 1 {
 		t.Errorf("nodes_declared_dead_total over the survivors = %v; want the death found by heartbeats", declared)
+	}
+}
+
+// TestKilledHostLeaves: kill -9 of a host. Its plugin is told (parent
+// death signal, pidfd), stops within its orphan deadline and leaves the
+// fabric on the way out, so the others see the node "left" — not an
+// orphan that keeps heartbeating for a host that is gone.
+func TestKilledHostLeaves(t *testing.T) {
+	ns := cluster(t, 3, "topology: mesh", "")
+	victim := ns[2]
+	victim.Kill()
+	for _, x := range ns[:2] {
+		hosttest.WaitFor(t, wait, "node "+x.id+" to see the killed host's node leave", func() bool {
+			n, ok := nodes(t, x.Host)[victim.id]
+			return ok && n.State == "left" && status(t, x.Host).NodeCount == 2
+		})
 	}
 }
 

@@ -24,6 +24,8 @@
 //	reject: "<message>"   Configure fails with ErrInvalidSettings naming
 //	                      subsystems.<name>.reject
 //	crash_file, crash_after   as for crashlater, for any variant
+//	shutdown_file: "<path>"   Shutdown writes "shutdown\n" to that file (a
+//	                          test sees that the graceful path ran)
 //
 // It lives under testdata so that go build ./... and go vet ./... skip it.
 package main
@@ -60,6 +62,7 @@ type testPlugin struct {
 	applies  int
 	starts   float64
 	childPID int
+	shutdown string
 }
 
 func (p *testPlugin) Info() sdk.Info {
@@ -88,6 +91,11 @@ func (p *testPlugin) Configure(ctx context.Context, cfg sdk.Config) error {
 		}
 		p.mu.Lock()
 		p.starts = float64(n)
+		p.mu.Unlock()
+	}
+	if f, ok := cfg.Settings["shutdown_file"].(string); ok {
+		p.mu.Lock()
+		p.shutdown = f
 		p.mu.Unlock()
 	}
 	crashFile, _ := cfg.Settings["crash_file"].(string)
@@ -168,6 +176,17 @@ func (p *testPlugin) Metrics(context.Context) (sdk.Metrics, error) {
 	return m, nil
 }
 
+// Shutdown records that it ran, if shutdown_file is set.
+func (p *testPlugin) Shutdown(context.Context) error {
+	p.mu.Lock()
+	f := p.shutdown
+	p.mu.Unlock()
+	if f == "" {
+		return nil
+	}
+	return os.WriteFile(f, []byte("shutdown\n"), 0o600)
+}
+
 func (p *testPlugin) Health(context.Context) sdk.Health {
 	return sdk.Health{Status: sdk.HealthServing, Components: []sdk.ComponentHealth{
 		{Name: "core", Status: sdk.HealthServing, CheckedAt: time.Now()},
@@ -177,6 +196,7 @@ func (p *testPlugin) Health(context.Context) sdk.Health {
 var (
 	_ sdk.Subsystem[Limits]       = (*testPlugin)(nil)
 	_ sdk.LimitsValidator[Limits] = (*testPlugin)(nil)
+	_ sdk.Shutdowner              = (*testPlugin)(nil)
 )
 
 // nopPlugin serves nothing; badproto only needs the handshake.
