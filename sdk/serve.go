@@ -33,7 +33,10 @@ const (
 // when the host asks for it), serves ScalableSubsystem, gRPC reflection and
 // any services impl registers through [GRPCRegistrar] on one connection, logs
 // through hclog to the host, and makes the process exit when its host dies,
-// however it dies. Call it from main and nothing else: a plugin must not
+// however it dies: it stops serving, runs Shutdown (if impl has one, with
+// the same deadline as a host-requested stop), kills its own process group
+// (children the plugin started; the dw host makes each plugin a group
+// leader) and exits, within about two seconds in all. Call it from main and nothing else: a plugin must not
 // write to stdout before Serve, as that breaks the handshake. Once Serve
 // runs, os.Stdout and os.Stderr are pipes that go-plugin forwards to the
 // host, and a write just before the process exits can be lost: log through
