@@ -1,6 +1,7 @@
 package node
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -425,51 +426,136 @@ func (n *Node) Status() Status {
 // Nodes returns every node this one knows, itself included: members, and
 // dead or left nodes still in the health cache, sorted by id.
 func (n *Node) Nodes() []NodeInfo {
+	out, _ := n.NodesPage("", -1)
+	return out
+}
+
+// NodesPage returns, sorted by id, the first limit nodes (all of them when
+// limit < 0) whose id sorts after after, and whether more follow. It
+// holds at most limit+1 nodes while it selects them, so paging through a
+// fabric of 10,000 nodes copies a page at a time, not the whole list.
+func (n *Node) NodesPage(after string, limit int) (page []NodeInfo, more bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	out := []NodeInfo{{
-		ID: n.cfg.ID, Address: n.addr, APIAddress: n.cfg.APIAddress, Federation: n.cfg.Federation,
-		Version: n.cfg.Version, State: StateAlive, Role: n.plan.roles[n.cfg.ID], Self: true,
-	}}
-	seen := map[string]bool{n.cfg.ID: true}
-	add := func(r *record) {
-		if r == nil || seen[r.id] {
-			return
+	var pick maxIDs // the smallest limit+1 ids after after, largest on top
+	consider := func(id string) {
+		switch {
+		case id <= after:
+		case limit < 0 || len(pick) <= limit:
+			heap.Push(&pick, id)
+		case id < pick[0]:
+			pick[0] = id
+			heap.Fix(&pick, 0)
 		}
-		seen[r.id] = true
-		info := NodeInfo{
-			ID: r.id, Address: r.address, APIAddress: r.apiAddress, Federation: r.federation,
-			Version: r.version, State: r.state, Missed: r.missed, RTT: r.rtt,
-		}
-		info.LastHeartbeat = r.lastHb
-		if r.lastAck.After(info.LastHeartbeat) {
-			info.LastHeartbeat = r.lastAck
-		}
-		if r.state == StateAlive || r.state == StateSuspect {
-			info.Role = n.plan.roles[r.id]
-		}
-		_, info.Watched = n.watches[r.id]
-		out = append(out, info)
 	}
+	consider(n.cfg.ID)
 	for _, id := range n.records.Keys() {
-		r, _ := n.records.Peek(id)
-		add(r)
+		if id != n.cfg.ID {
+			consider(id)
+		}
 	}
 	for id := range n.live {
-		if !seen[id] {
-			add(n.recordForLocked(id))
+		if !n.records.Contains(id) {
+			consider(id)
 		}
 	}
-	slices.SortFunc(out, func(a, b NodeInfo) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
+	ids := []string(pick)
+	slices.Sort(ids)
+	if more = limit >= 0 && len(ids) > limit; more {
+		ids = ids[:limit]
+	}
+	page = make([]NodeInfo, 0, len(ids))
+	for _, id := range ids {
+		page = append(page, n.infoLocked(id))
+	}
+	return page, more
+}
+
+// infoLocked describes one known node (id is this node or in the cache or
+// membership). It only reads: a member whose record the cache evicted is
+// described from membership without being added back, which could evict
+// a record the same page is about to describe.
+func (n *Node) infoLocked(id string) NodeInfo {
+	if id == n.cfg.ID {
+		return NodeInfo{
+			ID: n.cfg.ID, Address: n.addr, APIAddress: n.cfg.APIAddress, Federation: n.cfg.Federation,
+			Version: n.cfg.Version, State: StateAlive, Role: n.plan.roles[n.cfg.ID], Self: true,
 		}
-		return 0
-	})
+	}
+	r, ok := n.records.Peek(id)
+	if !ok {
+		r = &record{id: id, state: StateAlive}
+		if m, ok := n.live[id]; ok {
+			r.setMember(m)
+		}
+	}
+	info := NodeInfo{
+		ID: r.id, Address: r.address, APIAddress: r.apiAddress, Federation: r.federation,
+		Version: r.version, State: r.state, Missed: r.missed, RTT: r.rtt,
+	}
+	info.LastHeartbeat = r.lastHb
+	if r.lastAck.After(info.LastHeartbeat) {
+		info.LastHeartbeat = r.lastAck
+	}
+	if r.state == StateAlive || r.state == StateSuspect {
+		info.Role = n.plan.roles[r.id]
+	}
+	_, info.Watched = n.watches[r.id]
+	return info
+}
+
+// CountByState counts the known nodes (as Nodes lists them) by state.
+func (n *Node) CountByState() map[State]int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := map[State]int{StateAlive: 1} // this node
+	for _, id := range n.records.Keys() {
+		if r, ok := n.records.Peek(id); ok && id != n.cfg.ID {
+			out[r.state]++
+		}
+	}
+	for id := range n.live {
+		if !n.records.Contains(id) {
+			out[StateAlive]++ // a member whose record the cache evicted is recreated alive
+		}
+	}
 	return out
+}
+
+// WatchedTrouble returns the nodes this one watches that are suspect or
+// dead, each sorted by id.
+func (n *Node) WatchedTrouble() (suspect, dead []string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for id := range n.watches {
+		r, ok := n.records.Peek(id)
+		if !ok {
+			continue
+		}
+		switch r.state {
+		case StateSuspect:
+			suspect = append(suspect, id)
+		case StateDead:
+			dead = append(dead, id)
+		}
+	}
+	slices.Sort(suspect)
+	slices.Sort(dead)
+	return suspect, dead
+}
+
+// maxIDs is a max-heap of node ids (container/heap).
+type maxIDs []string
+
+func (h maxIDs) Len() int           { return len(h) }
+func (h maxIDs) Less(i, j int) bool { return h[i] > h[j] }
+func (h maxIDs) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *maxIDs) Push(x any)        { *h = append(*h, x.(string)) }
+func (h *maxIDs) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 // Stats returns the monotonic counters.

@@ -711,3 +711,76 @@ func TestSeedListWithSelf(t *testing.T) {
 	}
 	waitConverged(t, []*Node{a, b}, 10*time.Second)
 }
+
+// TestNodesPage: paging by id gives exactly Nodes(), in order, a page at a
+// time, for every page size, with a node that left among the members; the
+// counts by state and the watched trouble agree with the full list. (A
+// long interval keeps every state still while the test compares.)
+func TestNodesPage(t *testing.T) {
+	nodes := startCluster(t, 5, testLimits(5*time.Second, 3), nil)
+	victim := nodes[4]
+	if err := victim.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	n := nodes[0]
+	waitFor(t, 10*time.Second, "the node that left seen left", func() bool { return stateOf(n, victim.cfg.ID) == StateLeft })
+
+	all := n.Nodes()
+	if len(all) != 5 {
+		t.Fatalf("the hub knows %d nodes, want 5: %+v", len(all), all)
+	}
+	for limit := 1; limit <= len(all)+1; limit++ {
+		var got []string
+		after := ""
+		for pages := 0; ; pages++ {
+			if pages > len(all) {
+				t.Fatalf("limit %d: paging does not end", limit)
+			}
+			page, more := n.NodesPage(after, limit)
+			if len(page) > limit {
+				t.Fatalf("limit %d: a page of %d", limit, len(page))
+			}
+			for _, ni := range page {
+				got = append(got, ni.ID)
+			}
+			if !more {
+				break
+			}
+			if len(page) == 0 {
+				t.Fatalf("limit %d: an empty page says more follow", limit)
+			}
+			after = page[len(page)-1].ID
+		}
+		want := make([]string, len(all))
+		for i, ni := range all {
+			want[i] = ni.ID
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("limit %d: pages give %v, want %v", limit, got, want)
+		}
+	}
+	if page, more := n.NodesPage(all[len(all)-1].ID, 10); len(page) != 0 || more {
+		t.Errorf("after the last id: %d nodes, more %v; want none", len(page), more)
+	}
+	if page, more := n.NodesPage(all[1].ID, 2); len(page) != 2 || page[0].ID != all[2].ID || !more {
+		t.Errorf("after %s, 2: %+v more %v; want %s, %s and more", all[1].ID, page, more, all[2].ID, all[3].ID)
+	}
+
+	counts := map[State]int{}
+	var suspect, dead []string
+	for _, ni := range all {
+		counts[ni.State]++
+		if ni.Watched && ni.State == StateSuspect {
+			suspect = append(suspect, ni.ID)
+		}
+		if ni.Watched && ni.State == StateDead {
+			dead = append(dead, ni.ID)
+		}
+	}
+	if got := n.CountByState(); fmt.Sprint(got) != fmt.Sprint(counts) || got[StateLeft] != 1 || got[StateAlive] != 4 {
+		t.Errorf("CountByState = %v; the list counts %v (four alive, one left)", got, counts)
+	}
+	if s, d := n.WatchedTrouble(); fmt.Sprint(s, d) != fmt.Sprint(suspect, dead) {
+		t.Errorf("WatchedTrouble = %v, %v; the list has %v, %v", s, d, suspect, dead)
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	"sort"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -86,15 +85,13 @@ func (s *Service) ListNodes(_ context.Context, req *dwv1.ListNodesRequest) (*dwv
 	if err != nil {
 		return nil, sdk.ToStatus(err)
 	}
-	nodes := n.Nodes() // sorted by id
-	start := sort.Search(len(nodes), func(i int) bool { return nodes[i].ID > after })
-	end := min(start+size, len(nodes))
-	out := &dwv1.ListNodesResponse{Nodes: make([]*dwv1.FabricNode, 0, end-start)}
-	for _, ni := range nodes[start:end] {
+	nodes, more := n.NodesPage(after, size)
+	out := &dwv1.ListNodesResponse{Nodes: make([]*dwv1.FabricNode, 0, len(nodes))}
+	for _, ni := range nodes {
 		out.Nodes = append(out.Nodes, nodeProto(ni))
 	}
-	if end < len(nodes) && end > start {
-		out.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(nodes[end-1].ID))
+	if more && len(nodes) > 0 {
+		out.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(nodes[len(nodes)-1].ID))
 	}
 	return out, nil
 }

@@ -20,10 +20,7 @@ func (s *Service) Metrics(context.Context) (sdk.Metrics, error) {
 		return sdk.Metrics{}, nil
 	}
 	st, stats := n.Status(), n.Stats()
-	byState := map[node.State]int{}
-	for _, ni := range n.Nodes() {
-		byState[ni.State]++
-	}
+	byState := n.CountByState()
 	m := sdk.Metrics{}
 	add := func(ms ...sdk.Metric) { m.Values = append(m.Values, ms...) }
 	add(
@@ -78,18 +75,7 @@ func (s *Service) Health(context.Context) sdk.Health {
 	st := n.Status()
 	h := sdk.Health{Status: sdk.HealthServing,
 		Message: fmt.Sprintf("node %s, %s topology, %d of at most %d nodes, role %s", st.ID, st.Topology, st.NodeCount, st.MaxNodes, st.Role)}
-	var suspect, dead []string
-	for _, ni := range n.Nodes() {
-		if !ni.Watched {
-			continue
-		}
-		switch ni.State {
-		case node.StateSuspect:
-			suspect = append(suspect, ni.ID)
-		case node.StateDead:
-			dead = append(dead, ni.ID)
-		}
-	}
+	suspect, dead := n.WatchedTrouble()
 	peers := sdk.ComponentHealth{Name: "peers", Status: sdk.HealthServing, CheckedAt: now, Message: "every watched node answers"}
 	if len(suspect)+len(dead) > 0 {
 		peers.Status = sdk.HealthDegraded
