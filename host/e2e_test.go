@@ -69,10 +69,8 @@ func (h *runningHost) logs() string { return h.Logs() }
 // returning once the API address is logged.
 func startHost(t testing.TB, pluginsDir string, extraYAML string, env ...string) *runningHost {
 	t.Helper()
-	// These tests bring their own plugins: the first-party ones that the
-	// embedded defaults enable are not in their plugins folder.
-	env = append([]string{"DW_SUBSYSTEMS__DBSTORAGE__ENABLED=false", "DW_SUBSYSTEMS__FILESYSTEM__ENABLED=false",
-		"DW_SUBSYSTEMS__DATAPROTECTION__ENABLED=false", "DW_SUBSYSTEMS__FABRIC__ENABLED=false"}, env...)
+	// These tests bring their own plugins; hosttest disables the
+	// first-party ones, which are not in their plugins folder.
 	hh := hosttest.Start(t, pluginsDir, extraYAML, env...)
 	return &runningHost{Host: hh, addr: hh.Addr, cfgPath: hh.ConfigPath, pluginsDir: hh.PluginsDir, cfgBase: hh.Base}
 }

@@ -27,6 +27,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/datawarehouse/dw/config"
 )
 
 var (
@@ -128,6 +130,11 @@ type Host struct {
 // Start writes a config (the host part, then subsystemsYAML, which starts
 // with "subsystems:") and starts dw serve with the plugins found in
 // pluginsDir, returning when the API serves. env adds to the environment.
+//
+// A test brings the plugins it runs: a subsystem that the embedded
+// defaults enable (the first-party plugins) but whose dw-plugin-<name> is
+// not in pluginsDir is disabled through the environment
+// (DW_SUBSYSTEMS__<NAME>__ENABLED=false), unless env sets that variable.
 func Start(tb testing.TB, pluginsDir, subsystemsYAML string, env ...string) *Host {
 	tb.Helper()
 	return start(tb, pluginsDir, "", subsystemsYAML, env)
@@ -167,9 +174,34 @@ func start(tb testing.TB, pluginsDir, serverYAML, subsystemsYAML string, env []s
 	if err := os.WriteFile(h.ConfigPath, []byte(h.Base+subsystemsYAML), 0o600); err != nil {
 		tb.Fatal(err)
 	}
-	h.env = env
+	h.env = append(disableAbsent(tb, pluginsDir, env), env...)
 	h.run(tb)
 	return h
+}
+
+// disableAbsent returns the variables that disable each subsystem the
+// embedded defaults enable whose plugin binary is not in pluginsDir and
+// whose enabled variable env does not set.
+func disableAbsent(tb testing.TB, pluginsDir string, env []string) []string {
+	tb.Helper()
+	def, err := config.Parse(config.DefaultYAML, "embedded defaults")
+	if err != nil {
+		tb.Fatalf("hosttest: parse the embedded defaults: %v", err)
+	}
+	var out []string
+	for _, name := range slices.Sorted(maps.Keys(def.Subsystems)) {
+		if !def.Subsystems[name].Enabled {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(pluginsDir, "dw-plugin-"+name)); err == nil {
+			continue
+		}
+		v := "DW_SUBSYSTEMS__" + strings.ToUpper(name) + "__ENABLED"
+		if !slices.ContainsFunc(env, func(e string) bool { return strings.HasPrefix(e, v+"=") }) {
+			out = append(out, v+"=false")
+		}
+	}
+	return out
 }
 
 // Restart starts dw serve again on h's config file and data_dir, once h

@@ -66,8 +66,7 @@ func startDP(tb testing.TB, sources map[string]string, limits string) *hosttest.
 	tb.Helper()
 	dir := tb.TempDir()
 	hosttest.Plugin(tb, dir, "dataprotection")
-	h := hosttest.Start(tb, dir, dpConfig(sources, limits),
-		"DW_SUBSYSTEMS__DBSTORAGE__ENABLED=false", "DW_SUBSYSTEMS__FILESYSTEM__ENABLED=false", "DW_SUBSYSTEMS__FABRIC__ENABLED=false")
+	h := hosttest.Start(tb, dir, dpConfig(sources, limits))
 	h.WaitServing(tb, "dataprotection", 60*time.Second)
 	return h
 }

@@ -67,8 +67,6 @@ func startNode(tb testing.TB, seeds []string, limits, settings string, env ...st
 	tb.Helper()
 	dir := tb.TempDir()
 	hosttest.Plugin(tb, dir, "fabric")
-	env = append([]string{"DW_SUBSYSTEMS__DBSTORAGE__ENABLED=false", "DW_SUBSYSTEMS__FILESYSTEM__ENABLED=false",
-		"DW_SUBSYSTEMS__DATAPROTECTION__ENABLED=false"}, env...)
 	h := hosttest.Start(tb, dir, fabricConfig(seeds, limits, settings), env...)
 	h.WaitServing(tb, "fabric", wait)
 	st := status(tb, h)

@@ -41,7 +41,7 @@ func startFS(t testing.TB, limits string) *hosttest.Host {
 	if limits != "" {
 		cfg += "    limits: " + limits + "\n"
 	}
-	h := hosttest.Start(t, dir, cfg, "DW_SUBSYSTEMS__DBSTORAGE__ENABLED=false", "DW_SUBSYSTEMS__DATAPROTECTION__ENABLED=false", "DW_SUBSYSTEMS__FABRIC__ENABLED=false")
+	h := hosttest.Start(t, dir, cfg)
 	h.WaitServing(t, "filesystem", 60*time.Second)
 	return h
 }
@@ -431,8 +431,7 @@ func TestQuotaPerCaller(t *testing.T) {
 	hosttest.Plugin(t, dir, "filesystem")
 	cfg := "subsystems:\n  filesystem:\n    enabled: true\n    root: files\n" +
 		"    limits: {max_throttle_wait: 0s, quota: {callers: {alice: {ops_per_second: 0.01}}}}\n"
-	h := hosttest.StartWithTokens(t, dir, cfg, map[string]string{"alice": "alice-secret-token", "bob": "bob-secret-token"},
-		"DW_SUBSYSTEMS__DBSTORAGE__ENABLED=false", "DW_SUBSYSTEMS__DATAPROTECTION__ENABLED=false", "DW_SUBSYSTEMS__FABRIC__ENABLED=false")
+	h := hosttest.StartWithTokens(t, dir, cfg, map[string]string{"alice": "alice-secret-token", "bob": "bob-secret-token"})
 	h.WaitServing(t, "filesystem", 60*time.Second)
 	as := func(token string) []string { return []string{"Authorization", "Bearer " + token} }
 	if code, body, _ := do(t, "PUT", fileURL(h, "shared"), strings.NewReader("x"), as("alice-secret-token")...); code != http.StatusCreated {
