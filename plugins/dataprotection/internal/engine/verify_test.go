@@ -246,7 +246,10 @@ func TestVerifyReportsOnce(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			src := t.TempDir()
 			shared := randBytes(5, 100<<10)
-			writeFile(t, filepath.Join(src, "big.bin"), randBytes(6, 4*mib), 0o644)
+			// Past the chunker's 8 MiB maximum, so at least two chunks
+			// whatever the repository's random polynomial (4 MiB made one
+			// chunk in about 3% of repositories).
+			writeFile(t, filepath.Join(src, "big.bin"), randBytes(6, 9*mib), 0o644)
 			writeFile(t, filepath.Join(src, "copy.txt"), shared, 0o644)
 			writeFile(t, filepath.Join(src, "docs", "a.txt"), shared, 0o644)
 			writeFile(t, filepath.Join(src, "docs", "b.txt"), []byte("fine"), 0o644)
