@@ -56,7 +56,7 @@ type dataset struct {
 
 // largeFiles is how many 64 MiB random files the data set holds: 4 make
 // the 500 MB set; more make a longer backup, where the fixed cost of a
-// restart (about 0.15 s from the new process to the resumed job) weighs
+// restart (about 0.1 s from the new process to the resumed job) weighs
 // less in resume-share.
 var largeFiles = flag.Int("dp.large", 4, "64 MiB random files in the benchmark data set")
 

@@ -45,7 +45,7 @@
 //
 // Options.Checkpoint is called at least every CheckpointEvery while events
 // flow (so also in the middle of a large file), and after every
-// CheckpointBytes of source read (64 MiB by default), so that what a crash
+// CheckpointBytes of source read (16 MiB by default), so that what a crash
 // costs is bounded in bytes as well as in time. A checkpoint first stores,
 // for each open folder, the entries done since the previous checkpoint as a
 // segment blob pointing to the previous segment (so no checkpoint stores an
