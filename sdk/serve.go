@@ -110,6 +110,9 @@ func Serve[L any](impl Subsystem[L]) {
 	// after about two seconds anyway, and an exit of our own is cleaner.
 	time.AfterFunc(shutdownTimeout+250*time.Millisecond, func() {
 		logger.Error("shutdown overran its deadline; exiting")
+		if orphaned.Load() {
+			killOwnGroup()
+		}
 		os.Exit(3)
 	})
 	if sd, ok := impl.(Shutdowner); ok {
