@@ -10,6 +10,7 @@ package main_test
 import (
 	"encoding/base64"
 	"fmt"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -39,7 +40,10 @@ var fastLimits = []string{"heartbeat_interval: 200ms", "missed_heartbeats: 3"}
 // more settings (YAML lines under fabric:).
 func fabricConfig(seeds []string, limits, settings string) string {
 	var b strings.Builder
-	b.WriteString("subsystems:\n  fabric:\n    enabled: true\n    bind: 127.0.0.1:0\n")
+	b.WriteString("subsystems:\n  fabric:\n    enabled: true\n")
+	if !strings.Contains(settings, "    bind:") {
+		b.WriteString("    bind: 127.0.0.1:0\n")
+	}
 	fmt.Fprintf(&b, "    join: [%s]\n", strings.Join(seeds, ", "))
 	b.WriteString(settings)
 	all := []string{}
@@ -237,11 +241,16 @@ func TestKilledNodeIsRemoved(t *testing.T) {
 	}
 }
 
-// TestKilledHostLeaves: kill -9 of a host. Its plugin is told (parent
-// death signal, pidfd), stops within its orphan deadline and leaves the
-// fabric on the way out, so the others see the node "left" — not an
-// orphan that keeps heartbeating for a host that is gone.
-func TestKilledHostLeaves(t *testing.T) {
+// TestKilledHostLeavesAndRejoins: kill -9 of a host. Its plugin is told
+// (parent-death signal, pidfd), stops within its orphan deadline and
+// leaves the fabric on the way out, so the others see the node "left" —
+// not an orphan that keeps heartbeating for a host that is gone. Started
+// again on the same config and data_dir (an operator's restart), the host
+// is the same node — its id is kept in the host KV — at a new gossip
+// address, and every node counts it alive again. That the node left is
+// what lets memberlist take the new address at once: one that is only
+// dead keeps its old address until memberlist reaps it.
+func TestKilledHostLeavesAndRejoins(t *testing.T) {
 	ns := cluster(t, 3, "topology: mesh", "")
 	victim := ns[2]
 	victim.Kill()
@@ -251,6 +260,70 @@ func TestKilledHostLeaves(t *testing.T) {
 			return ok && n.State == "left" && status(t, x.Host).NodeCount == 2
 		})
 	}
+	h := victim.Restart(t)
+	h.WaitServing(t, "fabric", wait)
+	st := status(t, h)
+	if st.NodeID != victim.id {
+		t.Fatalf("the restarted host is node %s; want %s again", st.NodeID, victim.id)
+	}
+	back := &node{Host: h, id: st.NodeID, gossip: st.BindAddress}
+	ids := []string{ns[0].id, ns[1].id, back.id}
+	for _, x := range []*node{ns[0], ns[1], back} {
+		hosttest.WaitFor(t, wait, "node "+x.id+" to see every node alive after the restart", func() bool { return sees(t, x.Host, ids...) })
+	}
+	if n := nodes(t, ns[0].Host)[back.id]; n.Address != back.gossip || n.APIAddress != back.Addr {
+		t.Errorf("the survivors see the restarted node at %s (api %s); want %s (api %s)", n.Address, n.APIAddress, back.gossip, back.Addr)
+	}
+}
+
+// TestKilledPluginComesBack: kill -9 of a node's plugin process alone.
+// The host's supervisor starts it again; on the fixed gossip port the
+// default config uses, it is the same node at the same address, which
+// memberlist takes back (the new process refutes its old incarnation) and
+// which every node counts alive again.
+func TestKilledPluginComesBack(t *testing.T) {
+	ns := cluster(t, 2, "topology: mesh", "")
+	port := freeGossipPort(t)
+	victim := startNode(t, []string{ns[0].gossip}, "topology: mesh", fmt.Sprintf("    bind: 127.0.0.1:%d\n", port))
+	ids := []string{ns[0].id, ns[1].id, victim.id}
+	for _, x := range []*node{ns[0], ns[1], victim} {
+		hosttest.WaitFor(t, wait, "node "+x.id+" to see every node alive", func() bool { return sees(t, x.Host, ids...) })
+	}
+	before := victim.Plugin(t, "fabric")
+	if err := syscall.Kill(before.PID, syscall.SIGKILL); err != nil {
+		t.Fatalf("SIGKILL the victim's plugin (pid %d): %v", before.PID, err)
+	}
+	hosttest.WaitFor(t, wait, "the supervisor to start the plugin again", func() bool {
+		st := victim.Plugin(t, "fabric")
+		return st.State == "serving" && st.PID != before.PID
+	})
+	if st := status(t, victim.Host); st.NodeID != victim.id || st.BindAddress != victim.gossip {
+		t.Fatalf("the restarted plugin is node %s at %s; want %s at %s", st.NodeID, st.BindAddress, victim.id, victim.gossip)
+	}
+	for _, x := range []*node{ns[0], ns[1], victim} {
+		hosttest.WaitFor(t, wait, "node "+x.id+" to see every node alive after the restart", func() bool { return sees(t, x.Host, ids...) })
+	}
+}
+
+// freeGossipPort returns a loopback port free for both TCP and UDP at the
+// time of the call (memberlist binds both).
+func freeGossipPort(t *testing.T) int {
+	t.Helper()
+	for range 20 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		l.Close()
+		if err == nil {
+			u.Close()
+			return port
+		}
+	}
+	t.Fatal("no loopback port free for both TCP and UDP")
+	return 0
 }
 
 // TestMaxNodesRefusedOnBothSides: a fabric at max_nodes refuses a third
