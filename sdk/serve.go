@@ -36,11 +36,12 @@ const (
 // however it dies: it stops serving, runs Shutdown (if impl has one, with
 // the same deadline as a host-requested stop), kills its own process group
 // (children the plugin started; the dw host makes each plugin a group
-// leader) and exits, within about two seconds in all. Call it from main and nothing else: a plugin must not
-// write to stdout before Serve, as that breaks the handshake. Once Serve
-// runs, os.Stdout and os.Stderr are pipes that go-plugin forwards to the
-// host, and a write just before the process exits can be lost: log through
-// Config.Logger (it writes to the real stderr) instead.
+// leader) and exits, within about two seconds in all. Call it from main
+// and nothing else: a plugin must not write to stdout before Serve, as
+// that breaks the handshake. Once Serve runs, os.Stdout and os.Stderr are
+// pipes that go-plugin forwards to the host, and a write just before the
+// process exits can be lost: log through Config.Logger (it writes to the
+// real stderr) instead.
 func Serve[L any](impl Subsystem[L]) {
 	info := impl.Info()
 	level := hclog.LevelFromString(os.Getenv(EnvLogLevel))
