@@ -52,8 +52,8 @@ func watchHost(logger hclog.Logger, onGone func(reason string)) (stop func()) {
 	// Once the host is gone, the read ends of our stdout and stderr pipes
 	// are closed. Without this, the Go runtime kills the process with
 	// SIGPIPE at the first log line written after that — before Shutdown
-	// could run (a fabric node would vanish instead of leaving, a backup
-	// would not checkpoint). Caught, SIGPIPE only makes the write fail
+	// could run (a fabric node would vanish instead of leaving, stores
+	// would not close their files). Caught, SIGPIPE only makes the write fail
 	// with EPIPE, and the lost log line is all that is lost. The channel
 	// is never read: the signal itself carries nothing to act on. (Notify
 	// rather than Ignore: an ignored signal stays ignored in children a

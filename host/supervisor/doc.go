@@ -51,8 +51,8 @@
 //     started with Pdeathsig SIGTERM, which Linux fires when the *thread*
 //     that forked them exits; a locked, long-lived thread makes that mean
 //     "when the host dies". SIGTERM rather than SIGKILL so that an sdk
-//     plugin runs its Shutdown on the way out (a fabric node leaves, a
-//     backup checkpoints); the sdk bounds that by a hard exit and then
+//     plugin runs its Shutdown on the way out (a fabric node leaves,
+//     stores close their files); the sdk bounds that by a hard exit and then
 //     kills the plugin's process group, so children do not outlive it
 //     either. A process that does not catch SIGTERM dies of it, as of
 //     SIGKILL. (The sdk additionally watches the host: see

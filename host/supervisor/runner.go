@@ -171,7 +171,7 @@ func (r *procRunner) Start(ctx context.Context) error {
 				Setpgid: true,
 				// SIGTERM, not SIGKILL: an sdk plugin whose host died
 				// stops through its graceful path (Shutdown: a fabric node
-				// leaves, a backup checkpoints) and exits within
+				// leaves, stores close their files) and exits within
 				// sdk's orphan deadline, killing its own process group;
 				// a process that does not catch SIGTERM dies of it.
 				Pdeathsig: syscall.SIGTERM,
