@@ -187,20 +187,18 @@ func (n *Node) handleMessage(b []byte) {
 		n.log.Debug("fabric message dropped", "error", err)
 		return
 	}
-	now := time.Now()
-	var out []outMsg
-	n.mu.Lock()
-	if n.closed {
-		n.mu.Unlock()
-		return
-	}
+	n.step(func(now time.Time) []outMsg { return n.applyLocked(msg, now) })
+}
+
+// applyLocked applies one decoded message and returns the replies.
+func (n *Node) applyLocked(msg message, now time.Time) []outMsg {
 	switch m := msg.(type) {
 	case heartbeat:
-		out = n.onHeartbeatLocked(m, now)
+		return n.onHeartbeatLocked(m, now)
 	case ack:
-		out = n.onAckLocked(m, now)
+		return n.onAckLocked(m, now)
 	case dead:
-		out = n.onDeadLocked(m, now)
+		return n.onDeadLocked(m, now)
 	case alive:
 		n.onAliveLocked(m, now)
 	case topoRecord:
@@ -226,8 +224,7 @@ func (n *Node) handleMessage(b []byte) {
 	default:
 		n.log.Debug("fabric message of unexpected type dropped", "type", msg.kind())
 	}
-	n.mu.Unlock()
-	n.sendAll(out)
+	return nil
 }
 
 // onHeartbeatLocked acks any heartbeat (to the address it names, so that

@@ -358,13 +358,22 @@ func (n *Node) Apply(l Limits) {
 		n.log.Error("fabric limits ignored", "error", err)
 		return
 	}
-	now := time.Now()
-	var out []outMsg
-	n.mu.Lock()
-	if n.closed {
-		n.mu.Unlock()
+	applied := n.step(func(now time.Time) []outMsg { return n.applyLimitsLocked(l, now) })
+	if !applied {
 		return
 	}
+	n.log.Info("fabric limits applied", "max_nodes", fmt.Sprintf("%+v", l.MaxNodes), "topology", l.Topology,
+		"mode", l.Switching.Mode, "up_at", l.Switching.UpAt, "down_at", l.Switching.DownAt,
+		"heartbeat_interval", l.HeartbeatInterval, "missed_heartbeats", l.MissedHeartbeats)
+	signal(n.reset)
+	signal(n.kick)
+	signal(n.retry)
+}
+
+// applyLimitsLocked puts l in force and returns the topology record to
+// spread, if the configured topology changed.
+func (n *Node) applyLimitsLocked(l Limits, now time.Time) []outMsg {
+	var out []outMsg
 	old := n.limits
 	n.limits = l
 	n.records.Resize(l.MaxNodes.largest() + cacheSlack)
@@ -384,14 +393,23 @@ func (n *Node) Apply(l Limits) {
 		}, now)
 		out = n.spreadRecordLocked()
 	}
+	return out
+}
+
+// step runs f under n.mu with the current time, unless the node is
+// closed, then sends what f returns (after unlocking). It reports whether
+// f ran.
+func (n *Node) step(f func(now time.Time) []outMsg) bool {
+	now := time.Now()
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return false
+	}
+	out := f(now)
 	n.mu.Unlock()
-	n.log.Info("fabric limits applied", "max_nodes", fmt.Sprintf("%+v", l.MaxNodes), "topology", l.Topology,
-		"mode", l.Switching.Mode, "up_at", l.Switching.UpAt, "down_at", l.Switching.DownAt,
-		"heartbeat_interval", l.HeartbeatInterval, "missed_heartbeats", l.MissedHeartbeats)
-	signal(n.reset)
-	signal(n.kick)
-	signal(n.retry)
 	n.sendAll(out)
+	return true
 }
 
 func signal(c chan struct{}) {
@@ -692,21 +710,11 @@ func (n *Node) heartbeatTick() {
 }
 
 // healthTick evaluates every watch.
-func (n *Node) healthTick() {
-	now := time.Now()
-	n.mu.Lock()
-	out := n.evaluateHealthLocked(now)
-	n.mu.Unlock()
-	n.sendAll(out)
-}
+func (n *Node) healthTick() { n.step(n.evaluateHealthLocked) }
 
 // switchCheck evaluates switching between ticks (membership changed).
 func (n *Node) switchCheck() {
-	now := time.Now()
-	n.mu.Lock()
-	out := n.evaluateSwitchingLocked(now, false)
-	n.mu.Unlock()
-	n.sendAll(out)
+	n.step(func(now time.Time) []outMsg { return n.evaluateSwitchingLocked(now, false) })
 }
 
 // sendAll sends best-effort messages; n.mu must not be held.
