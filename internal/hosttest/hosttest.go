@@ -75,6 +75,14 @@ func Binary(tb testing.TB, pkg, name string) string {
 	return out
 }
 
+// Main runs a package's tests and removes the binaries they built: call
+// it from TestMain when nothing else needs cleaning up.
+func Main(m *testing.M) {
+	code := m.Run()
+	Cleanup()
+	os.Exit(code)
+}
+
 // Cleanup removes the binaries built by Binary.
 func Cleanup() {
 	buildMu.Lock()

@@ -33,11 +33,7 @@ import (
 	"github.com/datawarehouse/dw/internal/hosttest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	hosttest.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { hosttest.Main(m) }
 
 // jobWait bounds every wait for a job: generous, for -race on 2 cores.
 const jobWait = 3 * time.Minute

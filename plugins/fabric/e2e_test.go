@@ -11,7 +11,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net"
-	"os"
 	"slices"
 	"strings"
 	"syscall"
@@ -22,11 +21,7 @@ import (
 	"github.com/datawarehouse/dw/internal/hosttest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	hosttest.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { hosttest.Main(m) }
 
 // wait bounds every wait: generous, for -race on 2 cores.
 const wait = 90 * time.Second

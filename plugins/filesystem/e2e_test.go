@@ -25,11 +25,7 @@ import (
 	"github.com/datawarehouse/dw/internal/hosttest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	hosttest.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { hosttest.Main(m) }
 
 // startFS starts a host whose only plugin is filesystem, with the given
 // limits (a YAML flow map, or "").
