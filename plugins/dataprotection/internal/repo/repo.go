@@ -49,6 +49,8 @@ const (
 	indexDir     = "index"
 	snapshotsDir = "snapshots"
 	tmpDir       = "tmp"
+	// quarantineDir holds packs Open took out of use but may not delete.
+	quarantineDir = "quarantine"
 )
 
 // Options tune a Repo; the zero value gives the defaults.
@@ -71,8 +73,15 @@ type OpenReport struct {
 	// AdoptedPacks are orphan packs (no index file) whose trailer was
 	// valid: their index was written and their blobs are available.
 	AdoptedPacks []string
-	// RemovedPacks are orphan packs that were unreadable and were deleted.
+	// RemovedPacks are orphan packs that were unreadable and were deleted:
+	// packs that never had an index (a crash before the index was
+	// written), which no snapshot can use.
 	RemovedPacks []Problem
+	// QuarantinedPacks are packs whose index file was damaged and whose
+	// trailer is unreadable too. Snapshots may use them, so they are moved
+	// to quarantine/, not deleted: their blobs are unavailable (verify and
+	// restore name what they break), and the bytes are kept for salvage.
+	QuarantinedPacks []Problem
 	// RemovedIndexes are index files that were deleted: unreadable, naming
 	// a missing pack, or disagreeing with their pack's size.
 	RemovedIndexes []Problem
@@ -354,6 +363,9 @@ func (r *Repo) logReport() {
 	for _, p := range rp.RemovedPacks {
 		r.log.Warn("removed unreadable orphan pack", "repository", r.dir, "pack", p.Name, "reason", p.Reason)
 	}
+	for _, p := range rp.QuarantinedPacks {
+		r.log.Error("moved a damaged pack to quarantine/: snapshots using it cannot be fully restored", "repository", r.dir, "pack", p.Name, "reason", p.Reason)
+	}
 	for _, p := range rp.RemovedIndexes {
 		r.log.Warn("removed index file", "repository", r.dir, "index", p.Name, "reason", p.Reason)
 	}
@@ -516,6 +528,7 @@ func (r *Repo) loadIndex() error {
 		return fmt.Errorf("read %s: %w", dir, err)
 	}
 	indexed := make(map[ID]bool, len(names))
+	hadIndex := map[ID]bool{} // damaged index files of packs still on disk
 	removedIndex := false
 	for _, de := range names {
 		id, perr := ParseID(de.Name())
@@ -540,6 +553,7 @@ func (r *Repo) loadIndex() error {
 			reason = fmt.Sprintf("its pack is %d bytes but the index says %d", packSize, size)
 		}
 		if reason != "" {
+			hadIndex[id] = exists
 			if err := removeFile(path); err != nil {
 				return err
 			}
@@ -563,7 +577,7 @@ func (r *Repo) loadIndex() error {
 	}
 	slices.SortFunc(orphans, func(a, b ID) int { return compareID(a, b) })
 	for _, id := range orphans {
-		if err := r.adoptPack(id, onDisk[id]); err != nil {
+		if err := r.adoptPack(id, onDisk[id], hadIndex[id]); err != nil {
 			return err
 		}
 	}
@@ -617,12 +631,17 @@ func isLowerHex(s string) bool {
 }
 
 // adoptPack handles a pack without a valid index: if its trailer is valid
-// and hashes to its name, its index is written; otherwise it is
-// removed (nothing durable refers to it: snapshots are written only after
-// their packs are indexed).
-func (r *Repo) adoptPack(id ID, size int64) error {
+// and hashes to its name, its index is written. Otherwise a pack that
+// never had an index is removed (nothing durable refers to it: snapshots
+// are written only after their packs are indexed), and one whose index
+// was damaged (hadIndex) is moved to quarantine/, since snapshots may use
+// it.
+func (r *Repo) adoptPack(id ID, size int64, hadIndex bool) error {
 	path := r.packPath(id)
 	entries, verr := r.validatePack(path, id, size)
+	if verr != nil && hadIndex {
+		return r.quarantinePack(id, verr)
+	}
 	if verr != nil {
 		if err := removeFile(path); err != nil {
 			return err
@@ -638,6 +657,27 @@ func (r *Repo) adoptPack(id ID, size int64) error {
 	}
 	r.addPackLocked(id, size, entries, false)
 	r.report.AdoptedPacks = append(r.report.AdoptedPacks, id.String())
+	return nil
+}
+
+// quarantinePack moves a committed pack that cannot be read to
+// quarantine/, durably, and reports it.
+func (r *Repo) quarantinePack(id ID, why error) error {
+	path := r.packPath(id)
+	qdir := filepath.Join(r.dir, quarantineDir)
+	if err := os.MkdirAll(qdir, 0o700); err != nil {
+		return fmt.Errorf("quarantine pack %s: %w", id, err)
+	}
+	if err := os.Rename(path, filepath.Join(qdir, id.String())); err != nil {
+		return fmt.Errorf("quarantine pack %s: %w", id, err)
+	}
+	if err := syncDir(qdir); err != nil {
+		return err
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return err
+	}
+	r.report.QuarantinedPacks = append(r.report.QuarantinedPacks, Problem{Name: id.String(), Reason: why.Error()})
 	return nil
 }
 

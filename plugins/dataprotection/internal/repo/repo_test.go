@@ -581,3 +581,56 @@ func TestFlockExclusive(t *testing.T) {
 		t.Fatalf("other process after Close: exit %d, want 1 (opened)", code)
 	}
 }
+
+// TestDamagedCommittedPackQuarantined: a pack whose index file is damaged
+// and whose trailer is unreadable too may be used by snapshots, so Open
+// moves it to quarantine/ instead of deleting it; a second Open leaves it
+// there.
+func TestDamagedCommittedPackQuarantined(t *testing.T) {
+	dir := t.TempDir()
+	r := openTest(t, dir, Options{})
+	blobs := [][]byte{randomBytes(9, 100<<10), []byte("small")}
+	addFlush(t, r, blobs...)
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	packs := packFiles(t, dir)
+	if len(packs) != 1 {
+		t.Fatalf("%d packs, want 1", len(packs))
+	}
+	pack := packs[0]
+	name := filepath.Base(pack)
+	idx := filepath.Join(dir, indexDir, name)
+	info, _ := os.Stat(idx)
+	flipByte(t, idx, info.Size()-2) // the index's CRC no longer matches
+	info, _ = os.Stat(pack)
+	flipByte(t, pack, info.Size()-int64(packFooterSize)-3) // nor the trailer's
+
+	r = openTest(t, dir, Options{})
+	rep := r.OpenReport()
+	if len(rep.QuarantinedPacks) != 1 || rep.QuarantinedPacks[0].Name != name || len(rep.RemovedPacks) != 0 {
+		t.Fatalf("quarantined %+v, removed %+v; want pack %s quarantined, none removed", rep.QuarantinedPacks, rep.RemovedPacks, name)
+	}
+	kept, err := os.ReadFile(filepath.Join(dir, quarantineDir, name))
+	if err != nil || int64(len(kept)) != info.Size() {
+		t.Fatalf("quarantine/%s: %d bytes, %v; want the pack's %d bytes", name, len(kept), err, info.Size())
+	}
+	if n := len(packFiles(t, dir)); n != 0 {
+		t.Errorf("%d pack files left in packs/, want the damaged pack moved out", n)
+	}
+	for _, b := range blobs {
+		if r.Has(Hash(b)) {
+			t.Errorf("a blob of the quarantined pack is still indexed")
+		}
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r = openTest(t, dir, Options{})
+	if rep := r.OpenReport(); len(rep.QuarantinedPacks)+len(rep.RemovedPacks)+len(rep.Ignored) != 0 {
+		t.Errorf("second open: %+v; want nothing to repair", rep)
+	}
+	if _, err := os.Stat(filepath.Join(dir, quarantineDir, name)); err != nil {
+		t.Errorf("the quarantined pack is gone after a second open: %v", err)
+	}
+}

@@ -230,7 +230,7 @@ func (r *Repo) verifyPack(ctx context.Context, c *packChecker, p packInfo) (pack
 		te, tid, terr := readTrailer(src, size)
 		if terr != nil {
 			pc.problems = append(pc.problems, corrupt("trailer: %v", terr))
-			pc.unreadable = fmt.Errorf("its index file and its trailer are both unreadable, so the next open of the repository removes the pack: %w", ErrCorrupt)
+			pc.unreadable = fmt.Errorf("its index file and its trailer are both unreadable, so the next open of the repository moves the pack to quarantine/: %w", ErrCorrupt)
 			return pc, nil
 		}
 		if tid != p.id {
