@@ -62,15 +62,22 @@ func Serve[L any](impl Subsystem[L]) {
 		grpcServer *grpc.Server
 		stopped    bool
 	)
+	// orphaned is set once the host is gone: then no one else kills our
+	// process group, so every way out kills it (exit does).
 	var orphaned atomic.Bool
+	exit := func() {
+		if orphaned.Load() {
+			killOwnGroup()
+		}
+		os.Exit(3)
+	}
 	stop := func(reason string) {
 		orphaned.Store(true)
 		logger.Warn("stopping plugin", "reason", reason)
 		// Whatever happens below, the process is gone soon.
 		time.AfterFunc(orphanExitAfter, func() {
 			logger.Error("plugin did not stop in time; exiting", "reason", reason)
-			killOwnGroup()
-			os.Exit(3)
+			exit()
 		})
 		grpcMu.Lock()
 		s := grpcServer
@@ -80,8 +87,7 @@ func Serve[L any](impl Subsystem[L]) {
 			s.Stop()
 		}
 		if s == nil {
-			killOwnGroup()
-			os.Exit(3)
+			exit()
 		}
 	}
 	unwatch := watchHost(logger, stop)
@@ -111,10 +117,7 @@ func Serve[L any](impl Subsystem[L]) {
 	// after about two seconds anyway, and an exit of our own is cleaner.
 	time.AfterFunc(shutdownTimeout+250*time.Millisecond, func() {
 		logger.Error("shutdown overran its deadline; exiting")
-		if orphaned.Load() {
-			killOwnGroup()
-		}
-		os.Exit(3)
+		exit()
 	})
 	if sd, ok := impl.(Shutdowner); ok {
 		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
