@@ -116,7 +116,7 @@ func TestLimits(t *testing.T) {
 }
 
 func TestPageRequest(t *testing.T) {
-	tok := base64.RawURLEncoding.EncodeToString([]byte("node-b"))
+	tok := pageToken("node-b")
 	for _, tc := range []struct {
 		name      string
 		req       *dwv1.ListNodesRequest
@@ -131,6 +131,8 @@ func TestPageRequest(t *testing.T) {
 		{"negative size", &dwv1.ListNodesRequest{PageSize: -1}, 0, "", "page_size -1"},
 		{"token not base64", &dwv1.ListNodesRequest{PageToken: "!!"}, 0, "", "not a token"},
 		{"token padded", &dwv1.ListNodesRequest{PageToken: tok + "=="}, 0, "", "not a token"},
+		{"token of no listing", &dwv1.ListNodesRequest{PageToken: base64.RawURLEncoding.EncodeToString([]byte("node-b"))}, 0, "", "not a token"},
+		{"token without an id", &dwv1.ListNodesRequest{PageToken: pageToken("")}, 0, "", "not a token"},
 		{"token oversized", &dwv1.ListNodesRequest{PageToken: strings.Repeat("A", maxTokenBytes+1)}, 0, "", "at most 512"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -151,6 +153,7 @@ func TestPageRequest(t *testing.T) {
 func FuzzPageRequest(f *testing.F) {
 	f.Add(int32(0), "")
 	f.Add(int32(5), base64.RawURLEncoding.EncodeToString([]byte("n1")))
+	f.Add(int32(5), pageToken("n1"))
 	f.Add(int32(-3), "%%")
 	f.Add(int32(1001), strings.Repeat("A", 600))
 	f.Fuzz(func(t *testing.T, size int32, token string) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -91,7 +92,7 @@ func (s *Service) ListNodes(_ context.Context, req *dwv1.ListNodesRequest) (*dwv
 		out.Nodes = append(out.Nodes, nodeProto(ni))
 	}
 	if more && len(nodes) > 0 {
-		out.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(nodes[len(nodes)-1].ID))
+		out.NextPageToken = pageToken(nodes[len(nodes)-1].ID)
 	}
 	return out, nil
 }
@@ -114,10 +115,20 @@ func pageRequest(req *dwv1.ListNodesRequest) (size int, after string, err error)
 		return 0, "", fmt.Errorf("list fabric nodes: %w: page_token of %d bytes; at most %d; pass next_page_token of the previous page unchanged", sdk.ErrInvalidArgument, len(tok), maxTokenBytes)
 	}
 	b, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil || len(b) == 0 {
+	after, ok := strings.CutPrefix(string(b), tokenPrefix)
+	if err != nil || !ok || after == "" {
 		return 0, "", fmt.Errorf("list fabric nodes: %w: page_token is not a token of this listing; pass next_page_token of the previous page unchanged", sdk.ErrInvalidArgument)
 	}
-	return size, string(b), nil
+	return size, after, nil
+}
+
+// tokenPrefix marks a page token of ListNodes, so that a token of another
+// listing (or any other base64) is refused instead of read as a node id.
+const tokenPrefix = "fabric-nodes/v1\x00"
+
+// pageToken is the token of the page after the node id last.
+func pageToken(last string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(tokenPrefix + last))
 }
 
 var stateProto = map[node.State]dwv1.NodeState{
