@@ -12,7 +12,6 @@ type peer struct{ id, federation string }
 // watches them by their acks) and whose heartbeats it expects (expect: it
 // watches them by their heartbeats), and every member's role.
 type plan struct {
-	topology Topology
 	hub      string            // star
 	gateways map[string]string // federated: federation → gateway id
 	roles    map[string]string // id → role
@@ -31,7 +30,7 @@ func makePlan(t Topology, self peer, peers []peer) plan {
 	slices.SortFunc(ps, func(a, b peer) int { return strings.Compare(a.id, b.id) })
 	ps = slices.CompactFunc(ps, func(a, b peer) bool { return a.id == b.id })
 
-	p := plan{topology: t, roles: make(map[string]string, len(ps))}
+	p := plan{roles: make(map[string]string, len(ps))}
 	switch t {
 	case TopologyMesh:
 		for _, q := range ps {
@@ -63,7 +62,6 @@ func makePlan(t Topology, self peer, peers []peer) plan {
 			}
 		}
 	default: // star
-		p.topology = TopologyStar
 		p.hub = ps[0].id
 		for _, q := range ps {
 			p.roles[q.id] = RoleLeaf

@@ -37,8 +37,7 @@ type Service struct {
 	nodeID   string
 	shutdown bool
 
-	node   atomic.Pointer[node.Node]
-	limits atomic.Pointer[Limits]
+	node atomic.Pointer[node.Node]
 }
 
 var (
@@ -128,7 +127,6 @@ func (s *Service) ApplyLimits(ctx context.Context, l Limits) error {
 	}
 	if n := s.node.Load(); n != nil {
 		n.Apply(l.node())
-		s.limits.Store(&l)
 		return nil
 	}
 	logger := s.cfg.Logger
@@ -150,7 +148,6 @@ func (s *Service) ApplyLimits(ctx context.Context, l Limits) error {
 		return fmt.Errorf("start fabric node %s on %s (subsystems.%s.bind): %w", s.nodeID, s.settings.bind, s.cfg.Subsystem, err)
 	}
 	s.node.Store(n)
-	s.limits.Store(&l)
 	logger.Info("fabric node started", "node", s.nodeID, "bind", n.Addr(), "federation", s.settings.federation,
 		"seeds", len(s.settings.join), "encrypted", s.settings.key != nil, "topology", l.Topology)
 	return nil
