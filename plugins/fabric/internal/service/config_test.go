@@ -173,14 +173,14 @@ func FuzzPageRequest(f *testing.F) {
 func TestNodeIDIsKept(t *testing.T) {
 	ctx := context.Background()
 	kv := sdktest.NewMemKV()
-	a, err := loadNodeID(ctx, kv)
+	a, err := loadNodeID(ctx, kv, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !nodeIDPattern.MatchString(a) {
 		t.Fatalf("node id %q does not match %v", a, nodeIDPattern)
 	}
-	b, err := loadNodeID(ctx, kv)
+	b, err := loadNodeID(ctx, kv, nil)
 	if err != nil || b != a {
 		t.Fatalf("second load %q, %v; want the kept %q", b, err, a)
 	}
@@ -188,13 +188,13 @@ func TestNodeIDIsKept(t *testing.T) {
 	if err := kv.Put(ctx, nodeIDKey, []byte("../../evil\n")); err != nil {
 		t.Fatal(err)
 	}
-	c, err := loadNodeID(ctx, kv)
+	c, err := loadNodeID(ctx, kv, nil)
 	kept, _ := kv.Get(ctx, nodeIDKey)
 	if err != nil || c == a || !nodeIDPattern.MatchString(c) || string(kept) != c {
 		t.Fatalf("after a foreign value: %q, %v (kept %q)", c, err, kept)
 	}
 	// Without a KV each start makes a new id.
-	d, err := loadNodeID(ctx, nil)
+	d, err := loadNodeID(ctx, nil, nil)
 	if err != nil || !nodeIDPattern.MatchString(d) {
 		t.Fatalf("without a KV: %q, %v", d, err)
 	}

@@ -69,7 +69,7 @@ func (s *Service) Configure(ctx context.Context, cfg sdk.Config) error {
 	if err != nil {
 		return err
 	}
-	id, err := loadNodeID(ctx, cfg.KV)
+	id, err := loadNodeID(ctx, cfg.KV, cfg.Logger)
 	if err != nil {
 		return fmt.Errorf("configure fabric: node id: %w", err)
 	}
@@ -82,15 +82,20 @@ func (s *Service) Configure(ctx context.Context, cfg sdk.Config) error {
 var nodeIDPattern = regexp.MustCompile(`^[a-z0-9-]{1,48}-[0-9a-f]{8}$`)
 
 // loadNodeID returns the id kept in kv, making and keeping one if there is
-// none (or kv is nil).
-func loadNodeID(ctx context.Context, kv sdk.KV) (string, error) {
+// none (or kv is nil). A stored value this plugin cannot have made is
+// replaced, and the change of identity logged (log may be nil): peers
+// will show the old id as dead or left until their caches drop it.
+func loadNodeID(ctx context.Context, kv sdk.KV, log hclog.Logger) (string, error) {
 	if kv != nil {
 		b, err := kv.Get(ctx, nodeIDKey)
 		switch {
 		case err == nil && nodeIDPattern.Match(b):
 			return string(b), nil
 		case err == nil:
-			// Not one of ours: replaced below.
+			if log != nil {
+				log.Warn("stored fabric node id is not one this plugin makes; replacing it: this node joins under a new id",
+					"key", nodeIDKey, "stored", fmt.Sprintf("%.64q", b))
+			}
 		case !errors.Is(err, sdk.ErrNotFound):
 			return "", fmt.Errorf("read %s: %w", nodeIDKey, err)
 		}
