@@ -40,9 +40,18 @@ func (n *Node) joinLoop(seeds []string) {
 	}
 }
 
-// tryJoin tries each seed once; it reports whether joining is over.
+// tryJoin tries each seed once; it reports whether joining is over. While
+// it is not, JoinProblem says why.
 func (n *Node) tryJoin(seeds []string) bool {
 	onlySelf := true
+	var problems []string
+	defer func() {
+		msg := ""
+		if len(problems) > 0 {
+			msg = "not joined yet, will retry: " + strings.Join(problems, "; ")
+		}
+		n.joinProblem.Store(&msg)
+	}()
 	for _, seed := range seeds {
 		select {
 		case <-n.stop:
@@ -53,6 +62,7 @@ func (n *Node) tryJoin(seeds []string) bool {
 		if err != nil {
 			onlySelf = false
 			n.log.Warn("fabric seed unresolvable", "seed", seed, "error", err)
+			problems = append(problems, fmt.Sprintf("seed %s: %v", seed, err))
 			continue
 		}
 		v, err := n.handshake(addr)
@@ -62,6 +72,7 @@ func (n *Node) tryJoin(seeds []string) bool {
 		if err != nil {
 			onlySelf = false
 			n.log.Info("fabric seed unreachable; will retry", "seed", seed, "error", err)
+			problems = append(problems, fmt.Sprintf("seed %s: %v", seed, err))
 			continue
 		}
 		if v.SeedID == n.cfg.ID {
@@ -69,6 +80,7 @@ func (n *Node) tryJoin(seeds []string) bool {
 		}
 		onlySelf = false
 		if !n.acceptVerdict(v, addr.String()) {
+			problems = append(problems, fmt.Sprintf("seed %s refused the join (see refusals)", seed))
 			continue
 		}
 		n.joining.Store(true)
@@ -76,9 +88,11 @@ func (n *Node) tryJoin(seeds []string) bool {
 		n.joining.Store(false)
 		if err != nil {
 			n.log.Warn("fabric join failed; will retry", "seed", seed, "error", err)
+			problems = append(problems, fmt.Sprintf("seed %s: %v", seed, err))
 			continue
 		}
 		n.log.Info("joined fabric", "seed", seed, "seed_id", v.SeedID, "fabric_nodes", v.Count)
+		problems = nil
 		return true
 	}
 	return onlySelf

@@ -160,7 +160,10 @@ type Node struct {
 	stats   counters
 	numLive atomic.Int64
 	joining atomic.Bool
-	leaving atomic.Bool
+	// joinProblem is why the last attempt to join through the seeds
+	// failed ("" once joined, or with no seed but this node).
+	joinProblem atomic.Pointer[string]
+	leaving     atomic.Bool
 
 	kick, reset, retry chan struct{}
 	admits             chan admit
@@ -574,6 +577,16 @@ func (h *maxIDs) Pop() any {
 	x := old[len(old)-1]
 	*h = old[:len(old)-1]
 	return x
+}
+
+// JoinProblem says why joining the fabric through the configured seeds
+// has not succeeded yet: "" when joined, when there are no seeds, or
+// before the first attempt.
+func (n *Node) JoinProblem() string {
+	if p := n.joinProblem.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // Stats returns the monotonic counters.

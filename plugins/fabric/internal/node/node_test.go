@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"fmt"
+	"net"
+	"strings"
 	"testing"
 	"time"
 )
@@ -782,5 +784,31 @@ func TestNodesPage(t *testing.T) {
 	}
 	if s, d := n.WatchedTrouble(); fmt.Sprint(s, d) != fmt.Sprint(suspect, dead) {
 		t.Errorf("WatchedTrouble = %v, %v; the list has %v, %v", s, d, suspect, dead)
+	}
+}
+
+// TestJoinProblemShown: a node whose seed does not answer says so (the
+// service turns it into degraded health) until it joins.
+func TestJoinProblemShown(t *testing.T) {
+	l := testLimits(200*time.Millisecond, 3)
+	first := startNode(t, testConfig("n00", l))
+	if p := first.JoinProblem(); p != "" {
+		t.Errorf("a node with no seeds reports %q; want no join problem", p)
+	}
+	// A port nothing listens on: bind one, note it, close it.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	lone := startNode(t, testConfig("n01", l, dead))
+	waitFor(t, 10*time.Second, "the unreachable seed reported", func() bool {
+		return strings.Contains(lone.JoinProblem(), "seed "+dead)
+	})
+	joined := startNode(t, testConfig("n02", l, first.Addr()))
+	waitConverged(t, []*Node{first, joined}, 10*time.Second)
+	if p := joined.JoinProblem(); p != "" {
+		t.Errorf("a joined node reports %q; want no join problem", p)
 	}
 }

@@ -95,6 +95,12 @@ func (s *Service) Health(context.Context) sdk.Health {
 	if st.Recommendation != "" {
 		membership.Message += fmt.Sprintf("; recommends switching to %s: %s", st.Recommendation, st.RecommendationReason)
 	}
+	if p := n.JoinProblem(); p != "" {
+		membership.Status = sdk.HealthDegraded
+		membership.Message += "; " + p
+		h.Status = sdk.HealthDegraded
+		h.Message += "; " + p
+	}
 	h.Components = []sdk.ComponentHealth{membership, peers, enc}
 	return h
 }
