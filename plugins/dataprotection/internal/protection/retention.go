@@ -62,8 +62,8 @@ func (s *Service) usage(ctx context.Context, snaps []repo.Snapshot) (*retention.
 				subtrees = append(subtrees, *n.Subtree)
 			}
 		}
-		size, _ := s.repo.StoredSize(id)
-		u.Blob(retention.BlobID(id), size, children)
+		info, _ := s.repo.Locate(id)
+		u.Blob(retention.BlobID(id), info.Length, children)
 		for _, st := range subtrees {
 			if err := walk(st); err != nil {
 				return err
@@ -81,8 +81,8 @@ func (s *Service) usage(ctx context.Context, snaps []repo.Snapshot) (*retention.
 	// a tree's record (with its children) must win over a chunk that
 	// happens to have the same bytes.
 	for id := range data {
-		size, _ := s.repo.StoredSize(id)
-		u.Blob(retention.BlobID(id), size, nil)
+		info, _ := s.repo.Locate(id)
+		u.Blob(retention.BlobID(id), info.Length, nil)
 	}
 	return u, nil
 }

@@ -54,8 +54,8 @@ func TestUsageCountsSharedBlobsOnce(t *testing.T) {
 	if err := engine.Used(ctx, r, snaps, func(id repo.ID) bool {
 		if !seen[id] {
 			seen[id] = true
-			size, _ := r.StoredSize(id)
-			flat += size
+			info, _ := r.Locate(id)
+			flat += info.Length
 		}
 		return true
 	}); err != nil {

@@ -804,16 +804,3 @@ func (r *Repo) Locate(id ID) (BlobInfo, bool) {
 	}
 	return BlobInfo{Type: loc.typ, Pack: r.packs[loc.pack].id, Offset: int64(loc.offset), Length: int64(loc.length), RawLength: int64(loc.rawLen)}, true
 }
-
-// StoredSize returns the bytes blob id takes in its pack (compressed), and
-// whether it is indexed. Retention uses it to count what forgetting
-// snapshots would free.
-func (r *Repo) StoredSize(id ID) (int64, bool) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	loc, ok := r.index.get(id)
-	if !ok {
-		return 0, false
-	}
-	return int64(loc.length), true
-}
