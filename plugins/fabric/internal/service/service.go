@@ -150,7 +150,7 @@ func (s *Service) ApplyLimits(ctx context.Context, l Limits) error {
 		Logger:     logger,
 	})
 	if err != nil {
-		return fmt.Errorf("start fabric node %s on %s (subsystems.%s.bind): %w", s.nodeID, s.settings.bind, s.cfg.Subsystem, err)
+		return fmt.Errorf("subsystems.%s.bind %s: %w", s.cfg.Subsystem, s.settings.bind, err)
 	}
 	s.node.Store(n)
 	logger.Info("fabric node started", "node", s.nodeID, "bind", n.Addr(), "federation", s.settings.federation,
