@@ -453,8 +453,9 @@ func (n *Node) Nodes() []NodeInfo {
 
 // NodesPage returns, sorted by id, the first limit nodes (all of them when
 // limit < 0) whose id sorts after after, and whether more follow. It
-// holds at most limit+1 nodes while it selects them, so paging through a
-// fabric of 10,000 nodes copies a page at a time, not the whole list.
+// describes at most limit+1 nodes while it selects them, so paging through
+// a fabric of 10,000 nodes builds a page at a time, not the whole list;
+// it still scans every id (the cache's key list is copied once per call).
 func (n *Node) NodesPage(after string, limit int) (page []NodeInfo, more bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
