@@ -14,12 +14,17 @@ TOOLS := $(CURDIR)/bin/tools
 
 PLUGINS := $(notdir $(patsubst %/,%,$(wildcard plugins/*/)))
 EXAMPLES := kvcache
+# Every Go module of the repository: the host (.), the SDK and each example.
+# A nested go.mod hides its folder from `go test ./...` at the root, so every
+# target below visits each module; scripts/check-modules.sh fails when a
+# go.mod is missing from this list.
+MODULES := . sdk $(addprefix examples/,$(EXAMPLES))
 
-.PHONY: all build run test bench lint fmt proto proto-check tools clean
+.PHONY: all build run test bench lint fmt proto proto-check tools clean check-modules
 
 all: build
 
-build:
+build: check-modules
 	@mkdir -p bin/plugins bin/examples
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/dw ./cmd/dw
 	@for p in $(PLUGINS); do \
@@ -27,8 +32,8 @@ build:
 		$(GO) build -ldflags '$(LDFLAGS)' -o bin/plugins/dw-plugin-$$p ./plugins/$$p || exit 1; \
 	done
 	@for e in $(EXAMPLES); do \
-		echo "$(GO) build -o bin/examples/dw-plugin-$$e ./examples/$$e"; \
-		$(GO) build -o bin/examples/dw-plugin-$$e ./examples/$$e || exit 1; \
+		echo "(cd examples/$$e && $(GO) build -o ../../bin/examples/dw-plugin-$$e .)"; \
+		(cd examples/$$e && $(GO) build -o ../../bin/examples/dw-plugin-$$e .) || exit 1; \
 	done
 
 # Starts the host on config/dw.yaml (the embedded defaults) in the foreground.
@@ -39,24 +44,35 @@ run: build
 # seed corpus as ordinary tests. PostgreSQL server binaries are installed
 # first if missing (scripts/ensure-postgres.sh; the tests start their own
 # throwaway servers).
-test:
+test: check-modules
 	./scripts/ensure-postgres.sh
-	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	@for m in $(MODULES); do \
+		echo "(cd $$m && $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...)"; \
+		(cd $$m && $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...) || exit 1; \
+	done
 
 # Benchmarks: the figures of the closing notes.
 bench: build
 	./scripts/ensure-postgres.sh
-	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./...
+	@for m in $(MODULES); do \
+		(cd $$m && $(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./...) || exit 1; \
+	done
 
 fmt:
 	gofmt -w $$(git ls-files '*.go' | grep -v '\.pb\.go$$')
 
-lint: $(TOOLS)/staticcheck
+lint: check-modules $(TOOLS)/staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
 		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	$(GO) vet ./...
-	$(TOOLS)/staticcheck ./...
-	$(GO) mod tidy -diff
+	@for m in $(MODULES); do \
+		echo "module $$m: go vet, staticcheck, go mod tidy -diff"; \
+		(cd $$m && $(GO) vet ./... && $(TOOLS)/staticcheck ./... && $(GO) mod tidy -diff) || exit 1; \
+	done
+
+# Fails when a go.mod of the repository is not in MODULES (so no target
+# would build, test or lint it).
+check-modules:
+	@./scripts/check-modules.sh $(MODULES)
 
 tools: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc $(TOOLS)/staticcheck
 

@@ -19,7 +19,7 @@ import (
 	"github.com/datawarehouse/dw/host/api"
 	"github.com/datawarehouse/dw/host/kvstore"
 	"github.com/datawarehouse/dw/host/supervisor"
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // Version is the dw host's version, set at build time with

@@ -21,7 +21,7 @@ import (
 	"github.com/datawarehouse/dw/config"
 	"github.com/datawarehouse/dw/host/api"
 	"github.com/datawarehouse/dw/host/supervisor"
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // ValidateTimeout bounds the ValidateLimits round of a reload or a dry run.

@@ -8,7 +8,7 @@ import (
 
 	"google.golang.org/grpc"
 
-	dwv1 "github.com/datawarehouse/dw/sdk/proto/dw/v1"
+	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
 // Bounds of the host key-value store.

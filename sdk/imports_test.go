@@ -11,7 +11,7 @@ import (
 // themselves. A plugin author's binary must not drag in the host's
 // libraries.
 var allowedDeps = []string{
-	"github.com/datawarehouse/dw/sdk",
+	"github.com/datawarehouse/dw/sdk/v6",
 	"github.com/hashicorp/go-plugin",
 	"github.com/hashicorp/go-hclog",
 	"github.com/hashicorp/yamux",

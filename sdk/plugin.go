@@ -7,7 +7,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
-	dwv1 "github.com/datawarehouse/dw/sdk/proto/dw/v1"
+	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
 // HandshakeConfig returns the go-plugin handshake shared by the dw host and

@@ -13,7 +13,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
-	dwv1 "github.com/datawarehouse/dw/sdk/proto/dw/v1"
+	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
 // EnvLogLevel names the environment variable in which the host passes the

@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/datawarehouse/dw/sdk/sdktest"
+	"github.com/datawarehouse/dw/sdk/v6/sdktest"
 )
 
 func newPluginCmd(g *globalFlags) *cobra.Command {

@@ -16,7 +16,7 @@ import (
 	"github.com/datawarehouse/dw/host"
 	"github.com/datawarehouse/dw/host/api"
 	"github.com/datawarehouse/dw/host/supervisor"
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 func newVersionCmd(g *globalFlags) *cobra.Command {

@@ -31,7 +31,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/datawarehouse/dw/host/api"
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // progressThreshold is the size from which --progress=auto shows a bar

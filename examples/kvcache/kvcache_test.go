@@ -15,8 +15,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	kvcachev1 "github.com/datawarehouse/dw/examples/kvcache/proto/dw/kvcache/v1"
-	"github.com/datawarehouse/dw/sdk"
-	"github.com/datawarehouse/dw/sdk/sdktest"
+	"github.com/datawarehouse/dw/sdk/v6"
+	"github.com/datawarehouse/dw/sdk/v6/sdktest"
 )
 
 // bin is the plugin binary TestMain builds.
@@ -143,7 +143,7 @@ func TestImportsOnlyTheSDK(t *testing.T) {
 		if !ok {
 			continue
 		}
-		if rest != "sdk" && !strings.HasPrefix(rest, "sdk/proto/") && rest != "examples/kvcache" && !strings.HasPrefix(rest, "examples/kvcache/") {
+		if rest != "sdk/v6" && !strings.HasPrefix(rest, "sdk/v6/proto/") && rest != "examples/kvcache" && !strings.HasPrefix(rest, "examples/kvcache/") {
 			t.Errorf("kvcache depends on %s; a third-party plugin can import only the dw sdk", dep)
 		}
 	}

@@ -5,7 +5,7 @@ package main
 
 import (
 	"github.com/datawarehouse/dw/examples/kvcache/cache"
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 func main() { sdk.Serve[cache.Limits](cache.New()) }

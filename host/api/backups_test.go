@@ -15,8 +15,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/datawarehouse/dw/sdk"
-	dwv1 "github.com/datawarehouse/dw/sdk/proto/dw/v1"
+	"github.com/datawarehouse/dw/sdk/v6"
+	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
 // backupCallRecord is what fakeBackup saw of one call.

@@ -7,7 +7,7 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // browserGuard refuses what a web page could make a browser send to the

@@ -9,7 +9,7 @@ import (
 	"net/http"
 
 	"github.com/datawarehouse/dw/config"
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // ConfigSource is what the config endpoints need of the host. The api

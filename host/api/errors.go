@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // httpError is an error of the HTTP layer itself (authentication, routing)

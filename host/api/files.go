@@ -50,8 +50,8 @@ import (
 
 	"google.golang.org/grpc"
 
-	"github.com/datawarehouse/dw/sdk"
-	dwv1 "github.com/datawarehouse/dw/sdk/proto/dw/v1"
+	"github.com/datawarehouse/dw/sdk/v6"
+	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
 // FilesSubsystem is the subsystem whose plugin serves the file store

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/datawarehouse/dw/host/supervisor"
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // NamePattern is the rule for {name} path values: subsystem and plugin

@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/datawarehouse/dw/host/supervisor"
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // gathered flattens a registry into "name{l="v",...} value" lines, sorted.

@@ -9,7 +9,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
-	dwv1 "github.com/datawarehouse/dw/sdk/proto/dw/v1"
+	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
 // objectCodec is the gRPC codec of the host's ObjectStore.Get and

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // The seed corpus is under testdata/fuzz/<FuzzName>/; `go test` runs it as

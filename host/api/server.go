@@ -16,7 +16,7 @@ import (
 
 	"github.com/datawarehouse/dw/host/rpcgateway"
 	"github.com/datawarehouse/dw/host/supervisor"
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // Plugins is what the API needs of the plugin manager.

@@ -13,7 +13,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // Listing bounds: List reads at most ListBatch entries and at most

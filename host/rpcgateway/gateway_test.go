@@ -25,8 +25,8 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	echov1 "github.com/datawarehouse/dw/host/api/testdata/echoplugin/proto/dw/echo/v1"
-	"github.com/datawarehouse/dw/sdk"
-	dwv1 "github.com/datawarehouse/dw/sdk/proto/dw/v1"
+	"github.com/datawarehouse/dw/sdk/v6"
+	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

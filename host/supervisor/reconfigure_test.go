@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // Reconfigure restarts with new settings and limits, reports a plugin that

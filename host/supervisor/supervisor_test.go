@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/datawarehouse/dw/host/internal/testplugins"
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 func TestGoodPlugin(t *testing.T) {

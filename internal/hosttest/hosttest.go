@@ -66,8 +66,18 @@ func Binary(tb testing.TB, pkg, name string) string {
 		}
 	}
 	out := filepath.Join(buildDir, name)
-	cmd := exec.Command("go", "build", "-o", out, "./"+pkg)
-	cmd.Dir = root
+	// pkg may lie in a module of its own (examples/<name>, sdk/...): build
+	// it from the folder of the nearest go.mod.
+	modDir, rel := root, "./"+pkg
+	for d := pkg; d != "." && d != "/"; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(root, d, "go.mod")); err == nil {
+			r, _ := filepath.Rel(d, pkg)
+			modDir, rel = filepath.Join(root, d), "./"+r
+			break
+		}
+	}
+	cmd := exec.Command("go", "build", "-o", out, rel)
+	cmd.Dir = modDir
 	if b, err := cmd.CombinedOutput(); err != nil {
 		tb.Fatalf("go build ./%s: %v\n%s", pkg, err, b)
 	}

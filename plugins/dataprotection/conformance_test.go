@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/datawarehouse/dw/internal/hosttest"
-	"github.com/datawarehouse/dw/sdk/sdktest"
+	"github.com/datawarehouse/dw/sdk/v6/sdktest"
 )
 
 // TestConformance runs the SDK's conformance suite — the one third-party

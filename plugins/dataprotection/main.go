@@ -6,7 +6,7 @@ package main
 
 import (
 	"github.com/datawarehouse/dw/plugins/dataprotection/internal/protection"
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 func main() {

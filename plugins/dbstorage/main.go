@@ -5,7 +5,7 @@ package main
 
 import (
 	"github.com/datawarehouse/dw/plugins/dbstorage/internal/objectstore"
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 func main() {

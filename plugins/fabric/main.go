@@ -7,7 +7,7 @@ package main
 
 import (
 	"github.com/datawarehouse/dw/plugins/fabric/internal/service"
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 func main() {

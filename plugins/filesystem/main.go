@@ -5,7 +5,7 @@ package main
 
 import (
 	"github.com/datawarehouse/dw/plugins/filesystem/internal/filestore"
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 func main() {

@@ -13,8 +13,8 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/datawarehouse/dw/sdk"
-	dwv1 "github.com/datawarehouse/dw/sdk/proto/dw/v1"
+	"github.com/datawarehouse/dw/sdk/v6"
+	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
 // run is the state of one Check.

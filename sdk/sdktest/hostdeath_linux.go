@@ -18,7 +18,7 @@ import (
 
 	"github.com/hashicorp/go-plugin"
 
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // standInHost is the script of the stand-in host: it starts the plugin

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // MemKV is an in-memory sdk.KV with the host store's rules (key and value

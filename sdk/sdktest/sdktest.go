@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // Names of the checks, in the order they run.

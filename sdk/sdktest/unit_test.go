@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 func TestGenerateInvalid(t *testing.T) {

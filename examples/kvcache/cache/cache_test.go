@@ -8,7 +8,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 func apply(t *testing.T, c *Cache, l Limits) {

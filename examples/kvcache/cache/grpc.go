@@ -6,7 +6,7 @@ import (
 	"google.golang.org/grpc"
 
 	kvcachev1 "github.com/datawarehouse/dw/examples/kvcache/proto/dw/kvcache/v1"
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // RegisterGRPC serves the dw.kvcache.v1.Cache service on the plugin

@@ -9,7 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	kvcachev1 "github.com/datawarehouse/dw/examples/kvcache/proto/dw/kvcache/v1"
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 func TestServerMapsErrorsToCodes(t *testing.T) {

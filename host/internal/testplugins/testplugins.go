@@ -126,7 +126,7 @@ func build() (string, error) {
 	for name, v := range SDKVariants {
 		jobs = append(jobs, job{
 			out:     filepath.Join(dir, "dw-plugin-"+name),
-			ldflags: "-X github.com/datawarehouse/dw/sdk.reportedSDKVersion=" + v,
+			ldflags: "-X github.com/datawarehouse/dw/sdk/v6.reportedSDKVersion=" + v,
 		})
 	}
 	errs := make([]error, len(jobs))

@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	echov1 "github.com/datawarehouse/dw/host/api/testdata/echoplugin/proto/dw/echo/v1"
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // Limits are the echo plugin's limits.

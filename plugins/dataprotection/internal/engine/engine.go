@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/datawarehouse/dw/plugins/dataprotection/internal/repo"
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // Node types as stored in trees.

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // Limits are dataprotection's live limits (subsystems.dataprotection.limits).

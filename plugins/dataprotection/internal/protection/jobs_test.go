@@ -13,9 +13,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/datawarehouse/dw/sdk"
-	dwv1 "github.com/datawarehouse/dw/sdk/proto/dw/v1"
-	"github.com/datawarehouse/dw/sdk/sdktest"
+	"github.com/datawarehouse/dw/sdk/v6"
+	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
+	"github.com/datawarehouse/dw/sdk/v6/sdktest"
 )
 
 // memKV is the SDK's in-memory KV with the host store's rules.

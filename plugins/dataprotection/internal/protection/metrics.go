@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // Metrics reports the concurrency controller (limit, utilisation raw and

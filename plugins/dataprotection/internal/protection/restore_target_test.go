@@ -9,7 +9,7 @@ import (
 
 	"github.com/datawarehouse/dw/plugins/dataprotection/internal/engine"
 	"github.com/datawarehouse/dw/plugins/dataprotection/internal/repo"
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // TestRestoreTargetSwappedAfterCheck: StartRestore's check (restoreTarget)

@@ -9,8 +9,8 @@ import (
 	"github.com/datawarehouse/dw/plugins/dataprotection/internal/engine"
 	"github.com/datawarehouse/dw/plugins/dataprotection/internal/repo"
 	"github.com/datawarehouse/dw/plugins/dataprotection/internal/retention"
-	"github.com/datawarehouse/dw/sdk"
-	dwv1 "github.com/datawarehouse/dw/sdk/proto/dw/v1"
+	"github.com/datawarehouse/dw/sdk/v6"
+	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
 // retentionSnapshots converts for package retention.

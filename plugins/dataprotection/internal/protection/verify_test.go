@@ -8,7 +8,7 @@ import (
 
 	"github.com/datawarehouse/dw/plugins/dataprotection/internal/engine"
 	"github.com/datawarehouse/dw/plugins/dataprotection/internal/repo"
-	dwv1 "github.com/datawarehouse/dw/sdk/proto/dw/v1"
+	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
 // verifyService backs up one file f of content into a new repository

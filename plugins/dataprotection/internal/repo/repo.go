@@ -16,7 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 	"github.com/hashicorp/go-hclog"
 	"github.com/klauspost/compress/zstd"
 	"github.com/restic/chunker"

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 func TestBlobRoundTrip(t *testing.T) {

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // Snapshot is the manifest of a complete backup: snapshots/<ID>.json.

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // Snapshot is what retention needs to know of a snapshot manifest.

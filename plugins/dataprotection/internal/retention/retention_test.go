@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 var day0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // Limits are dbstorage's live limits (subsystems.dbstorage.limits). The SDK

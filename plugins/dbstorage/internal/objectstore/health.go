@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // minKickSpacing is the least time between two checks asked for by

@@ -21,8 +21,8 @@ import (
 	"github.com/datawarehouse/dw/plugins/dbstorage/internal/store"
 	"github.com/datawarehouse/dw/plugins/dbstorage/internal/store/postgres"
 	"github.com/datawarehouse/dw/plugins/dbstorage/internal/store/sqlite"
-	"github.com/datawarehouse/dw/sdk"
-	dwv1 "github.com/datawarehouse/dw/sdk/proto/dw/v1"
+	"github.com/datawarehouse/dw/sdk/v6"
+	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
 // Version is the plugin's own version, reported in GetInfo.

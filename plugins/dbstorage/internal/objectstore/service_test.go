@@ -16,8 +16,8 @@ import (
 
 	"github.com/datawarehouse/dw/plugins/dbstorage/internal/pagetoken"
 	"github.com/datawarehouse/dw/plugins/dbstorage/internal/store"
-	"github.com/datawarehouse/dw/sdk"
-	dwv1 "github.com/datawarehouse/dw/sdk/proto/dw/v1"
+	"github.com/datawarehouse/dw/sdk/v6"
+	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

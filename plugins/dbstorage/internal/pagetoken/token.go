@@ -38,7 +38,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // Version is the token format this package issues.

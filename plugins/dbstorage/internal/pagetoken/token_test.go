@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 func testCodec(t testing.TB, now *time.Time) *Codec {

@@ -10,7 +10,7 @@ import (
 	"hash"
 	"io"
 
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // MaxKeyBytes is the longest key, in bytes.

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/datawarehouse/dw/plugins/fabric/internal/node"
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // Limits are fabric's live limits (subsystems.fabric.limits).

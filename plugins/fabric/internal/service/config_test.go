@@ -7,9 +7,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/datawarehouse/dw/sdk"
-	dwv1 "github.com/datawarehouse/dw/sdk/proto/dw/v1"
-	"github.com/datawarehouse/dw/sdk/sdktest"
+	"github.com/datawarehouse/dw/sdk/v6"
+	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
+	"github.com/datawarehouse/dw/sdk/v6/sdktest"
 )
 
 func TestParseSettings(t *testing.T) {

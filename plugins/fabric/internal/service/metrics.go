@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/datawarehouse/dw/plugins/fabric/internal/node"
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 var topologies = []node.Topology{"star", "mesh", "federated"}

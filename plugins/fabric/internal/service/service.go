@@ -15,8 +15,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/datawarehouse/dw/plugins/fabric/internal/node"
-	"github.com/datawarehouse/dw/sdk"
-	dwv1 "github.com/datawarehouse/dw/sdk/proto/dw/v1"
+	"github.com/datawarehouse/dw/sdk/v6"
+	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
 // Version is the plugin's own version, reported in GetInfo.

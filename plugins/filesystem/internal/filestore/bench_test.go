@@ -5,7 +5,7 @@ import (
 	"io"
 	"testing"
 
-	dwv1 "github.com/datawarehouse/dw/sdk/proto/dw/v1"
+	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
 // BenchmarkPaths compares the direct and the buffered I/O path for a

@@ -8,7 +8,7 @@ import (
 
 	"github.com/datawarehouse/dw/plugins/filesystem/internal/device"
 	"github.com/datawarehouse/dw/plugins/filesystem/internal/quota"
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // Limits are filesystem's live limits (subsystems.filesystem.limits). The

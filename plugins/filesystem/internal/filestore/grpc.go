@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/datawarehouse/dw/plugins/filesystem/internal/scheduler"
-	"github.com/datawarehouse/dw/sdk"
-	dwv1 "github.com/datawarehouse/dw/sdk/proto/dw/v1"
+	"github.com/datawarehouse/dw/sdk/v6"
+	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
 // classOf maps a request's priority to its queue class.

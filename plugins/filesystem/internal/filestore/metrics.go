@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/datawarehouse/dw/plugins/filesystem/internal/scheduler"
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // Requests counted in the metrics.

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 func TestPageTokenRoundTrip(t *testing.T) {

@@ -18,8 +18,8 @@ import (
 	"github.com/datawarehouse/dw/plugins/filesystem/internal/probe"
 	"github.com/datawarehouse/dw/plugins/filesystem/internal/quota"
 	"github.com/datawarehouse/dw/plugins/filesystem/internal/scheduler"
-	"github.com/datawarehouse/dw/sdk"
-	dwv1 "github.com/datawarehouse/dw/sdk/proto/dw/v1"
+	"github.com/datawarehouse/dw/sdk/v6"
+	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
 // Version is the plugin's own version, reported in GetInfo.

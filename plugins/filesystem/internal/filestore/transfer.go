@@ -19,8 +19,8 @@ import (
 
 	"github.com/datawarehouse/dw/plugins/filesystem/internal/probe"
 	"github.com/datawarehouse/dw/plugins/filesystem/internal/scheduler"
-	"github.com/datawarehouse/dw/sdk"
-	dwv1 "github.com/datawarehouse/dw/sdk/proto/dw/v1"
+	"github.com/datawarehouse/dw/sdk/v6"
+	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
 // chunkSize is the unit of file I/O: one read or write of a transfer, one

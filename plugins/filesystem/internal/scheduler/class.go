@@ -3,7 +3,7 @@ package scheduler
 import (
 	"fmt"
 
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // Class is an operation's priority.

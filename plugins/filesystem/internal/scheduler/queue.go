@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // ErrDone is returned by Run on an op that is Done.

@@ -1371,7 +1371,7 @@ const file_dw_v1_backup_proto_rawDesc = "" +
 	"\rListSnapshots\x12\x1f.dw.sdk.v1.ListSnapshotsRequest\x1a .dw.sdk.v1.ListSnapshotsResponse\x12U\n" +
 	"\x0eForgetSnapshot\x12 .dw.sdk.v1.ForgetSnapshotRequest\x1a!.dw.sdk.v1.ForgetSnapshotResponse\x12:\n" +
 	"\x05Prune\x12\x17.dw.sdk.v1.PruneRequest\x1a\x18.dw.sdk.v1.PruneResponse\x12=\n" +
-	"\x06Verify\x12\x18.dw.sdk.v1.VerifyRequest\x1a\x19.dw.sdk.v1.VerifyResponseB2Z0github.com/datawarehouse/dw/sdk/proto/dw/v1;dwv1b\x06proto3"
+	"\x06Verify\x12\x18.dw.sdk.v1.VerifyRequest\x1a\x19.dw.sdk.v1.VerifyResponseB5Z3github.com/datawarehouse/dw/sdk/v6/proto/dw/v1;dwv1b\x06proto3"
 
 var (
 	file_dw_v1_backup_proto_rawDescOnce sync.Once

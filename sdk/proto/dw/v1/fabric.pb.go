@@ -996,7 +996,7 @@ const file_dw_v1_fabric_proto_rawDesc = "" +
 	"\x0fNODE_STATE_LEFT\x10\x042\x93\x01\n" +
 	"\x06Fabric\x12A\n" +
 	"\tGetStatus\x12\x1b.dw.sdk.v1.GetStatusRequest\x1a\x17.dw.sdk.v1.FabricStatus\x12F\n" +
-	"\tListNodes\x12\x1b.dw.sdk.v1.ListNodesRequest\x1a\x1c.dw.sdk.v1.ListNodesResponseB2Z0github.com/datawarehouse/dw/sdk/proto/dw/v1;dwv1b\x06proto3"
+	"\tListNodes\x12\x1b.dw.sdk.v1.ListNodesRequest\x1a\x1c.dw.sdk.v1.ListNodesResponseB5Z3github.com/datawarehouse/dw/sdk/v6/proto/dw/v1;dwv1b\x06proto3"
 
 var (
 	file_dw_v1_fabric_proto_rawDescOnce sync.Once

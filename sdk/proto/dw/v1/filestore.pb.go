@@ -990,7 +990,7 @@ const file_dw_v1_filestore_proto_rawDesc = "" +
 	"\x03Get\x12\x19.dw.sdk.v1.GetFileRequest\x1a\x1a.dw.sdk.v1.GetFileResponse0\x01\x12?\n" +
 	"\x04Stat\x12\x1a.dw.sdk.v1.StatFileRequest\x1a\x1b.dw.sdk.v1.StatFileResponse\x12E\n" +
 	"\x06Delete\x12\x1c.dw.sdk.v1.DeleteFileRequest\x1a\x1d.dw.sdk.v1.DeleteFileResponse\x12A\n" +
-	"\x04List\x12\x1b.dw.sdk.v1.ListFilesRequest\x1a\x1c.dw.sdk.v1.ListFilesResponseB2Z0github.com/datawarehouse/dw/sdk/proto/dw/v1;dwv1b\x06proto3"
+	"\x04List\x12\x1b.dw.sdk.v1.ListFilesRequest\x1a\x1c.dw.sdk.v1.ListFilesResponseB5Z3github.com/datawarehouse/dw/sdk/v6/proto/dw/v1;dwv1b\x06proto3"
 
 var (
 	file_dw_v1_filestore_proto_rawDescOnce sync.Once

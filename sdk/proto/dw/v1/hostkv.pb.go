@@ -419,7 +419,7 @@ const file_dw_v1_hostkv_proto_rawDesc = "" +
 	"\x03Put\x12\x17.dw.sdk.v1.KVPutRequest\x1a\x18.dw.sdk.v1.KVPutResponse\x128\n" +
 	"\x03Get\x12\x17.dw.sdk.v1.KVGetRequest\x1a\x18.dw.sdk.v1.KVGetResponse\x12A\n" +
 	"\x06Delete\x12\x1a.dw.sdk.v1.KVDeleteRequest\x1a\x1b.dw.sdk.v1.KVDeleteResponse\x126\n" +
-	"\x04List\x12\x18.dw.sdk.v1.KVListRequest\x1a\x12.dw.sdk.v1.KVEntry0\x01B2Z0github.com/datawarehouse/dw/sdk/proto/dw/v1;dwv1b\x06proto3"
+	"\x04List\x12\x18.dw.sdk.v1.KVListRequest\x1a\x12.dw.sdk.v1.KVEntry0\x01B5Z3github.com/datawarehouse/dw/sdk/v6/proto/dw/v1;dwv1b\x06proto3"
 
 var (
 	file_dw_v1_hostkv_proto_rawDescOnce sync.Once

@@ -1049,7 +1049,7 @@ const file_dw_v1_objectstore_proto_rawDesc = "" +
 	"\x06Delete\x12\x1e.dw.sdk.v1.DeleteObjectRequest\x1a\x1f.dw.sdk.v1.DeleteObjectResponse\x12E\n" +
 	"\x04List\x12\x1d.dw.sdk.v1.ListObjectsRequest\x1a\x1e.dw.sdk.v1.ListObjectsResponse\x12J\n" +
 	"\n" +
-	"ListStream\x12#.dw.sdk.v1.ListObjectsStreamRequest\x1a\x15.dw.sdk.v1.ObjectInfo0\x01B2Z0github.com/datawarehouse/dw/sdk/proto/dw/v1;dwv1b\x06proto3"
+	"ListStream\x12#.dw.sdk.v1.ListObjectsStreamRequest\x1a\x15.dw.sdk.v1.ObjectInfo0\x01B5Z3github.com/datawarehouse/dw/sdk/v6/proto/dw/v1;dwv1b\x06proto3"
 
 var (
 	file_dw_v1_objectstore_proto_rawDescOnce sync.Once

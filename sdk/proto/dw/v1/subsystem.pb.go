@@ -83,6 +83,9 @@ const (
 	MetricKind_METRIC_KIND_UNSPECIFIED MetricKind = 0
 	MetricKind_METRIC_KIND_GAUGE       MetricKind = 1
 	MetricKind_METRIC_KIND_COUNTER     MetricKind = 2
+	// A distribution (sdk 6.1): histogram holds the buckets, count and sum;
+	// value is unused.
+	MetricKind_METRIC_KIND_HISTOGRAM MetricKind = 3
 )
 
 // Enum value maps for MetricKind.
@@ -91,11 +94,13 @@ var (
 		0: "METRIC_KIND_UNSPECIFIED",
 		1: "METRIC_KIND_GAUGE",
 		2: "METRIC_KIND_COUNTER",
+		3: "METRIC_KIND_HISTOGRAM",
 	}
 	MetricKind_value = map[string]int32{
 		"METRIC_KIND_UNSPECIFIED": 0,
 		"METRIC_KIND_GAUGE":       1,
 		"METRIC_KIND_COUNTER":     2,
+		"METRIC_KIND_HISTOGRAM":   3,
 	}
 )
 
@@ -227,8 +232,13 @@ type GetInfoResponse struct {
 	// services are the fully qualified gRPC services served on the same
 	// connection besides ScalableSubsystem, e.g. "dw.kvcache.v1.Cache".
 	Services []string `protobuf:"bytes,5,rep,name=services,proto3" json:"services,omitempty"`
-	// default_limits are the limits the plugin runs with when none are given.
+	// default_limits are the limits the plugin runs with when none are given
+	// (sdk 6.0 encoding; see default_limits_json).
 	DefaultLimits *structpb.Struct `protobuf:"bytes,6,opt,name=default_limits,json=defaultLimits,proto3" json:"default_limits,omitempty"`
+	// default_limits_json: the same as a JSON object, exact (sdk 6.1).
+	DefaultLimitsJson []byte `protobuf:"bytes,7,opt,name=default_limits_json,json=defaultLimitsJson,proto3" json:"default_limits_json,omitempty"`
+	// schema describes every key of the plugin's limits and settings (sdk 6.1).
+	Schema        *Schema `protobuf:"bytes,8,opt,name=schema,proto3" json:"schema,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -305,6 +315,210 @@ func (x *GetInfoResponse) GetDefaultLimits() *structpb.Struct {
 	return nil
 }
 
+func (x *GetInfoResponse) GetDefaultLimitsJson() []byte {
+	if x != nil {
+		return x.DefaultLimitsJson
+	}
+	return nil
+}
+
+func (x *GetInfoResponse) GetSchema() *Schema {
+	if x != nil {
+		return x.Schema
+	}
+	return nil
+}
+
+// Schema describes the keys of a plugin's limits and settings, derived by the
+// SDK from the Go structs and their tags.
+type Schema struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// limits: every key under subsystems.<name>.limits, in key order.
+	Limits []*SchemaField `protobuf:"bytes,1,rep,name=limits,proto3" json:"limits,omitempty"`
+	// settings: every key of the subsystem's section besides enabled and
+	// limits, in key order.
+	Settings []*SchemaField `protobuf:"bytes,2,rep,name=settings,proto3" json:"settings,omitempty"`
+	// settings_declared is false when the plugin declared no settings struct:
+	// then its settings cannot be checked without starting it.
+	SettingsDeclared bool `protobuf:"varint,3,opt,name=settings_declared,json=settingsDeclared,proto3" json:"settings_declared,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *Schema) Reset() {
+	*x = Schema{}
+	mi := &file_dw_v1_subsystem_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Schema) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Schema) ProtoMessage() {}
+
+func (x *Schema) ProtoReflect() protoreflect.Message {
+	mi := &file_dw_v1_subsystem_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Schema.ProtoReflect.Descriptor instead.
+func (*Schema) Descriptor() ([]byte, []int) {
+	return file_dw_v1_subsystem_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Schema) GetLimits() []*SchemaField {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
+}
+
+func (x *Schema) GetSettings() []*SchemaField {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+func (x *Schema) GetSettingsDeclared() bool {
+	if x != nil {
+		return x.SettingsDeclared
+	}
+	return false
+}
+
+// SchemaField describes one key.
+type SchemaField struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// path is the dotted key path below limits (or below the subsystem's
+	// section for settings). "*" stands for any key of a map and "[]" for any
+	// element of a list: "quota.callers.*.bytes_per_second", "peers[]".
+	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// type is one of bool, int, uint, float, string, duration, size, text
+	// (a string a type parses), object, map, list.
+	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	// doc is one line saying what the key does.
+	Doc string `protobuf:"bytes,3,opt,name=doc,proto3" json:"doc,omitempty"`
+	// default_json is the default value as JSON; empty inside maps and lists.
+	DefaultJson []byte `protobuf:"bytes,4,opt,name=default_json,json=defaultJson,proto3" json:"default_json,omitempty"`
+	// min and max are the bounds in the key's own notation ("1", "1s",
+	// "1KiB"), as the struct tags give them; empty when unbounded. Integer
+	// types are also bounded by their size (bits).
+	Min string `protobuf:"bytes,5,opt,name=min,proto3" json:"min,omitempty"`
+	Max string `protobuf:"bytes,6,opt,name=max,proto3" json:"max,omitempty"`
+	// enum lists the allowed strings; empty when any string is allowed.
+	Enum []string `protobuf:"bytes,7,rep,name=enum,proto3" json:"enum,omitempty"`
+	// live: a change is applied without a restart (every limit); a change to a
+	// setting restarts the plugin.
+	Live bool `protobuf:"varint,8,opt,name=live,proto3" json:"live,omitempty"`
+	// bits is the size of an int or uint key (8, 16, 32 or 64); 0 otherwise.
+	Bits          uint32 `protobuf:"varint,9,opt,name=bits,proto3" json:"bits,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SchemaField) Reset() {
+	*x = SchemaField{}
+	mi := &file_dw_v1_subsystem_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SchemaField) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SchemaField) ProtoMessage() {}
+
+func (x *SchemaField) ProtoReflect() protoreflect.Message {
+	mi := &file_dw_v1_subsystem_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SchemaField.ProtoReflect.Descriptor instead.
+func (*SchemaField) Descriptor() ([]byte, []int) {
+	return file_dw_v1_subsystem_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *SchemaField) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *SchemaField) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *SchemaField) GetDoc() string {
+	if x != nil {
+		return x.Doc
+	}
+	return ""
+}
+
+func (x *SchemaField) GetDefaultJson() []byte {
+	if x != nil {
+		return x.DefaultJson
+	}
+	return nil
+}
+
+func (x *SchemaField) GetMin() string {
+	if x != nil {
+		return x.Min
+	}
+	return ""
+}
+
+func (x *SchemaField) GetMax() string {
+	if x != nil {
+		return x.Max
+	}
+	return ""
+}
+
+func (x *SchemaField) GetEnum() []string {
+	if x != nil {
+		return x.Enum
+	}
+	return nil
+}
+
+func (x *SchemaField) GetLive() bool {
+	if x != nil {
+		return x.Live
+	}
+	return false
+}
+
+func (x *SchemaField) GetBits() uint32 {
+	if x != nil {
+		return x.Bits
+	}
+	return 0
+}
+
 type ConfigureRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// subsystem is the name the host knows the plugin by.
@@ -323,13 +537,19 @@ type ConfigureRequest struct {
 	// for plugins that advertise it (fabric node metadata); empty when the
 	// host serves no API (tests).
 	HostApiAddress string `protobuf:"bytes,6,opt,name=host_api_address,json=hostApiAddress,proto3" json:"host_api_address,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// limits_json are the limits to start with, a JSON object in config key
+	// names (sdk 6.1). The plugin decodes them onto its defaults and applies
+	// them once, right after its own Configure; empty means the defaults.
+	LimitsJson []byte `protobuf:"bytes,7,opt,name=limits_json,json=limitsJson,proto3" json:"limits_json,omitempty"`
+	// generation is the host's config generation those limits belong to.
+	Generation    uint64 `protobuf:"varint,8,opt,name=generation,proto3" json:"generation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConfigureRequest) Reset() {
 	*x = ConfigureRequest{}
-	mi := &file_dw_v1_subsystem_proto_msgTypes[2]
+	mi := &file_dw_v1_subsystem_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -341,7 +561,7 @@ func (x *ConfigureRequest) String() string {
 func (*ConfigureRequest) ProtoMessage() {}
 
 func (x *ConfigureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dw_v1_subsystem_proto_msgTypes[2]
+	mi := &file_dw_v1_subsystem_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -354,7 +574,7 @@ func (x *ConfigureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureRequest.ProtoReflect.Descriptor instead.
 func (*ConfigureRequest) Descriptor() ([]byte, []int) {
-	return file_dw_v1_subsystem_proto_rawDescGZIP(), []int{2}
+	return file_dw_v1_subsystem_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ConfigureRequest) GetSubsystem() string {
@@ -399,15 +619,32 @@ func (x *ConfigureRequest) GetHostApiAddress() string {
 	return ""
 }
 
+func (x *ConfigureRequest) GetLimitsJson() []byte {
+	if x != nil {
+		return x.LimitsJson
+	}
+	return nil
+}
+
+func (x *ConfigureRequest) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
 type ConfigureResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// limits_json are the limits in force after Configure (sdk 6.1).
+	LimitsJson    []byte `protobuf:"bytes,1,opt,name=limits_json,json=limitsJson,proto3" json:"limits_json,omitempty"`
+	Generation    uint64 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConfigureResponse) Reset() {
 	*x = ConfigureResponse{}
-	mi := &file_dw_v1_subsystem_proto_msgTypes[3]
+	mi := &file_dw_v1_subsystem_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -419,7 +656,7 @@ func (x *ConfigureResponse) String() string {
 func (*ConfigureResponse) ProtoMessage() {}
 
 func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dw_v1_subsystem_proto_msgTypes[3]
+	mi := &file_dw_v1_subsystem_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -432,19 +669,36 @@ func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureResponse.ProtoReflect.Descriptor instead.
 func (*ConfigureResponse) Descriptor() ([]byte, []int) {
-	return file_dw_v1_subsystem_proto_rawDescGZIP(), []int{3}
+	return file_dw_v1_subsystem_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ConfigureResponse) GetLimitsJson() []byte {
+	if x != nil {
+		return x.LimitsJson
+	}
+	return nil
+}
+
+func (x *ConfigureResponse) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
 }
 
 type ValidateLimitsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Limits        *structpb.Struct       `protobuf:"bytes,1,opt,name=limits,proto3" json:"limits,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// limits: sdk 6.0 encoding.
+	Limits *structpb.Struct `protobuf:"bytes,1,opt,name=limits,proto3" json:"limits,omitempty"`
+	// limits_json: the candidate limits as a JSON object (sdk 6.1).
+	LimitsJson    []byte `protobuf:"bytes,2,opt,name=limits_json,json=limitsJson,proto3" json:"limits_json,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ValidateLimitsRequest) Reset() {
 	*x = ValidateLimitsRequest{}
-	mi := &file_dw_v1_subsystem_proto_msgTypes[4]
+	mi := &file_dw_v1_subsystem_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -456,7 +710,7 @@ func (x *ValidateLimitsRequest) String() string {
 func (*ValidateLimitsRequest) ProtoMessage() {}
 
 func (x *ValidateLimitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dw_v1_subsystem_proto_msgTypes[4]
+	mi := &file_dw_v1_subsystem_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -469,7 +723,7 @@ func (x *ValidateLimitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateLimitsRequest.ProtoReflect.Descriptor instead.
 func (*ValidateLimitsRequest) Descriptor() ([]byte, []int) {
-	return file_dw_v1_subsystem_proto_rawDescGZIP(), []int{4}
+	return file_dw_v1_subsystem_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ValidateLimitsRequest) GetLimits() *structpb.Struct {
@@ -479,18 +733,27 @@ func (x *ValidateLimitsRequest) GetLimits() *structpb.Struct {
 	return nil
 }
 
+func (x *ValidateLimitsRequest) GetLimitsJson() []byte {
+	if x != nil {
+		return x.LimitsJson
+	}
+	return nil
+}
+
 type ValidateLimitsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// limits are the candidate limits as they would be applied (defaults filled
-	// in, config key names).
-	Limits        *structpb.Struct `protobuf:"bytes,1,opt,name=limits,proto3" json:"limits,omitempty"`
+	// in, config key names); sdk 6.0 encoding.
+	Limits *structpb.Struct `protobuf:"bytes,1,opt,name=limits,proto3" json:"limits,omitempty"`
+	// limits_json: the same as a JSON object (sdk 6.1).
+	LimitsJson    []byte `protobuf:"bytes,2,opt,name=limits_json,json=limitsJson,proto3" json:"limits_json,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ValidateLimitsResponse) Reset() {
 	*x = ValidateLimitsResponse{}
-	mi := &file_dw_v1_subsystem_proto_msgTypes[5]
+	mi := &file_dw_v1_subsystem_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -502,7 +765,7 @@ func (x *ValidateLimitsResponse) String() string {
 func (*ValidateLimitsResponse) ProtoMessage() {}
 
 func (x *ValidateLimitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dw_v1_subsystem_proto_msgTypes[5]
+	mi := &file_dw_v1_subsystem_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -515,7 +778,7 @@ func (x *ValidateLimitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateLimitsResponse.ProtoReflect.Descriptor instead.
 func (*ValidateLimitsResponse) Descriptor() ([]byte, []int) {
-	return file_dw_v1_subsystem_proto_rawDescGZIP(), []int{5}
+	return file_dw_v1_subsystem_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ValidateLimitsResponse) GetLimits() *structpb.Struct {
@@ -525,18 +788,26 @@ func (x *ValidateLimitsResponse) GetLimits() *structpb.Struct {
 	return nil
 }
 
+func (x *ValidateLimitsResponse) GetLimitsJson() []byte {
+	if x != nil {
+		return x.LimitsJson
+	}
+	return nil
+}
+
 type ApplyLimitsRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Limits *structpb.Struct       `protobuf:"bytes,1,opt,name=limits,proto3" json:"limits,omitempty"`
 	// generation is the host's config generation these limits belong to.
 	Generation    uint64 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	LimitsJson    []byte `protobuf:"bytes,3,opt,name=limits_json,json=limitsJson,proto3" json:"limits_json,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ApplyLimitsRequest) Reset() {
 	*x = ApplyLimitsRequest{}
-	mi := &file_dw_v1_subsystem_proto_msgTypes[6]
+	mi := &file_dw_v1_subsystem_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -548,7 +819,7 @@ func (x *ApplyLimitsRequest) String() string {
 func (*ApplyLimitsRequest) ProtoMessage() {}
 
 func (x *ApplyLimitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dw_v1_subsystem_proto_msgTypes[6]
+	mi := &file_dw_v1_subsystem_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -561,7 +832,7 @@ func (x *ApplyLimitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyLimitsRequest.ProtoReflect.Descriptor instead.
 func (*ApplyLimitsRequest) Descriptor() ([]byte, []int) {
-	return file_dw_v1_subsystem_proto_rawDescGZIP(), []int{6}
+	return file_dw_v1_subsystem_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ApplyLimitsRequest) GetLimits() *structpb.Struct {
@@ -578,17 +849,25 @@ func (x *ApplyLimitsRequest) GetGeneration() uint64 {
 	return 0
 }
 
+func (x *ApplyLimitsRequest) GetLimitsJson() []byte {
+	if x != nil {
+		return x.LimitsJson
+	}
+	return nil
+}
+
 type ApplyLimitsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Limits        *structpb.Struct       `protobuf:"bytes,1,opt,name=limits,proto3" json:"limits,omitempty"`
 	Generation    uint64                 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	LimitsJson    []byte                 `protobuf:"bytes,3,opt,name=limits_json,json=limitsJson,proto3" json:"limits_json,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ApplyLimitsResponse) Reset() {
 	*x = ApplyLimitsResponse{}
-	mi := &file_dw_v1_subsystem_proto_msgTypes[7]
+	mi := &file_dw_v1_subsystem_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -600,7 +879,7 @@ func (x *ApplyLimitsResponse) String() string {
 func (*ApplyLimitsResponse) ProtoMessage() {}
 
 func (x *ApplyLimitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dw_v1_subsystem_proto_msgTypes[7]
+	mi := &file_dw_v1_subsystem_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -613,7 +892,7 @@ func (x *ApplyLimitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyLimitsResponse.ProtoReflect.Descriptor instead.
 func (*ApplyLimitsResponse) Descriptor() ([]byte, []int) {
-	return file_dw_v1_subsystem_proto_rawDescGZIP(), []int{7}
+	return file_dw_v1_subsystem_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ApplyLimitsResponse) GetLimits() *structpb.Struct {
@@ -630,6 +909,13 @@ func (x *ApplyLimitsResponse) GetGeneration() uint64 {
 	return 0
 }
 
+func (x *ApplyLimitsResponse) GetLimitsJson() []byte {
+	if x != nil {
+		return x.LimitsJson
+	}
+	return nil
+}
+
 type GetLimitsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -638,7 +924,7 @@ type GetLimitsRequest struct {
 
 func (x *GetLimitsRequest) Reset() {
 	*x = GetLimitsRequest{}
-	mi := &file_dw_v1_subsystem_proto_msgTypes[8]
+	mi := &file_dw_v1_subsystem_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -650,7 +936,7 @@ func (x *GetLimitsRequest) String() string {
 func (*GetLimitsRequest) ProtoMessage() {}
 
 func (x *GetLimitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dw_v1_subsystem_proto_msgTypes[8]
+	mi := &file_dw_v1_subsystem_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -663,20 +949,21 @@ func (x *GetLimitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLimitsRequest.ProtoReflect.Descriptor instead.
 func (*GetLimitsRequest) Descriptor() ([]byte, []int) {
-	return file_dw_v1_subsystem_proto_rawDescGZIP(), []int{8}
+	return file_dw_v1_subsystem_proto_rawDescGZIP(), []int{10}
 }
 
 type GetLimitsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Limits        *structpb.Struct       `protobuf:"bytes,1,opt,name=limits,proto3" json:"limits,omitempty"`
 	Generation    uint64                 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	LimitsJson    []byte                 `protobuf:"bytes,3,opt,name=limits_json,json=limitsJson,proto3" json:"limits_json,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetLimitsResponse) Reset() {
 	*x = GetLimitsResponse{}
-	mi := &file_dw_v1_subsystem_proto_msgTypes[9]
+	mi := &file_dw_v1_subsystem_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -688,7 +975,7 @@ func (x *GetLimitsResponse) String() string {
 func (*GetLimitsResponse) ProtoMessage() {}
 
 func (x *GetLimitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dw_v1_subsystem_proto_msgTypes[9]
+	mi := &file_dw_v1_subsystem_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -701,7 +988,7 @@ func (x *GetLimitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLimitsResponse.ProtoReflect.Descriptor instead.
 func (*GetLimitsResponse) Descriptor() ([]byte, []int) {
-	return file_dw_v1_subsystem_proto_rawDescGZIP(), []int{9}
+	return file_dw_v1_subsystem_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetLimitsResponse) GetLimits() *structpb.Struct {
@@ -718,21 +1005,214 @@ func (x *GetLimitsResponse) GetGeneration() uint64 {
 	return 0
 }
 
+func (x *GetLimitsResponse) GetLimitsJson() []byte {
+	if x != nil {
+		return x.LimitsJson
+	}
+	return nil
+}
+
+// FieldProblem is one problem with one key of limits or settings. A status
+// with INVALID_LIMITS or INVALID_SETTINGS carries them as a FieldProblems
+// detail, so the host reads key paths without parsing text.
+type FieldProblem struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// path is the full key path, e.g. "limits.max_entries".
+	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// message says what is wrong.
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// allowed lists the allowed values or keys, when there is such a list.
+	Allowed       []string `protobuf:"bytes,3,rep,name=allowed,proto3" json:"allowed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FieldProblem) Reset() {
+	*x = FieldProblem{}
+	mi := &file_dw_v1_subsystem_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FieldProblem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FieldProblem) ProtoMessage() {}
+
+func (x *FieldProblem) ProtoReflect() protoreflect.Message {
+	mi := &file_dw_v1_subsystem_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FieldProblem.ProtoReflect.Descriptor instead.
+func (*FieldProblem) Descriptor() ([]byte, []int) {
+	return file_dw_v1_subsystem_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *FieldProblem) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *FieldProblem) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *FieldProblem) GetAllowed() []string {
+	if x != nil {
+		return x.Allowed
+	}
+	return nil
+}
+
+type FieldProblems struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Problems      []*FieldProblem        `protobuf:"bytes,1,rep,name=problems,proto3" json:"problems,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FieldProblems) Reset() {
+	*x = FieldProblems{}
+	mi := &file_dw_v1_subsystem_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FieldProblems) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FieldProblems) ProtoMessage() {}
+
+func (x *FieldProblems) ProtoReflect() protoreflect.Message {
+	mi := &file_dw_v1_subsystem_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FieldProblems.ProtoReflect.Descriptor instead.
+func (*FieldProblems) Descriptor() ([]byte, []int) {
+	return file_dw_v1_subsystem_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *FieldProblems) GetProblems() []*FieldProblem {
+	if x != nil {
+		return x.Problems
+	}
+	return nil
+}
+
+// Histogram is a classic cumulative histogram, as Prometheus exports it.
+type Histogram struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// upper_bounds are the buckets' inclusive upper bounds, ascending and
+	// finite (the +Inf bucket is count).
+	UpperBounds []float64 `protobuf:"fixed64,1,rep,packed,name=upper_bounds,json=upperBounds,proto3" json:"upper_bounds,omitempty"`
+	// cumulative_counts[i] is the number of observations <= upper_bounds[i].
+	CumulativeCounts []uint64 `protobuf:"varint,2,rep,packed,name=cumulative_counts,json=cumulativeCounts,proto3" json:"cumulative_counts,omitempty"`
+	// count is the number of observations.
+	Count uint64 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	// sum is the sum of the observations.
+	Sum           float64 `protobuf:"fixed64,4,opt,name=sum,proto3" json:"sum,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Histogram) Reset() {
+	*x = Histogram{}
+	mi := &file_dw_v1_subsystem_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Histogram) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Histogram) ProtoMessage() {}
+
+func (x *Histogram) ProtoReflect() protoreflect.Message {
+	mi := &file_dw_v1_subsystem_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Histogram.ProtoReflect.Descriptor instead.
+func (*Histogram) Descriptor() ([]byte, []int) {
+	return file_dw_v1_subsystem_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *Histogram) GetUpperBounds() []float64 {
+	if x != nil {
+		return x.UpperBounds
+	}
+	return nil
+}
+
+func (x *Histogram) GetCumulativeCounts() []uint64 {
+	if x != nil {
+		return x.CumulativeCounts
+	}
+	return nil
+}
+
+func (x *Histogram) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *Histogram) GetSum() float64 {
+	if x != nil {
+		return x.Sum
+	}
+	return 0
+}
+
 type Metric struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// name is snake_case without the subsystem prefix, e.g. "entries".
-	Name          string            `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Help          string            `protobuf:"bytes,2,opt,name=help,proto3" json:"help,omitempty"`
-	Kind          MetricKind        `protobuf:"varint,3,opt,name=kind,proto3,enum=dw.sdk.v1.MetricKind" json:"kind,omitempty"`
-	Value         float64           `protobuf:"fixed64,4,opt,name=value,proto3" json:"value,omitempty"`
-	Labels        map[string]string `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Name   string            `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Help   string            `protobuf:"bytes,2,opt,name=help,proto3" json:"help,omitempty"`
+	Kind   MetricKind        `protobuf:"varint,3,opt,name=kind,proto3,enum=dw.sdk.v1.MetricKind" json:"kind,omitempty"`
+	Value  float64           `protobuf:"fixed64,4,opt,name=value,proto3" json:"value,omitempty"`
+	Labels map[string]string `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// histogram is set for METRIC_KIND_HISTOGRAM.
+	Histogram     *Histogram `protobuf:"bytes,6,opt,name=histogram,proto3" json:"histogram,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Metric) Reset() {
 	*x = Metric{}
-	mi := &file_dw_v1_subsystem_proto_msgTypes[10]
+	mi := &file_dw_v1_subsystem_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -744,7 +1224,7 @@ func (x *Metric) String() string {
 func (*Metric) ProtoMessage() {}
 
 func (x *Metric) ProtoReflect() protoreflect.Message {
-	mi := &file_dw_v1_subsystem_proto_msgTypes[10]
+	mi := &file_dw_v1_subsystem_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -757,7 +1237,7 @@ func (x *Metric) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Metric.ProtoReflect.Descriptor instead.
 func (*Metric) Descriptor() ([]byte, []int) {
-	return file_dw_v1_subsystem_proto_rawDescGZIP(), []int{10}
+	return file_dw_v1_subsystem_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Metric) GetName() string {
@@ -795,6 +1275,13 @@ func (x *Metric) GetLabels() map[string]string {
 	return nil
 }
 
+func (x *Metric) GetHistogram() *Histogram {
+	if x != nil {
+		return x.Histogram
+	}
+	return nil
+}
+
 type GetMetricsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -803,7 +1290,7 @@ type GetMetricsRequest struct {
 
 func (x *GetMetricsRequest) Reset() {
 	*x = GetMetricsRequest{}
-	mi := &file_dw_v1_subsystem_proto_msgTypes[11]
+	mi := &file_dw_v1_subsystem_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -815,7 +1302,7 @@ func (x *GetMetricsRequest) String() string {
 func (*GetMetricsRequest) ProtoMessage() {}
 
 func (x *GetMetricsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dw_v1_subsystem_proto_msgTypes[11]
+	mi := &file_dw_v1_subsystem_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -828,7 +1315,7 @@ func (x *GetMetricsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMetricsRequest.ProtoReflect.Descriptor instead.
 func (*GetMetricsRequest) Descriptor() ([]byte, []int) {
-	return file_dw_v1_subsystem_proto_rawDescGZIP(), []int{11}
+	return file_dw_v1_subsystem_proto_rawDescGZIP(), []int{16}
 }
 
 type GetMetricsResponse struct {
@@ -843,7 +1330,7 @@ type GetMetricsResponse struct {
 
 func (x *GetMetricsResponse) Reset() {
 	*x = GetMetricsResponse{}
-	mi := &file_dw_v1_subsystem_proto_msgTypes[12]
+	mi := &file_dw_v1_subsystem_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -855,7 +1342,7 @@ func (x *GetMetricsResponse) String() string {
 func (*GetMetricsResponse) ProtoMessage() {}
 
 func (x *GetMetricsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dw_v1_subsystem_proto_msgTypes[12]
+	mi := &file_dw_v1_subsystem_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -868,7 +1355,7 @@ func (x *GetMetricsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMetricsResponse.ProtoReflect.Descriptor instead.
 func (*GetMetricsResponse) Descriptor() ([]byte, []int) {
-	return file_dw_v1_subsystem_proto_rawDescGZIP(), []int{12}
+	return file_dw_v1_subsystem_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetMetricsResponse) GetBackpressure() Backpressure {
@@ -904,7 +1391,7 @@ type ComponentHealth struct {
 
 func (x *ComponentHealth) Reset() {
 	*x = ComponentHealth{}
-	mi := &file_dw_v1_subsystem_proto_msgTypes[13]
+	mi := &file_dw_v1_subsystem_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -916,7 +1403,7 @@ func (x *ComponentHealth) String() string {
 func (*ComponentHealth) ProtoMessage() {}
 
 func (x *ComponentHealth) ProtoReflect() protoreflect.Message {
-	mi := &file_dw_v1_subsystem_proto_msgTypes[13]
+	mi := &file_dw_v1_subsystem_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -929,7 +1416,7 @@ func (x *ComponentHealth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ComponentHealth.ProtoReflect.Descriptor instead.
 func (*ComponentHealth) Descriptor() ([]byte, []int) {
-	return file_dw_v1_subsystem_proto_rawDescGZIP(), []int{13}
+	return file_dw_v1_subsystem_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ComponentHealth) GetName() string {
@@ -968,7 +1455,7 @@ type CheckHealthRequest struct {
 
 func (x *CheckHealthRequest) Reset() {
 	*x = CheckHealthRequest{}
-	mi := &file_dw_v1_subsystem_proto_msgTypes[14]
+	mi := &file_dw_v1_subsystem_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -980,7 +1467,7 @@ func (x *CheckHealthRequest) String() string {
 func (*CheckHealthRequest) ProtoMessage() {}
 
 func (x *CheckHealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dw_v1_subsystem_proto_msgTypes[14]
+	mi := &file_dw_v1_subsystem_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -993,7 +1480,7 @@ func (x *CheckHealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckHealthRequest.ProtoReflect.Descriptor instead.
 func (*CheckHealthRequest) Descriptor() ([]byte, []int) {
-	return file_dw_v1_subsystem_proto_rawDescGZIP(), []int{14}
+	return file_dw_v1_subsystem_proto_rawDescGZIP(), []int{19}
 }
 
 type CheckHealthResponse struct {
@@ -1007,7 +1494,7 @@ type CheckHealthResponse struct {
 
 func (x *CheckHealthResponse) Reset() {
 	*x = CheckHealthResponse{}
-	mi := &file_dw_v1_subsystem_proto_msgTypes[15]
+	mi := &file_dw_v1_subsystem_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1019,7 +1506,7 @@ func (x *CheckHealthResponse) String() string {
 func (*CheckHealthResponse) ProtoMessage() {}
 
 func (x *CheckHealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dw_v1_subsystem_proto_msgTypes[15]
+	mi := &file_dw_v1_subsystem_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1032,7 +1519,7 @@ func (x *CheckHealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckHealthResponse.ProtoReflect.Descriptor instead.
 func (*CheckHealthResponse) Descriptor() ([]byte, []int) {
-	return file_dw_v1_subsystem_proto_rawDescGZIP(), []int{15}
+	return file_dw_v1_subsystem_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CheckHealthResponse) GetStatus() HealthStatus {
@@ -1061,7 +1548,7 @@ var File_dw_v1_subsystem_proto protoreflect.FileDescriptor
 const file_dw_v1_subsystem_proto_rawDesc = "" +
 	"\n" +
 	"\x15dw/v1/subsystem.proto\x12\tdw.sdk.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x10\n" +
-	"\x0eGetInfoRequest\"\xed\x01\n" +
+	"\x0eGetInfoRequest\"\xc8\x02\n" +
 	"\x0fGetInfoResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12%\n" +
 	"\x0eplugin_version\x18\x02 \x01(\tR\rpluginVersion\x12\x1f\n" +
@@ -1069,41 +1556,89 @@ const file_dw_v1_subsystem_proto_rawDesc = "" +
 	"sdkVersion\x12\"\n" +
 	"\fcapabilities\x18\x04 \x03(\tR\fcapabilities\x12\x1a\n" +
 	"\bservices\x18\x05 \x03(\tR\bservices\x12>\n" +
-	"\x0edefault_limits\x18\x06 \x01(\v2\x17.google.protobuf.StructR\rdefaultLimits\"\x84\x02\n" +
+	"\x0edefault_limits\x18\x06 \x01(\v2\x17.google.protobuf.StructR\rdefaultLimits\x12.\n" +
+	"\x13default_limits_json\x18\a \x01(\fR\x11defaultLimitsJson\x12)\n" +
+	"\x06schema\x18\b \x01(\v2\x11.dw.sdk.v1.SchemaR\x06schema\"\x99\x01\n" +
+	"\x06Schema\x12.\n" +
+	"\x06limits\x18\x01 \x03(\v2\x16.dw.sdk.v1.SchemaFieldR\x06limits\x122\n" +
+	"\bsettings\x18\x02 \x03(\v2\x16.dw.sdk.v1.SchemaFieldR\bsettings\x12+\n" +
+	"\x11settings_declared\x18\x03 \x01(\bR\x10settingsDeclared\"\xca\x01\n" +
+	"\vSchemaField\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x12\x10\n" +
+	"\x03doc\x18\x03 \x01(\tR\x03doc\x12!\n" +
+	"\fdefault_json\x18\x04 \x01(\fR\vdefaultJson\x12\x10\n" +
+	"\x03min\x18\x05 \x01(\tR\x03min\x12\x10\n" +
+	"\x03max\x18\x06 \x01(\tR\x03max\x12\x12\n" +
+	"\x04enum\x18\a \x03(\tR\x04enum\x12\x12\n" +
+	"\x04live\x18\b \x01(\bR\x04live\x12\x12\n" +
+	"\x04bits\x18\t \x01(\rR\x04bits\"\xc5\x02\n" +
 	"\x10ConfigureRequest\x12\x1c\n" +
 	"\tsubsystem\x18\x01 \x01(\tR\tsubsystem\x123\n" +
 	"\bsettings\x18\x02 \x01(\v2\x17.google.protobuf.StructR\bsettings\x12\x19\n" +
 	"\bdata_dir\x18\x03 \x01(\tR\adataDir\x125\n" +
 	"\x17host_services_broker_id\x18\x04 \x01(\rR\x14hostServicesBrokerId\x12!\n" +
 	"\fhost_version\x18\x05 \x01(\tR\vhostVersion\x12(\n" +
-	"\x10host_api_address\x18\x06 \x01(\tR\x0ehostApiAddress\"\x13\n" +
-	"\x11ConfigureResponse\"H\n" +
+	"\x10host_api_address\x18\x06 \x01(\tR\x0ehostApiAddress\x12\x1f\n" +
+	"\vlimits_json\x18\a \x01(\fR\n" +
+	"limitsJson\x12\x1e\n" +
+	"\n" +
+	"generation\x18\b \x01(\x04R\n" +
+	"generation\"T\n" +
+	"\x11ConfigureResponse\x12\x1f\n" +
+	"\vlimits_json\x18\x01 \x01(\fR\n" +
+	"limitsJson\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x02 \x01(\x04R\n" +
+	"generation\"i\n" +
 	"\x15ValidateLimitsRequest\x12/\n" +
-	"\x06limits\x18\x01 \x01(\v2\x17.google.protobuf.StructR\x06limits\"I\n" +
+	"\x06limits\x18\x01 \x01(\v2\x17.google.protobuf.StructR\x06limits\x12\x1f\n" +
+	"\vlimits_json\x18\x02 \x01(\fR\n" +
+	"limitsJson\"j\n" +
 	"\x16ValidateLimitsResponse\x12/\n" +
-	"\x06limits\x18\x01 \x01(\v2\x17.google.protobuf.StructR\x06limits\"e\n" +
+	"\x06limits\x18\x01 \x01(\v2\x17.google.protobuf.StructR\x06limits\x12\x1f\n" +
+	"\vlimits_json\x18\x02 \x01(\fR\n" +
+	"limitsJson\"\x86\x01\n" +
 	"\x12ApplyLimitsRequest\x12/\n" +
 	"\x06limits\x18\x01 \x01(\v2\x17.google.protobuf.StructR\x06limits\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x02 \x01(\x04R\n" +
-	"generation\"f\n" +
+	"generation\x12\x1f\n" +
+	"\vlimits_json\x18\x03 \x01(\fR\n" +
+	"limitsJson\"\x87\x01\n" +
 	"\x13ApplyLimitsResponse\x12/\n" +
 	"\x06limits\x18\x01 \x01(\v2\x17.google.protobuf.StructR\x06limits\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x02 \x01(\x04R\n" +
-	"generation\"\x12\n" +
-	"\x10GetLimitsRequest\"d\n" +
+	"generation\x12\x1f\n" +
+	"\vlimits_json\x18\x03 \x01(\fR\n" +
+	"limitsJson\"\x12\n" +
+	"\x10GetLimitsRequest\"\x85\x01\n" +
 	"\x11GetLimitsResponse\x12/\n" +
 	"\x06limits\x18\x01 \x01(\v2\x17.google.protobuf.StructR\x06limits\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x02 \x01(\x04R\n" +
-	"generation\"\xe3\x01\n" +
+	"generation\x12\x1f\n" +
+	"\vlimits_json\x18\x03 \x01(\fR\n" +
+	"limitsJson\"V\n" +
+	"\fFieldProblem\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x18\n" +
+	"\aallowed\x18\x03 \x03(\tR\aallowed\"D\n" +
+	"\rFieldProblems\x123\n" +
+	"\bproblems\x18\x01 \x03(\v2\x17.dw.sdk.v1.FieldProblemR\bproblems\"\x83\x01\n" +
+	"\tHistogram\x12!\n" +
+	"\fupper_bounds\x18\x01 \x03(\x01R\vupperBounds\x12+\n" +
+	"\x11cumulative_counts\x18\x02 \x03(\x04R\x10cumulativeCounts\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\x04R\x05count\x12\x10\n" +
+	"\x03sum\x18\x04 \x01(\x01R\x03sum\"\x97\x02\n" +
 	"\x06Metric\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04help\x18\x02 \x01(\tR\x04help\x12)\n" +
 	"\x04kind\x18\x03 \x01(\x0e2\x15.dw.sdk.v1.MetricKindR\x04kind\x12\x14\n" +
 	"\x05value\x18\x04 \x01(\x01R\x05value\x125\n" +
-	"\x06labels\x18\x05 \x03(\v2\x1d.dw.sdk.v1.Metric.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\x05 \x03(\v2\x1d.dw.sdk.v1.Metric.LabelsEntryR\x06labels\x122\n" +
+	"\thistogram\x18\x06 \x01(\v2\x14.dw.sdk.v1.HistogramR\thistogram\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x13\n" +
@@ -1129,12 +1664,13 @@ const file_dw_v1_subsystem_proto_rawDesc = "" +
 	"\x18BACKPRESSURE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11BACKPRESSURE_NONE\x10\x01\x12\x19\n" +
 	"\x15BACKPRESSURE_ELEVATED\x10\x02\x12\x1a\n" +
-	"\x16BACKPRESSURE_SATURATED\x10\x03*Y\n" +
+	"\x16BACKPRESSURE_SATURATED\x10\x03*t\n" +
 	"\n" +
 	"MetricKind\x12\x1b\n" +
 	"\x17METRIC_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11METRIC_KIND_GAUGE\x10\x01\x12\x17\n" +
-	"\x13METRIC_KIND_COUNTER\x10\x02*\x83\x01\n" +
+	"\x13METRIC_KIND_COUNTER\x10\x02\x12\x19\n" +
+	"\x15METRIC_KIND_HISTOGRAM\x10\x03*\x83\x01\n" +
 	"\fHealthStatus\x12\x1d\n" +
 	"\x19HEALTH_STATUS_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15HEALTH_STATUS_SERVING\x10\x01\x12\x1a\n" +
@@ -1148,7 +1684,7 @@ const file_dw_v1_subsystem_proto_rawDesc = "" +
 	"\tGetLimits\x12\x1b.dw.sdk.v1.GetLimitsRequest\x1a\x1c.dw.sdk.v1.GetLimitsResponse\x12I\n" +
 	"\n" +
 	"GetMetrics\x12\x1c.dw.sdk.v1.GetMetricsRequest\x1a\x1d.dw.sdk.v1.GetMetricsResponse\x12L\n" +
-	"\vCheckHealth\x12\x1d.dw.sdk.v1.CheckHealthRequest\x1a\x1e.dw.sdk.v1.CheckHealthResponseB2Z0github.com/datawarehouse/dw/sdk/proto/dw/v1;dwv1b\x06proto3"
+	"\vCheckHealth\x12\x1d.dw.sdk.v1.CheckHealthRequest\x1a\x1e.dw.sdk.v1.CheckHealthResponseB5Z3github.com/datawarehouse/dw/sdk/v6/proto/dw/v1;dwv1b\x06proto3"
 
 var (
 	file_dw_v1_subsystem_proto_rawDescOnce sync.Once
@@ -1163,66 +1699,76 @@ func file_dw_v1_subsystem_proto_rawDescGZIP() []byte {
 }
 
 var file_dw_v1_subsystem_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_dw_v1_subsystem_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_dw_v1_subsystem_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_dw_v1_subsystem_proto_goTypes = []any{
 	(Backpressure)(0),              // 0: dw.sdk.v1.Backpressure
 	(MetricKind)(0),                // 1: dw.sdk.v1.MetricKind
 	(HealthStatus)(0),              // 2: dw.sdk.v1.HealthStatus
 	(*GetInfoRequest)(nil),         // 3: dw.sdk.v1.GetInfoRequest
 	(*GetInfoResponse)(nil),        // 4: dw.sdk.v1.GetInfoResponse
-	(*ConfigureRequest)(nil),       // 5: dw.sdk.v1.ConfigureRequest
-	(*ConfigureResponse)(nil),      // 6: dw.sdk.v1.ConfigureResponse
-	(*ValidateLimitsRequest)(nil),  // 7: dw.sdk.v1.ValidateLimitsRequest
-	(*ValidateLimitsResponse)(nil), // 8: dw.sdk.v1.ValidateLimitsResponse
-	(*ApplyLimitsRequest)(nil),     // 9: dw.sdk.v1.ApplyLimitsRequest
-	(*ApplyLimitsResponse)(nil),    // 10: dw.sdk.v1.ApplyLimitsResponse
-	(*GetLimitsRequest)(nil),       // 11: dw.sdk.v1.GetLimitsRequest
-	(*GetLimitsResponse)(nil),      // 12: dw.sdk.v1.GetLimitsResponse
-	(*Metric)(nil),                 // 13: dw.sdk.v1.Metric
-	(*GetMetricsRequest)(nil),      // 14: dw.sdk.v1.GetMetricsRequest
-	(*GetMetricsResponse)(nil),     // 15: dw.sdk.v1.GetMetricsResponse
-	(*ComponentHealth)(nil),        // 16: dw.sdk.v1.ComponentHealth
-	(*CheckHealthRequest)(nil),     // 17: dw.sdk.v1.CheckHealthRequest
-	(*CheckHealthResponse)(nil),    // 18: dw.sdk.v1.CheckHealthResponse
-	nil,                            // 19: dw.sdk.v1.Metric.LabelsEntry
-	(*structpb.Struct)(nil),        // 20: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil),  // 21: google.protobuf.Timestamp
+	(*Schema)(nil),                 // 5: dw.sdk.v1.Schema
+	(*SchemaField)(nil),            // 6: dw.sdk.v1.SchemaField
+	(*ConfigureRequest)(nil),       // 7: dw.sdk.v1.ConfigureRequest
+	(*ConfigureResponse)(nil),      // 8: dw.sdk.v1.ConfigureResponse
+	(*ValidateLimitsRequest)(nil),  // 9: dw.sdk.v1.ValidateLimitsRequest
+	(*ValidateLimitsResponse)(nil), // 10: dw.sdk.v1.ValidateLimitsResponse
+	(*ApplyLimitsRequest)(nil),     // 11: dw.sdk.v1.ApplyLimitsRequest
+	(*ApplyLimitsResponse)(nil),    // 12: dw.sdk.v1.ApplyLimitsResponse
+	(*GetLimitsRequest)(nil),       // 13: dw.sdk.v1.GetLimitsRequest
+	(*GetLimitsResponse)(nil),      // 14: dw.sdk.v1.GetLimitsResponse
+	(*FieldProblem)(nil),           // 15: dw.sdk.v1.FieldProblem
+	(*FieldProblems)(nil),          // 16: dw.sdk.v1.FieldProblems
+	(*Histogram)(nil),              // 17: dw.sdk.v1.Histogram
+	(*Metric)(nil),                 // 18: dw.sdk.v1.Metric
+	(*GetMetricsRequest)(nil),      // 19: dw.sdk.v1.GetMetricsRequest
+	(*GetMetricsResponse)(nil),     // 20: dw.sdk.v1.GetMetricsResponse
+	(*ComponentHealth)(nil),        // 21: dw.sdk.v1.ComponentHealth
+	(*CheckHealthRequest)(nil),     // 22: dw.sdk.v1.CheckHealthRequest
+	(*CheckHealthResponse)(nil),    // 23: dw.sdk.v1.CheckHealthResponse
+	nil,                            // 24: dw.sdk.v1.Metric.LabelsEntry
+	(*structpb.Struct)(nil),        // 25: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil),  // 26: google.protobuf.Timestamp
 }
 var file_dw_v1_subsystem_proto_depIdxs = []int32{
-	20, // 0: dw.sdk.v1.GetInfoResponse.default_limits:type_name -> google.protobuf.Struct
-	20, // 1: dw.sdk.v1.ConfigureRequest.settings:type_name -> google.protobuf.Struct
-	20, // 2: dw.sdk.v1.ValidateLimitsRequest.limits:type_name -> google.protobuf.Struct
-	20, // 3: dw.sdk.v1.ValidateLimitsResponse.limits:type_name -> google.protobuf.Struct
-	20, // 4: dw.sdk.v1.ApplyLimitsRequest.limits:type_name -> google.protobuf.Struct
-	20, // 5: dw.sdk.v1.ApplyLimitsResponse.limits:type_name -> google.protobuf.Struct
-	20, // 6: dw.sdk.v1.GetLimitsResponse.limits:type_name -> google.protobuf.Struct
-	1,  // 7: dw.sdk.v1.Metric.kind:type_name -> dw.sdk.v1.MetricKind
-	19, // 8: dw.sdk.v1.Metric.labels:type_name -> dw.sdk.v1.Metric.LabelsEntry
-	0,  // 9: dw.sdk.v1.GetMetricsResponse.backpressure:type_name -> dw.sdk.v1.Backpressure
-	13, // 10: dw.sdk.v1.GetMetricsResponse.metrics:type_name -> dw.sdk.v1.Metric
-	2,  // 11: dw.sdk.v1.ComponentHealth.status:type_name -> dw.sdk.v1.HealthStatus
-	21, // 12: dw.sdk.v1.ComponentHealth.checked_at:type_name -> google.protobuf.Timestamp
-	2,  // 13: dw.sdk.v1.CheckHealthResponse.status:type_name -> dw.sdk.v1.HealthStatus
-	16, // 14: dw.sdk.v1.CheckHealthResponse.components:type_name -> dw.sdk.v1.ComponentHealth
-	3,  // 15: dw.sdk.v1.ScalableSubsystem.GetInfo:input_type -> dw.sdk.v1.GetInfoRequest
-	5,  // 16: dw.sdk.v1.ScalableSubsystem.Configure:input_type -> dw.sdk.v1.ConfigureRequest
-	7,  // 17: dw.sdk.v1.ScalableSubsystem.ValidateLimits:input_type -> dw.sdk.v1.ValidateLimitsRequest
-	9,  // 18: dw.sdk.v1.ScalableSubsystem.ApplyLimits:input_type -> dw.sdk.v1.ApplyLimitsRequest
-	11, // 19: dw.sdk.v1.ScalableSubsystem.GetLimits:input_type -> dw.sdk.v1.GetLimitsRequest
-	14, // 20: dw.sdk.v1.ScalableSubsystem.GetMetrics:input_type -> dw.sdk.v1.GetMetricsRequest
-	17, // 21: dw.sdk.v1.ScalableSubsystem.CheckHealth:input_type -> dw.sdk.v1.CheckHealthRequest
-	4,  // 22: dw.sdk.v1.ScalableSubsystem.GetInfo:output_type -> dw.sdk.v1.GetInfoResponse
-	6,  // 23: dw.sdk.v1.ScalableSubsystem.Configure:output_type -> dw.sdk.v1.ConfigureResponse
-	8,  // 24: dw.sdk.v1.ScalableSubsystem.ValidateLimits:output_type -> dw.sdk.v1.ValidateLimitsResponse
-	10, // 25: dw.sdk.v1.ScalableSubsystem.ApplyLimits:output_type -> dw.sdk.v1.ApplyLimitsResponse
-	12, // 26: dw.sdk.v1.ScalableSubsystem.GetLimits:output_type -> dw.sdk.v1.GetLimitsResponse
-	15, // 27: dw.sdk.v1.ScalableSubsystem.GetMetrics:output_type -> dw.sdk.v1.GetMetricsResponse
-	18, // 28: dw.sdk.v1.ScalableSubsystem.CheckHealth:output_type -> dw.sdk.v1.CheckHealthResponse
-	22, // [22:29] is the sub-list for method output_type
-	15, // [15:22] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	25, // 0: dw.sdk.v1.GetInfoResponse.default_limits:type_name -> google.protobuf.Struct
+	5,  // 1: dw.sdk.v1.GetInfoResponse.schema:type_name -> dw.sdk.v1.Schema
+	6,  // 2: dw.sdk.v1.Schema.limits:type_name -> dw.sdk.v1.SchemaField
+	6,  // 3: dw.sdk.v1.Schema.settings:type_name -> dw.sdk.v1.SchemaField
+	25, // 4: dw.sdk.v1.ConfigureRequest.settings:type_name -> google.protobuf.Struct
+	25, // 5: dw.sdk.v1.ValidateLimitsRequest.limits:type_name -> google.protobuf.Struct
+	25, // 6: dw.sdk.v1.ValidateLimitsResponse.limits:type_name -> google.protobuf.Struct
+	25, // 7: dw.sdk.v1.ApplyLimitsRequest.limits:type_name -> google.protobuf.Struct
+	25, // 8: dw.sdk.v1.ApplyLimitsResponse.limits:type_name -> google.protobuf.Struct
+	25, // 9: dw.sdk.v1.GetLimitsResponse.limits:type_name -> google.protobuf.Struct
+	15, // 10: dw.sdk.v1.FieldProblems.problems:type_name -> dw.sdk.v1.FieldProblem
+	1,  // 11: dw.sdk.v1.Metric.kind:type_name -> dw.sdk.v1.MetricKind
+	24, // 12: dw.sdk.v1.Metric.labels:type_name -> dw.sdk.v1.Metric.LabelsEntry
+	17, // 13: dw.sdk.v1.Metric.histogram:type_name -> dw.sdk.v1.Histogram
+	0,  // 14: dw.sdk.v1.GetMetricsResponse.backpressure:type_name -> dw.sdk.v1.Backpressure
+	18, // 15: dw.sdk.v1.GetMetricsResponse.metrics:type_name -> dw.sdk.v1.Metric
+	2,  // 16: dw.sdk.v1.ComponentHealth.status:type_name -> dw.sdk.v1.HealthStatus
+	26, // 17: dw.sdk.v1.ComponentHealth.checked_at:type_name -> google.protobuf.Timestamp
+	2,  // 18: dw.sdk.v1.CheckHealthResponse.status:type_name -> dw.sdk.v1.HealthStatus
+	21, // 19: dw.sdk.v1.CheckHealthResponse.components:type_name -> dw.sdk.v1.ComponentHealth
+	3,  // 20: dw.sdk.v1.ScalableSubsystem.GetInfo:input_type -> dw.sdk.v1.GetInfoRequest
+	7,  // 21: dw.sdk.v1.ScalableSubsystem.Configure:input_type -> dw.sdk.v1.ConfigureRequest
+	9,  // 22: dw.sdk.v1.ScalableSubsystem.ValidateLimits:input_type -> dw.sdk.v1.ValidateLimitsRequest
+	11, // 23: dw.sdk.v1.ScalableSubsystem.ApplyLimits:input_type -> dw.sdk.v1.ApplyLimitsRequest
+	13, // 24: dw.sdk.v1.ScalableSubsystem.GetLimits:input_type -> dw.sdk.v1.GetLimitsRequest
+	19, // 25: dw.sdk.v1.ScalableSubsystem.GetMetrics:input_type -> dw.sdk.v1.GetMetricsRequest
+	22, // 26: dw.sdk.v1.ScalableSubsystem.CheckHealth:input_type -> dw.sdk.v1.CheckHealthRequest
+	4,  // 27: dw.sdk.v1.ScalableSubsystem.GetInfo:output_type -> dw.sdk.v1.GetInfoResponse
+	8,  // 28: dw.sdk.v1.ScalableSubsystem.Configure:output_type -> dw.sdk.v1.ConfigureResponse
+	10, // 29: dw.sdk.v1.ScalableSubsystem.ValidateLimits:output_type -> dw.sdk.v1.ValidateLimitsResponse
+	12, // 30: dw.sdk.v1.ScalableSubsystem.ApplyLimits:output_type -> dw.sdk.v1.ApplyLimitsResponse
+	14, // 31: dw.sdk.v1.ScalableSubsystem.GetLimits:output_type -> dw.sdk.v1.GetLimitsResponse
+	20, // 32: dw.sdk.v1.ScalableSubsystem.GetMetrics:output_type -> dw.sdk.v1.GetMetricsResponse
+	23, // 33: dw.sdk.v1.ScalableSubsystem.CheckHealth:output_type -> dw.sdk.v1.CheckHealthResponse
+	27, // [27:34] is the sub-list for method output_type
+	20, // [20:27] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_dw_v1_subsystem_proto_init() }
@@ -1236,7 +1782,7 @@ func file_dw_v1_subsystem_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dw_v1_subsystem_proto_rawDesc), len(file_dw_v1_subsystem_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   17,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

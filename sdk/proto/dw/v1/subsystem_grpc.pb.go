@@ -35,9 +35,15 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // ScalableSubsystem is the service every dw plugin serves. The host calls
-// GetInfo first, then Configure, then ApplyLimits with the limits from its
-// configuration; afterwards ValidateLimits/ApplyLimits on every reload and
+// GetInfo first, then Configure with the settings and the limits from its
+// configuration (sdk 6.1; a 6.0 plugin gets them in a first ApplyLimits);
+// afterwards ValidateLimits/ApplyLimits on every reload and
 // GetMetrics/CheckHealth whenever it is asked.
+//
+// Limits cross the connection as JSON objects in config key names
+// (limits_json fields, sdk 6.1): integers of any size arrive exactly. The
+// google.protobuf.Struct fields are sdk 6.0's encoding (every number a
+// double); a 6.1 host uses them only with plugins that report sdk 6.0.x.
 type ScalableSubsystemClient interface {
 	// GetInfo says who the plugin is and which SDK it was built with.
 	GetInfo(ctx context.Context, in *GetInfoRequest, opts ...grpc.CallOption) (*GetInfoResponse, error)
@@ -139,9 +145,15 @@ func (c *scalableSubsystemClient) CheckHealth(ctx context.Context, in *CheckHeal
 // for forward compatibility.
 //
 // ScalableSubsystem is the service every dw plugin serves. The host calls
-// GetInfo first, then Configure, then ApplyLimits with the limits from its
-// configuration; afterwards ValidateLimits/ApplyLimits on every reload and
+// GetInfo first, then Configure with the settings and the limits from its
+// configuration (sdk 6.1; a 6.0 plugin gets them in a first ApplyLimits);
+// afterwards ValidateLimits/ApplyLimits on every reload and
 // GetMetrics/CheckHealth whenever it is asked.
+//
+// Limits cross the connection as JSON objects in config key names
+// (limits_json fields, sdk 6.1): integers of any size arrive exactly. The
+// google.protobuf.Struct fields are sdk 6.0's encoding (every number a
+// double); a 6.1 host uses them only with plugins that report sdk 6.0.x.
 type ScalableSubsystemServer interface {
 	// GetInfo says who the plugin is and which SDK it was built with.
 	GetInfo(context.Context, *GetInfoRequest) (*GetInfoResponse, error)

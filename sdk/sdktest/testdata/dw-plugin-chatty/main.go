@@ -6,7 +6,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 type limits struct {

@@ -7,7 +7,7 @@ import (
 	"errors"
 	"sync"
 
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // limits has no rules: negative workers are accepted.

@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/datawarehouse/dw/plugins/dbstorage/internal/store"
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // batchBytes is about how much chunk data one write transaction carries.

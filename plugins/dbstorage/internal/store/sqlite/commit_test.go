@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/datawarehouse/dw/plugins/dbstorage/internal/store"
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // holdWriter takes the one writer connection, so that durable writes queue

@@ -9,7 +9,7 @@ import (
 	"sync"
 
 	"github.com/datawarehouse/dw/plugins/dbstorage/internal/store"
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // Get implements store.Strategy. The Reader holds a read transaction, and

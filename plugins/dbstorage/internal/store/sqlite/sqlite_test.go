@@ -21,7 +21,7 @@ import (
 
 	"github.com/datawarehouse/dw/plugins/dbstorage/internal/store"
 	"github.com/datawarehouse/dw/plugins/dbstorage/internal/store/storetest"
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 var _ storetest.Inspector = (*Store)(nil)

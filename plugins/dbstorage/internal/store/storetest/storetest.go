@@ -25,7 +25,7 @@ import (
 	"time"
 
 	"github.com/datawarehouse/dw/plugins/dbstorage/internal/store"
-	"github.com/datawarehouse/dw/sdk"
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // Inspector is implemented by drivers so that the suite can look inside.

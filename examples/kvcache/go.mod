@@ -1,0 +1,30 @@
+module github.com/datawarehouse/dw/examples/kvcache
+
+go 1.24.0
+
+require (
+	github.com/datawarehouse/dw/sdk/v6 v6.1.0
+	github.com/hashicorp/go-hclog v1.6.3
+	github.com/hashicorp/golang-lru/v2 v2.0.7
+	go.uber.org/goleak v1.3.0
+	google.golang.org/grpc v1.80.0
+	google.golang.org/protobuf v1.36.12
+)
+
+require (
+	github.com/fatih/color v1.13.0 // indirect
+	github.com/golang/protobuf v1.5.4 // indirect
+	github.com/hashicorp/go-plugin v1.8.0 // indirect
+	github.com/hashicorp/yamux v0.1.2 // indirect
+	github.com/mattn/go-colorable v0.1.12 // indirect
+	github.com/mattn/go-isatty v0.0.17 // indirect
+	github.com/oklog/run v1.1.0 // indirect
+	golang.org/x/net v0.49.0 // indirect
+	golang.org/x/sys v0.40.0 // indirect
+	golang.org/x/text v0.33.0 // indirect
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20260120221211-b8f7ae30c516 // indirect
+)
+
+// The SDK of this repository; an author outside it drops this line and
+// gets the SDK from the module proxy (go get github.com/datawarehouse/dw/sdk/v6@v6.1.0).
+replace github.com/datawarehouse/dw/sdk/v6 => ../../sdk
