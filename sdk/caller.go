@@ -4,12 +4,9 @@ import (
 	"context"
 
 	"google.golang.org/grpc/metadata"
-)
 
-// CallerMetadataKey is the gRPC metadata key in which the host passes the
-// identity of the API caller (the auth token's name, or "anonymous") to a
-// plugin's domain services.
-const CallerMetadataKey = "dw-caller"
+	"github.com/datawarehouse/dw/sdk/v6/internal/contract"
+)
 
 // AnonymousCaller is the caller identity of requests without a token.
 const AnonymousCaller = "anonymous"
@@ -22,14 +19,8 @@ func Caller(ctx context.Context) string {
 	if !ok {
 		return AnonymousCaller
 	}
-	if v := md.Get(CallerMetadataKey); len(v) > 0 && v[0] != "" {
+	if v := md.Get(contract.CallerMetadataKey); len(v) > 0 && v[0] != "" {
 		return v[0]
 	}
 	return AnonymousCaller
-}
-
-// WithCaller returns a context whose outgoing gRPC calls carry caller as
-// the caller identity. The host uses it; plugins read it with Caller.
-func WithCaller(ctx context.Context, caller string) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, CallerMetadataKey, caller)
 }

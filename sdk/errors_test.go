@@ -10,6 +10,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/datawarehouse/dw/sdk/v6/internal/contract"
 )
 
 func TestErrorsRoundTrip(t *testing.T) {
@@ -102,7 +104,7 @@ func TestCallerMetadata(t *testing.T) {
 	if got := Caller(context.Background()); got != AnonymousCaller {
 		t.Fatalf("no metadata: %q", got)
 	}
-	out := WithCaller(context.Background(), "alice")
+	out := metadata.AppendToOutgoingContext(context.Background(), contract.CallerMetadataKey, "alice")
 	md, _ := metadata.FromOutgoingContext(out)
 	in := metadata.NewIncomingContext(context.Background(), md)
 	if got := Caller(in); got != "alice" {

@@ -11,6 +11,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
+
+	"github.com/datawarehouse/dw/sdk/v6/internal/contract"
 )
 
 // watchHost arranges for onGone to be called once when the host process
@@ -32,7 +34,7 @@ import (
 // is called at once.
 func watchHost(logger hclog.Logger, onGone func(reason string)) (stop func()) {
 	hostPID := os.Getppid()
-	if s := os.Getenv(EnvHostPID); s != "" {
+	if s := os.Getenv(contract.EnvHostPID); s != "" {
 		if pid, err := strconv.Atoi(s); err == nil && pid > 0 {
 			hostPID = pid
 		}
@@ -132,7 +134,7 @@ func watchHost(logger hclog.Logger, onGone func(reason string)) (stop func()) {
 // started do not outlive it. A process not started by a host, or not the
 // leader of its group (run from a shell pipeline, say), is left alone.
 func killOwnGroup() {
-	if os.Getenv(EnvHostPID) == "" || unix.Getpgrp() != os.Getpid() {
+	if os.Getenv(contract.EnvHostPID) == "" || unix.Getpgrp() != os.Getpid() {
 		return
 	}
 	_ = unix.Kill(-os.Getpid(), unix.SIGKILL)

@@ -10,27 +10,9 @@ import (
 	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
-// HandshakeConfig returns the go-plugin handshake shared by the dw host and
-// its plugins. The protocol version is negotiated through VersionedPlugins.
-func HandshakeConfig() plugin.HandshakeConfig {
-	return plugin.HandshakeConfig{
-		ProtocolVersion:  ProtocolVersion,
-		MagicCookieKey:   MagicCookieKey,
-		MagicCookieValue: MagicCookieValue,
-	}
-}
-
-// VersionedPlugins is the host's plugin map for go-plugin's protocol
-// negotiation: the protocol versions this SDK speaks, each with its plugin
-// set. Dispensing PluginName yields a *Client.
-func VersionedPlugins() map[int]plugin.PluginSet {
-	return map[int]plugin.PluginSet{
-		ProtocolVersion: {PluginName: &grpcPlugin{}},
-	}
-}
-
-// grpcPlugin is the go-plugin glue for both sides: on the plugin side it
-// registers the server adapter, on the host side it builds a *Client.
+// grpcPlugin is the plugin side's go-plugin glue: it registers the
+// contract and the plugin's services on the server go-plugin makes. The
+// host's side is in package pluginhost.
 type grpcPlugin struct {
 	plugin.NetRPCUnsupportedPlugin
 	register func(broker *plugin.GRPCBroker, s *grpc.Server) error
@@ -42,8 +24,16 @@ func (p *grpcPlugin) GRPCServer(broker *plugin.GRPCBroker, s *grpc.Server) error
 	return p.register(broker, s)
 }
 
+// GRPCClient is never used by a plugin; this package's tests, which serve
+// a plugin in process, dispense the raw connection through it.
 func (p *grpcPlugin) GRPCClient(_ context.Context, broker *plugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
-	return newClient(conn, broker), nil
+	return &dispensed{conn: conn, broker: broker}, nil
+}
+
+// dispensed is a plugin connection as the tests of this package see it.
+type dispensed struct {
+	conn   *grpc.ClientConn
+	broker *plugin.GRPCBroker
 }
 
 // internalService reports whether a gRPC service is part of the plumbing

@@ -13,12 +13,9 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
+	"github.com/datawarehouse/dw/sdk/v6/internal/contract"
 	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
-
-// EnvLogLevel names the environment variable in which the host passes the
-// log level plugins should log at.
-const EnvLogLevel = "DW_PLUGIN_LOG_LEVEL"
 
 // Shutdown deadlines. The host gives a plugin about two seconds between its
 // graceful shutdown request and a hard kill, and a plugin whose host died
@@ -44,7 +41,7 @@ const (
 // real stderr) instead.
 func Serve[L any](impl Subsystem[L]) {
 	info := impl.Info()
-	level := hclog.LevelFromString(os.Getenv(EnvLogLevel))
+	level := hclog.LevelFromString(os.Getenv(contract.EnvLogLevel))
 	if level == hclog.NoLevel {
 		level = hclog.Info
 	}
@@ -96,12 +93,12 @@ func Serve[L any](impl Subsystem[L]) {
 	p := newServerPlugin(impl, srv)
 
 	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig: HandshakeConfig(),
+		HandshakeConfig: contract.Handshake(),
 		VersionedPlugins: map[int]plugin.PluginSet{
-			protocolVersionServed(): {PluginName: p},
+			protocolVersionServed(): {contract.PluginName: p},
 		},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			s := grpc.NewServer(append(opts, transportServerOptions()...)...)
+			s := grpc.NewServer(append(opts, contract.ServerOptions()...)...)
 			grpcMu.Lock()
 			grpcServer = s
 			if stopped {

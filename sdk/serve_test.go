@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"math"
 	"reflect"
 	"slices"
 	"strings"
@@ -14,6 +15,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"go.uber.org/goleak"
+
+	"github.com/datawarehouse/dw/sdk/v6/internal/contract"
+	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
 func TestMain(m *testing.M) {
@@ -125,11 +129,11 @@ func (k *memKV) List(_ context.Context, prefix string, fn func(string, []byte) e
 }
 
 // connect serves impl in-process over a real gRPC connection with a broker
-// and returns the host-side client.
-func connect(t *testing.T, impl *testSubsystem) *Client {
+// and returns a host-side client.
+func connect(t *testing.T, impl *testSubsystem) *testClient {
 	t.Helper()
 	srv := newSubsystemServer[wireLimits](impl, hclog.NewNullLogger())
-	ps := map[string]plugin.Plugin{PluginName: newServerPlugin[wireLimits](impl, srv)}
+	ps := map[string]plugin.Plugin{contract.PluginName: newServerPlugin[wireLimits](impl, srv)}
 	gc, _ := plugin.TestPluginGRPCConn(t, false, ps)
 	t.Cleanup(func() {
 		srv.close()
@@ -137,11 +141,12 @@ func connect(t *testing.T, impl *testSubsystem) *Client {
 		// calling the server's Stop as well races inside go-plugin.
 		gc.Close()
 	})
-	raw, err := gc.Dispense(PluginName)
+	raw, err := gc.Dispense(contract.PluginName)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return raw.(*Client)
+	d := raw.(*dispensed)
+	return &testClient{conn: d.conn, rpc: dwv1.NewScalableSubsystemClient(d.conn), broker: d.broker}
 }
 
 func TestLifecycleOverGRPC(t *testing.T) {
@@ -165,20 +170,20 @@ func TestLifecycleOverGRPC(t *testing.T) {
 		t.Fatalf("apply before configure: %v", err)
 	}
 	h, err := c.Health(ctx)
-	if err != nil || h.Status != HealthNotServing {
+	if err != nil || h.GetStatus() != dwv1.HealthStatus_HEALTH_STATUS_NOT_SERVING {
 		t.Fatalf("health before configure: %+v %v", h, err)
 	}
 
 	// Settings are strict too.
-	if err := c.Configure(ctx, ConfigureRequest{Subsystem: "testsub", Settings: map[string]any{"rooot": "x"}}); !errors.Is(err, ErrInvalidSettings) ||
+	if err := c.Configure(ctx, Config{Subsystem: "testsub", Settings: map[string]any{"rooot": "x"}}); !errors.Is(err, ErrInvalidSettings) ||
 		!strings.Contains(err.Error(), `subsystems.testsub.rooot: unknown key (did you mean "root"?)`) {
 		t.Fatalf("bad settings: %v", err)
 	}
 	kv := &memKV{}
-	if err := c.Configure(ctx, ConfigureRequest{Subsystem: "testsub", Settings: map[string]any{"root": "x"}, DataDir: "/data", KV: kv}); err != nil {
+	if err := c.Configure(ctx, Config{Subsystem: "testsub", Settings: map[string]any{"root": "x"}, DataDir: "/data", KV: kv}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Configure(ctx, ConfigureRequest{Subsystem: "testsub"}); !errors.Is(err, ErrFailedPrecondition) {
+	if err := c.Configure(ctx, Config{Subsystem: "testsub"}); !errors.Is(err, ErrFailedPrecondition) {
 		t.Fatalf("second configure: %v", err)
 	}
 
@@ -201,7 +206,7 @@ func TestLifecycleOverGRPC(t *testing.T) {
 		t.Fatalf("ValidateLimits changed limits: %v -> %v", before, after)
 	}
 	norm, err := c.ValidateLimits(ctx, map[string]any{"max_items": 3})
-	if err != nil || norm["max_items"] != float64(3) || norm["mode"] != "fast" {
+	if err != nil || norm["max_items"] != int64(3) || norm["mode"] != "fast" {
 		t.Fatalf("validate good limits: %v %v", norm, err)
 	}
 
@@ -234,20 +239,20 @@ func TestLifecycleOverGRPC(t *testing.T) {
 		t.Fatalf("failing apply: %v", err)
 	}
 	got, gen, _ = c.Limits(ctx)
-	if gen != 7 || got["max_items"] != float64(3) {
+	if gen != 7 || got["max_items"] != int64(3) {
 		t.Fatalf("after failed apply: %v gen %d", got, gen)
 	}
 
 	// Metrics and health cross the wire whole.
 	m, err := c.Metrics(ctx)
-	if err != nil || m.Backpressure != BackpressureElevated || m.Reason != "half full" || len(m.Values) != 2 ||
-		m.Values[0].Labels["shard"] != "a" || m.Values[1].Kind != KindCounter || m.Values[1].Value != 7 {
+	if err != nil || m.GetBackpressure() != dwv1.Backpressure_BACKPRESSURE_ELEVATED || m.GetBackpressureReason() != "half full" || len(m.GetMetrics()) != 2 ||
+		m.GetMetrics()[0].GetLabels()["shard"] != "a" || m.GetMetrics()[1].GetKind() != dwv1.MetricKind_METRIC_KIND_COUNTER || m.GetMetrics()[1].GetValue() != 7 {
 		t.Fatalf("metrics = %+v %v", m, err)
 	}
-	h, err = c.Health(ctx)
-	if err != nil || h.Status != HealthDegraded || len(h.Components) != 2 || h.Components[1].Message != "disk gone" ||
-		!h.Components[0].CheckedAt.Equal(time.Unix(100, 0)) {
-		t.Fatalf("health = %+v %v", h, err)
+	hc, err := c.Health(ctx)
+	if err != nil || hc.GetStatus() != dwv1.HealthStatus_HEALTH_STATUS_DEGRADED || len(hc.GetComponents()) != 2 || hc.GetComponents()[1].GetMessage() != "disk gone" ||
+		!hc.GetComponents()[0].GetCheckedAt().AsTime().Equal(time.Unix(100, 0)) {
+		t.Fatalf("health = %+v %v", hc, err)
 	}
 
 	// Host services: the plugin's KV reaches the store the host gave it.
@@ -292,5 +297,118 @@ func TestLifecycleOverGRPC(t *testing.T) {
 	}
 	if err := pkv.Delete(ctx, "a/1"); err != nil {
 		t.Fatalf("delete is idempotent: %v", err)
+	}
+}
+
+// TestConfigureAppliesLimitsOnce: Configure carries the starting limits and
+// the plugin's ApplyLimits runs once, with them, not first with defaults.
+func TestConfigureAppliesLimitsOnce(t *testing.T) {
+	ctx := context.Background()
+	impl := &testSubsystem{}
+	c := connect(t, impl)
+	if _, err := c.ConfigureWith(ctx, Config{Subsystem: "testsub"}, map[string]any{"max_items": 0}, 3); !errors.Is(err, ErrInvalidLimits) ||
+		!strings.Contains(err.Error(), "limits.max_items: must be >= 1") {
+		t.Fatalf("configure with bad limits: %v", err)
+	}
+	impl.mu.Lock()
+	configured := impl.cfg.Subsystem != ""
+	impl.mu.Unlock()
+	if configured {
+		t.Fatal("the plugin was configured although its starting limits were invalid")
+	}
+	applied, err := c.ConfigureWith(ctx, Config{Subsystem: "testsub"}, map[string]any{"max_items": 4, "mode": "safe"}, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if applied["max_items"] != int64(4) || applied["mode"] != "safe" {
+		t.Fatalf("applied = %v", applied)
+	}
+	impl.mu.Lock()
+	calls := slices.Clone(impl.applied)
+	impl.mu.Unlock()
+	if len(calls) != 1 || calls[0].MaxItems != 4 || calls[0].Mode != "safe" {
+		t.Fatalf("ApplyLimits calls at start = %+v, want one with max_items 4", calls)
+	}
+	if _, gen, err := c.Limits(ctx); err != nil || gen != 3 {
+		t.Fatalf("generation after configure = %d (%v), want 3", gen, err)
+	}
+}
+
+type extremeLimits struct {
+	I64  int64         `dw:"i64"`
+	U64  uint64        `dw:"u64"`
+	I8   int8          `dw:"i8"`
+	Dur  time.Duration `dw:"dur"`
+	Size Size          `dw:"size"`
+	F    float64       `dw:"f"`
+}
+
+type extremeSubsystem struct {
+	mu  sync.Mutex
+	got []extremeLimits
+}
+
+func (s *extremeSubsystem) Info() Info                              { return Info{Name: "extreme", Version: "1"} }
+func (s *extremeSubsystem) Configure(context.Context, Config) error { return nil }
+func (s *extremeSubsystem) DefaultLimits() extremeLimits            { return extremeLimits{} }
+func (s *extremeSubsystem) ApplyLimits(_ context.Context, l extremeLimits) error {
+	s.mu.Lock()
+	s.got = append(s.got, l)
+	s.mu.Unlock()
+	return nil
+}
+func (s *extremeSubsystem) Metrics(context.Context) (Metrics, error) { return Metrics{}, nil }
+func (s *extremeSubsystem) Health(context.Context) Health            { return Health{} }
+
+// TestLimitsCrossTheWireExactly: every value a limit can hold arrives
+// unchanged, at the extremes of its type (google.protobuf.Struct, sdk 6.0's
+// encoding, turned 2^53+1 into 2^53).
+func TestLimitsCrossTheWireExactly(t *testing.T) {
+	ctx := context.Background()
+	impl := &extremeSubsystem{}
+	srv := newSubsystemServer[extremeLimits](impl, hclog.NewNullLogger())
+	ps := map[string]plugin.Plugin{contract.PluginName: newServerPlugin[extremeLimits](impl, srv)}
+	gc, _ := plugin.TestPluginGRPCConn(t, false, ps)
+	t.Cleanup(func() { srv.close(); gc.Close() })
+	raw, err := gc.Dispense(contract.PluginName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := raw.(*dispensed)
+	c := &testClient{conn: d.conn, rpc: dwv1.NewScalableSubsystemClient(d.conn), broker: d.broker}
+	if err := c.Configure(ctx, Config{Subsystem: "extreme"}); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		in   map[string]any
+		want extremeLimits
+	}{
+		{map[string]any{"i64": int64(math.MaxInt64), "u64": uint64(math.MaxUint64), "i8": -128, "dur": "2562047h47m16.854775807s", "size": "8191PiB", "f": math.MaxFloat64},
+			extremeLimits{I64: math.MaxInt64, U64: math.MaxUint64, I8: -128, Dur: math.MaxInt64, Size: 8191 << 50, F: math.MaxFloat64}},
+		{map[string]any{"i64": int64(math.MinInt64), "u64": uint64(1<<53 + 1), "i8": 127, "dur": "1ns", "size": 9223372036854775807, "f": math.SmallestNonzeroFloat64},
+			extremeLimits{I64: math.MinInt64, U64: 1<<53 + 1, I8: 127, Dur: 1, Size: math.MaxInt64, F: math.SmallestNonzeroFloat64}},
+	}
+	for i, tc := range cases {
+		applied, err := c.ApplyLimits(ctx, tc.in, uint64(i+1))
+		if err != nil {
+			t.Fatalf("case %d: %v", i, err)
+		}
+		impl.mu.Lock()
+		got := impl.got[len(impl.got)-1]
+		impl.mu.Unlock()
+		if got != tc.want {
+			t.Errorf("case %d: plugin got %+v, want %+v", i, got, tc.want)
+		}
+		// And back: the limits in force, as the host reads them.
+		back := extremeLimits{}
+		if err := Decode(&back, applied, "limits"); err != nil || back != tc.want {
+			t.Errorf("case %d: limits in force read back as %+v (%v), want %+v", i, back, err, tc.want)
+		}
+	}
+	// Out of range for the field's type is a problem, not a wrap-around.
+	for _, bad := range []map[string]any{{"i8": 128}, {"u64": -1}, {"i64": uint64(math.MaxInt64) + 1}} {
+		if _, err := c.ApplyLimits(ctx, bad, 9); !errors.Is(err, ErrInvalidLimits) {
+			t.Errorf("ApplyLimits(%v) = %v, want ErrInvalidLimits", bad, err)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/datawarehouse/dw/sdk/v6/internal/contract"
 	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
@@ -22,6 +23,8 @@ type subsystemServer[L any] struct {
 	impl     Subsystem[L]
 	logger   hclog.Logger
 	services []string
+	// schema describes the limits and settings; derived once at start.
+	schema *dwv1.Schema
 	// dialKV connects to the host's KV service for a broker id; the
 	// returned closer ends the connection.
 	dialKV  func(id uint32) (KV, func() error, error)
@@ -39,6 +42,7 @@ var _ dwv1.ScalableSubsystemServer = (*subsystemServer[struct{}])(nil)
 func newSubsystemServer[L any](impl Subsystem[L], logger hclog.Logger) *subsystemServer[L] {
 	s := &subsystemServer[L]{impl: impl, logger: logger}
 	s.current = impl.DefaultLimits()
+	s.schema = schemaOf[L](impl)
 	return s
 }
 
@@ -48,6 +52,20 @@ func invalid(sentinel, err error) error {
 		return err
 	}
 	return fmt.Errorf("%w: %w", sentinel, err)
+}
+
+// decodeRules overlays m onto the plugin's default limits and checks the
+// rules of the limits struct (tags and Validate) only.
+func (s *subsystemServer[L]) decodeRules(m map[string]any) (map[string]any, error) {
+	l := s.impl.DefaultLimits()
+	if err := Decode(&l, m, "limits"); err != nil {
+		return nil, invalid(ErrInvalidLimits, err)
+	}
+	enc, err := Encode(l)
+	if err != nil {
+		return nil, fmt.Errorf("encode limits: %w", err)
+	}
+	return enc, nil
 }
 
 // decodeLimits overlays m onto the plugin's default limits and runs every
@@ -80,6 +98,19 @@ func structOf(m map[string]any) (*structpb.Struct, error) {
 	return st, nil
 }
 
+// limitsIn reads the limits of a request: the exact JSON object of sdk
+// 6.1, or else sdk 6.0's Struct (numbers as doubles) from an older caller.
+func limitsIn(js []byte, st *structpb.Struct) (map[string]any, error) {
+	if len(js) > 0 {
+		m, err := contract.DecodeJSON(js)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidLimits, err)
+		}
+		return m, nil
+	}
+	return st.AsMap(), nil
+}
+
 func (s *subsystemServer[L]) GetInfo(context.Context, *dwv1.GetInfoRequest) (*dwv1.GetInfoResponse, error) {
 	info := s.impl.Info()
 	def, err := Encode(s.impl.DefaultLimits())
@@ -90,13 +121,19 @@ func (s *subsystemServer[L]) GetInfo(context.Context, *dwv1.GetInfoRequest) (*dw
 	if err != nil {
 		return nil, ToStatus(err)
 	}
+	defJSON, err := contract.EncodeJSON(def)
+	if err != nil {
+		return nil, ToStatus(err)
+	}
 	return &dwv1.GetInfoResponse{
-		Name:          info.Name,
-		PluginVersion: info.Version,
-		SdkVersion:    sdkVersionReported(),
-		Capabilities:  info.Capabilities,
-		Services:      s.services,
-		DefaultLimits: defStruct,
+		Name:              info.Name,
+		PluginVersion:     info.Version,
+		SdkVersion:        sdkVersionReported(),
+		Capabilities:      info.Capabilities,
+		Services:          s.services,
+		DefaultLimits:     defStruct,
+		DefaultLimitsJson: defJSON,
+		Schema:            s.schema,
 	}, nil
 }
 
@@ -121,27 +158,60 @@ func (s *subsystemServer[L]) Configure(ctx context.Context, req *dwv1.ConfigureR
 		}
 		cfg.KV, s.closeKV = kv, closeKV
 	}
+	// The limits to start with are checked before the plugin is
+	// configured: a host that sends bad ones learns it without side effects.
+	// The plugin's own ValidateLimits runs on its configured state, after
+	// Configure.
+	m, err := contract.DecodeJSON(req.GetLimitsJson())
+	if err != nil {
+		return nil, ToStatus(fmt.Errorf("configure %s: %w: %w", cfg.Subsystem, ErrInvalidLimits, err))
+	}
+	limits := s.impl.DefaultLimits()
+	if err := Decode(&limits, m, "limits"); err != nil {
+		return nil, ToStatus(invalid(ErrInvalidLimits, err))
+	}
 	if err := s.impl.Configure(ctx, cfg); err != nil {
 		return nil, ToStatus(err)
 	}
 	s.configured = true
-	// Defaults are in force until the host applies its limits.
-	if err := s.impl.ApplyLimits(ctx, s.current); err != nil {
-		return nil, ToStatus(fmt.Errorf("configure %s: apply default limits: %w", cfg.Subsystem, err))
+	l, enc, err := s.decodeLimits(ctx, m)
+	if err != nil {
+		return nil, ToStatus(fmt.Errorf("configure %s: %w", cfg.Subsystem, err))
 	}
-	return &dwv1.ConfigureResponse{}, nil
+	// ApplyLimits runs once at start, with the limits the host configured.
+	if err := s.impl.ApplyLimits(ctx, l); err != nil {
+		return nil, ToStatus(fmt.Errorf("configure %s: apply limits: %w", cfg.Subsystem, err))
+	}
+	s.current, s.currentMap, s.generation = l, enc, req.GetGeneration()
+	js, err := contract.EncodeJSON(enc)
+	if err != nil {
+		return nil, ToStatus(err)
+	}
+	return &dwv1.ConfigureResponse{LimitsJson: js, Generation: s.generation}, nil
 }
 
 func (s *subsystemServer[L]) ValidateLimits(ctx context.Context, req *dwv1.ValidateLimitsRequest) (*dwv1.ValidateLimitsResponse, error) {
-	_, enc, err := s.decodeLimits(ctx, req.GetLimits().AsMap())
+	m, err := limitsIn(req.GetLimitsJson(), req.GetLimits())
 	if err != nil {
 		return nil, ToStatus(err)
 	}
-	st, err := structOf(enc)
+	var enc map[string]any
+	if s.isConfigured() {
+		_, enc, err = s.decodeLimits(ctx, m)
+	} else {
+		// Before Configure (an offline check of a config file) only the
+		// rules of the limits struct apply: the plugin's own
+		// ValidateLimits may need state it does not have yet.
+		enc, err = s.decodeRules(m)
+	}
 	if err != nil {
 		return nil, ToStatus(err)
 	}
-	return &dwv1.ValidateLimitsResponse{Limits: st}, nil
+	js, err := contract.EncodeJSON(enc)
+	if err != nil {
+		return nil, ToStatus(err)
+	}
+	return &dwv1.ValidateLimitsResponse{LimitsJson: js}, nil
 }
 
 func (s *subsystemServer[L]) ApplyLimits(ctx context.Context, req *dwv1.ApplyLimitsRequest) (*dwv1.ApplyLimitsResponse, error) {
@@ -150,7 +220,11 @@ func (s *subsystemServer[L]) ApplyLimits(ctx context.Context, req *dwv1.ApplyLim
 	if !s.configured {
 		return nil, ToStatus(fmt.Errorf("apply limits: %w: Configure has not been called", ErrFailedPrecondition))
 	}
-	l, enc, err := s.decodeLimits(ctx, req.GetLimits().AsMap())
+	m, err := limitsIn(req.GetLimitsJson(), req.GetLimits())
+	if err != nil {
+		return nil, ToStatus(err)
+	}
+	l, enc, err := s.decodeLimits(ctx, m)
 	if err != nil {
 		return nil, ToStatus(err)
 	}
@@ -158,11 +232,11 @@ func (s *subsystemServer[L]) ApplyLimits(ctx context.Context, req *dwv1.ApplyLim
 		return nil, ToStatus(err)
 	}
 	s.current, s.currentMap, s.generation = l, enc, req.GetGeneration()
-	st, err := structOf(enc)
+	js, err := contract.EncodeJSON(enc)
 	if err != nil {
 		return nil, ToStatus(err)
 	}
-	return &dwv1.ApplyLimitsResponse{Limits: st, Generation: s.generation}, nil
+	return &dwv1.ApplyLimitsResponse{LimitsJson: js, Generation: s.generation}, nil
 }
 
 func (s *subsystemServer[L]) GetLimits(context.Context, *dwv1.GetLimitsRequest) (*dwv1.GetLimitsResponse, error) {
@@ -176,11 +250,11 @@ func (s *subsystemServer[L]) GetLimits(context.Context, *dwv1.GetLimitsRequest) 
 		}
 	}
 	s.mu.Unlock()
-	st, err := structOf(enc)
+	js, err := contract.EncodeJSON(enc)
 	if err != nil {
 		return nil, ToStatus(err)
 	}
-	return &dwv1.GetLimitsResponse{Limits: st, Generation: gen}, nil
+	return &dwv1.GetLimitsResponse{LimitsJson: js, Generation: gen}, nil
 }
 
 // close releases the host-services connection.
@@ -211,6 +285,11 @@ func (s *subsystemServer[L]) GetMetrics(ctx context.Context, _ *dwv1.GetMetricsR
 	if m.Backpressure < BackpressureNone || m.Backpressure > BackpressureSaturated {
 		return nil, ToStatus(fmt.Errorf("plugin bug: backpressure %d is not none, elevated or saturated", m.Backpressure))
 	}
+	for _, v := range m.Values {
+		if err := v.check(); err != nil {
+			return nil, ToStatus(fmt.Errorf("plugin bug: %w", err))
+		}
+	}
 	return metricsToProto(m), nil
 }
 
@@ -237,45 +316,25 @@ func metricsToProto(m Metrics) *dwv1.GetMetricsResponse {
 		Metrics:            make([]*dwv1.Metric, 0, len(m.Values)),
 	}
 	for _, v := range m.Values {
-		kind := dwv1.MetricKind_METRIC_KIND_GAUGE
-		if v.Kind == KindCounter {
-			kind = dwv1.MetricKind_METRIC_KIND_COUNTER
+		pm := &dwv1.Metric{Name: v.Name, Help: v.Help, Kind: dwv1.MetricKind_METRIC_KIND_GAUGE, Value: v.Value, Labels: v.Labels}
+		switch v.Kind {
+		case KindCounter:
+			pm.Kind = dwv1.MetricKind_METRIC_KIND_COUNTER
+		case KindHistogram:
+			pm.Kind, pm.Value = dwv1.MetricKind_METRIC_KIND_HISTOGRAM, 0
+			if h := v.Histogram; h != nil {
+				pm.Histogram = &dwv1.Histogram{UpperBounds: h.UpperBounds, CumulativeCounts: h.CumulativeCounts, Count: h.Count, Sum: h.Sum}
+			} else {
+				pm.Histogram = &dwv1.Histogram{}
+			}
 		}
-		out.Metrics = append(out.Metrics, &dwv1.Metric{Name: v.Name, Help: v.Help, Kind: kind, Value: v.Value, Labels: v.Labels})
+		out.Metrics = append(out.Metrics, pm)
 	}
 	return out
 }
 
-func metricsFromProto(p *dwv1.GetMetricsResponse) Metrics {
-	m := Metrics{Reason: p.GetBackpressureReason(), Values: make([]Metric, 0, len(p.GetMetrics()))}
-	switch p.GetBackpressure() {
-	case dwv1.Backpressure_BACKPRESSURE_ELEVATED:
-		m.Backpressure = BackpressureElevated
-	case dwv1.Backpressure_BACKPRESSURE_SATURATED:
-		m.Backpressure = BackpressureSaturated
-	}
-	for _, v := range p.GetMetrics() {
-		kind := KindGauge
-		if v.GetKind() == dwv1.MetricKind_METRIC_KIND_COUNTER {
-			kind = KindCounter
-		}
-		m.Values = append(m.Values, Metric{Name: v.GetName(), Help: v.GetHelp(), Kind: kind, Value: v.GetValue(), Labels: v.GetLabels()})
-	}
-	return m
-}
-
 func healthStatusToProto(h HealthStatus) dwv1.HealthStatus {
 	return dwv1.HealthStatus(h + 1)
-}
-
-func healthStatusFromProto(h dwv1.HealthStatus) HealthStatus {
-	switch h {
-	case dwv1.HealthStatus_HEALTH_STATUS_SERVING:
-		return HealthServing
-	case dwv1.HealthStatus_HEALTH_STATUS_DEGRADED:
-		return HealthDegraded
-	}
-	return HealthNotServing
 }
 
 func healthToProto(h Health) *dwv1.CheckHealthResponse {
@@ -288,16 +347,4 @@ func healthToProto(h Health) *dwv1.CheckHealthResponse {
 		out.Components = append(out.Components, pc)
 	}
 	return out
-}
-
-func healthFromProto(p *dwv1.CheckHealthResponse) Health {
-	h := Health{Status: healthStatusFromProto(p.GetStatus()), Message: p.GetMessage()}
-	for _, c := range p.GetComponents() {
-		ch := ComponentHealth{Name: c.GetName(), Status: healthStatusFromProto(c.GetStatus()), Message: c.GetMessage()}
-		if c.GetCheckedAt() != nil {
-			ch.CheckedAt = c.GetCheckedAt().AsTime()
-		}
-		h.Components = append(h.Components, ch)
-	}
-	return h
 }

@@ -165,7 +165,7 @@ func (b Backpressure) String() string {
 	return "unknown"
 }
 
-// MetricKind tells gauges from counters.
+// MetricKind tells gauges, counters and histograms apart.
 type MetricKind int
 
 // Metric kinds.
@@ -174,6 +174,9 @@ const (
 	KindGauge MetricKind = iota
 	// KindCounter only goes up (until the process restarts).
 	KindCounter
+	// KindHistogram is a distribution of observations (see [Histogram]):
+	// Metric.Histogram holds it and Value is unused. Since sdk 6.1.
+	KindHistogram
 )
 
 // Metric is one named value.
@@ -185,6 +188,8 @@ type Metric struct {
 	Kind   MetricKind
 	Value  float64
 	Labels map[string]string
+	// Histogram is the distribution of a KindHistogram metric.
+	Histogram *HistogramSnapshot
 }
 
 // Gauge returns a gauge metric. labels are key, value pairs.

@@ -17,6 +17,7 @@ import (
 	"github.com/datawarehouse/dw/host/api"
 	"github.com/datawarehouse/dw/host/supervisor"
 	"github.com/datawarehouse/dw/sdk/v6"
+	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
 )
 
 func newVersionCmd(g *globalFlags) *cobra.Command {
@@ -28,15 +29,15 @@ func newVersionCmd(g *globalFlags) *cobra.Command {
 			v := map[string]any{
 				"version":          host.Version,
 				"sdk_version":      sdk.Version,
-				"protocol_version": sdk.ProtocolVersion,
-				"accepts_sdk":      sdk.AcceptedRange(sdk.Version),
+				"protocol_version": pluginhost.ProtocolVersion,
+				"accepts_sdk":      pluginhost.AcceptedRange(sdk.Version),
 			}
 			if g.output == "json" {
 				raw, _ := json.Marshal(v)
 				return printJSON(cmd.OutOrStdout(), raw)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "dw %s (sdk %s, plugin protocol %d; accepts plugins built with sdk %s)\n",
-				host.Version, sdk.Version, sdk.ProtocolVersion, sdk.AcceptedRange(sdk.Version))
+				host.Version, sdk.Version, pluginhost.ProtocolVersion, pluginhost.AcceptedRange(sdk.Version))
 			return nil
 		},
 	}

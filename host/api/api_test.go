@@ -16,12 +16,13 @@ import (
 
 	"github.com/datawarehouse/dw/host/supervisor"
 	"github.com/datawarehouse/dw/sdk/v6"
+	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
 )
 
 // fakePlugins is a Plugins with function fields.
 type fakePlugins struct {
 	StatusesFunc func() []supervisor.Status
-	ClientFunc   func(name string) (*sdk.Client, error)
+	ClientFunc   func(name string) (*pluginhost.Client, error)
 	RestartFunc  func(ctx context.Context, name string) error
 }
 
@@ -32,7 +33,7 @@ func (f *fakePlugins) Statuses() []supervisor.Status {
 	return f.StatusesFunc()
 }
 
-func (f *fakePlugins) Client(name string) (*sdk.Client, error) {
+func (f *fakePlugins) Client(name string) (*pluginhost.Client, error) {
 	if f.ClientFunc == nil {
 		return nil, fmt.Errorf("plugin %s: %w", name, sdk.ErrNotFound)
 	}
@@ -401,7 +402,9 @@ func TestNameValidation(t *testing.T) {
 		}
 	}
 	p := &fakePlugins{
-		ClientFunc:  func(name string) (*sdk.Client, error) { return nil, fmt.Errorf("plugin %s: %w", name, sdk.ErrNotFound) },
+		ClientFunc: func(name string) (*pluginhost.Client, error) {
+			return nil, fmt.Errorf("plugin %s: %w", name, sdk.ErrNotFound)
+		},
 		RestartFunc: func(_ context.Context, name string) error { return fmt.Errorf("plugin %s: %w", name, sdk.ErrNotFound) },
 	}
 	s, _ := newTestServer(t, p, nil)
@@ -430,7 +433,7 @@ func TestNameValidation(t *testing.T) {
 }
 
 func TestSubsystemUnknownOrDown(t *testing.T) {
-	p := &fakePlugins{ClientFunc: func(name string) (*sdk.Client, error) {
+	p := &fakePlugins{ClientFunc: func(name string) (*pluginhost.Client, error) {
 		switch name {
 		case "down":
 			return nil, fmt.Errorf("plugin %s is restarting: %w", name, sdk.ErrUnavailable)

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/datawarehouse/dw/sdk/v6"
+	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
 	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
@@ -739,7 +740,7 @@ func TestBackupPluginDown(t *testing.T) {
 		fmt.Errorf("plugin dataprotection: %w", sdk.ErrUnavailable),
 		fmt.Errorf("no plugin dataprotection: %w", sdk.ErrNotFound),
 	} {
-		s, _ := newTestServer(t, &fakePlugins{ClientFunc: func(string) (*sdk.Client, error) { return nil, err }}, nil)
+		s, _ := newTestServer(t, &fakePlugins{ClientFunc: func(string) (*pluginhost.Client, error) { return nil, err }}, nil)
 		for _, rq := range backupRequests {
 			r := do(t, s.Handler(), rq.method, rq.path, "", rq.body)
 			if r.code != 503 {

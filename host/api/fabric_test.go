@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/datawarehouse/dw/sdk/v6"
+	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
 	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
@@ -336,7 +337,7 @@ func TestFabricPluginAbsent(t *testing.T) {
 		fmt.Errorf("plugin fabric: %w", sdk.ErrUnavailable),
 		fmt.Errorf("no plugin fabric: %w", sdk.ErrNotFound),
 	} {
-		s, _ := newTestServer(t, &fakePlugins{ClientFunc: func(string) (*sdk.Client, error) { return nil, err }}, nil)
+		s, _ := newTestServer(t, &fakePlugins{ClientFunc: func(string) (*pluginhost.Client, error) { return nil, err }}, nil)
 		for _, path := range fabricRequests {
 			r := do(t, s.Handler(), "GET", path, "", "")
 			wantError(t, r, 503, "fabric")

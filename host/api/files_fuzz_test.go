@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/datawarehouse/dw/sdk/v6"
+	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
 )
 
 // FuzzFilePath sends GET /v1/files/{escaped} to a host whose filesystem
@@ -21,7 +22,7 @@ func FuzzFilePath(f *testing.F) {
 	for _, p := range append(traversalPaths, "a", "a/b", "a/", "", "%252e%252e", "...", "a%2Fb", "d/sub/") {
 		f.Add(p)
 	}
-	down := &fakePlugins{ClientFunc: func(name string) (*sdk.Client, error) {
+	down := &fakePlugins{ClientFunc: func(name string) (*pluginhost.Client, error) {
 		return nil, fmt.Errorf("plugin %s: %w", name, sdk.ErrUnavailable)
 	}}
 	s, _ := newTestServer(f, down, nil)

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/datawarehouse/dw/sdk/v6"
+	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
 	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
@@ -958,7 +959,7 @@ func TestFilePluginDown(t *testing.T) {
 		fmt.Errorf("plugin filesystem: %w", sdk.ErrUnavailable),
 		fmt.Errorf("no plugin filesystem: %w", sdk.ErrNotFound),
 	} {
-		s, _ := newTestServer(t, &fakePlugins{ClientFunc: func(string) (*sdk.Client, error) { return nil, err }}, nil)
+		s, _ := newTestServer(t, &fakePlugins{ClientFunc: func(string) (*pluginhost.Client, error) { return nil, err }}, nil)
 		for _, rq := range []struct{ method, path string }{{"GET", "/v1/files/k"}, {"PUT", "/v1/files/k"}, {"DELETE", "/v1/files/k"}, {"GET", "/v1/files"}, {"GET", "/v1/files/d/"}} {
 			wantError(t, do(t, s.Handler(), rq.method, rq.path, "", "x"), 503, "file store", "filesystem")
 		}

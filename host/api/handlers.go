@@ -13,6 +13,7 @@ import (
 
 	"github.com/datawarehouse/dw/host/supervisor"
 	"github.com/datawarehouse/dw/sdk/v6"
+	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
 )
 
 // NamePattern is the rule for {name} path values: subsystem and plugin
@@ -167,7 +168,7 @@ func (s *Server) restartPlugin(w http.ResponseWriter, r *http.Request) {
 
 // client returns the serving plugin's client and a context bounded by the
 // request timeout, or answers the error.
-func (s *Server) client(w http.ResponseWriter, r *http.Request) (*sdk.Client, string, context.Context, context.CancelFunc, bool) {
+func (s *Server) client(w http.ResponseWriter, r *http.Request) (*pluginhost.Client, string, context.Context, context.CancelFunc, bool) {
 	name, ok := pathName(w, r)
 	if !ok {
 		return nil, "", nil, nil, false

@@ -23,6 +23,7 @@ import (
 
 	"github.com/datawarehouse/dw/host/supervisor"
 	"github.com/datawarehouse/dw/sdk/v6"
+	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
 )
 
 var (
@@ -61,13 +62,13 @@ func cleanupEchoBinary() {
 
 // livePlugins is Plugins over one real plugin process.
 type livePlugins struct {
-	client *sdk.Client
+	client *pluginhost.Client
 	status supervisor.Status
 }
 
 func (l *livePlugins) Statuses() []supervisor.Status { return []supervisor.Status{l.status} }
 
-func (l *livePlugins) Client(name string) (*sdk.Client, error) {
+func (l *livePlugins) Client(name string) (*pluginhost.Client, error) {
 	if name != l.status.Name {
 		return nil, fmt.Errorf("no plugin %s: %w", name, sdk.ErrNotFound)
 	}
@@ -81,7 +82,7 @@ func (l *livePlugins) Restart(context.Context, string) error {
 // echoEnv is a real echo plugin behind the admin API on a real HTTP server.
 type echoEnv struct {
 	plugin   *plugin.Client
-	client   *sdk.Client
+	client   *pluginhost.Client
 	server   *httptest.Server
 	registry *prometheus.Registry
 }
@@ -92,8 +93,8 @@ func startEcho(t testing.TB, opts Options) *echoEnv {
 	t.Helper()
 	bin := echoBinary(t)
 	pc := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  sdk.HandshakeConfig(),
-		VersionedPlugins: sdk.VersionedPlugins(),
+		HandshakeConfig:  pluginhost.Handshake(),
+		VersionedPlugins: pluginhost.VersionedPlugins(),
 		Cmd:              exec.Command(bin),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
@@ -105,18 +106,18 @@ func startEcho(t testing.TB, opts Options) *echoEnv {
 	if err != nil {
 		t.Fatalf("start echo plugin: %v", err)
 	}
-	raw, err := rpc.Dispense(sdk.PluginName)
+	raw, err := rpc.Dispense(pluginhost.PluginName)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := raw.(*sdk.Client)
+	c := raw.(*pluginhost.Client)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	info, err := c.Info(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Configure(ctx, sdk.ConfigureRequest{Subsystem: "echo", DataDir: t.TempDir(), HostVersion: "test"}); err != nil {
+	if _, err := c.Configure(ctx, sdk.Config{Subsystem: "echo", DataDir: t.TempDir(), HostVersion: "test"}, nil, 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.ApplyLimits(ctx, map[string]any{"max_repeat": 5000}, 7); err != nil {

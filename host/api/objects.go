@@ -54,6 +54,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/datawarehouse/dw/sdk/v6"
+	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
 	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
@@ -271,7 +272,7 @@ func (s *Server) storeConn(subsystem, what string) (*grpc.ClientConn, error) {
 // callerCtx is the request's context carrying the caller identity to the
 // plugin.
 func callerCtx(r *http.Request) context.Context {
-	return sdk.WithCaller(r.Context(), Caller(r.Context()))
+	return pluginhost.WithCaller(r.Context(), Caller(r.Context()))
 }
 
 // storeError turns an error of an ObjectStore call into one that maps to

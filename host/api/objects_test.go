@@ -30,6 +30,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/datawarehouse/dw/sdk/v6"
+	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
 	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
@@ -332,7 +333,7 @@ func (f *fakeObjectStore) ListStream(req *dwv1.ListObjectsStreamRequest, stream 
 
 // storePlugin serves the gRPC services register adds on go-plugin's
 // in-process test connection; its host side is the sdk's own glue, which
-// builds the *sdk.Client (the sdk has no exported constructor for it).
+// builds the *pluginhost.Client (the sdk has no exported constructor for it).
 type storePlugin struct {
 	plugin.NetRPCUnsupportedPlugin
 	register func(*grpc.Server)
@@ -344,26 +345,26 @@ func (p *storePlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
 }
 
 func (p *storePlugin) GRPCClient(ctx context.Context, b *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
-	return sdk.VersionedPlugins()[sdk.ProtocolVersion][sdk.PluginName].(plugin.GRPCPlugin).GRPCClient(ctx, b, c)
+	return pluginhost.VersionedPlugins()[pluginhost.ProtocolVersion][pluginhost.PluginName].(plugin.GRPCPlugin).GRPCClient(ctx, b, c)
 }
 
 // connectStore serves what register adds over a real gRPC connection and
 // returns the host-side client.
-func connectStore(t testing.TB, register func(*grpc.Server)) *sdk.Client {
+func connectStore(t testing.TB, register func(*grpc.Server)) *pluginhost.Client {
 	t.Helper()
-	gc, gs := plugin.TestPluginGRPCConn(t, false, map[string]plugin.Plugin{sdk.PluginName: &storePlugin{register: register}})
+	gc, gs := plugin.TestPluginGRPCConn(t, false, map[string]plugin.Plugin{pluginhost.PluginName: &storePlugin{register: register}})
 	_ = gs // gc.Close stops it (its Shutdown call); stopping it here too races in go-plugin
 	t.Cleanup(func() { _ = gc.Close() })
-	raw, err := gc.Dispense(sdk.PluginName)
+	raw, err := gc.Dispense(pluginhost.PluginName)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return raw.(*sdk.Client)
+	return raw.(*pluginhost.Client)
 }
 
 // connectObjectStore serves store over a real gRPC connection and returns
 // the host-side client.
-func connectObjectStore(t testing.TB, store dwv1.ObjectStoreServer) *sdk.Client {
+func connectObjectStore(t testing.TB, store dwv1.ObjectStoreServer) *pluginhost.Client {
 	t.Helper()
 	return connectStore(t, func(s *grpc.Server) { dwv1.RegisterObjectStoreServer(s, store) })
 }
@@ -394,9 +395,9 @@ func newObjectEnv(t testing.TB) *objectEnv {
 // newAPIEnv serves the admin API, with the token objectToken for "alice",
 // logging to logger (nil: nowhere), with client as the plugin of
 // subsystem.
-func newAPIEnv(t testing.TB, subsystem string, client *sdk.Client, logger hclog.Logger) *apiEnv {
+func newAPIEnv(t testing.TB, subsystem string, client *pluginhost.Client, logger hclog.Logger) *apiEnv {
 	t.Helper()
-	p := &fakePlugins{ClientFunc: func(name string) (*sdk.Client, error) {
+	p := &fakePlugins{ClientFunc: func(name string) (*pluginhost.Client, error) {
 		if name != subsystem {
 			return nil, fmt.Errorf("plugin %s: %w", name, sdk.ErrNotFound)
 		}
@@ -689,7 +690,7 @@ func TestObjectPluginDown(t *testing.T) {
 		fmt.Errorf("plugin dbstorage: %w", sdk.ErrUnavailable),
 		fmt.Errorf("no plugin dbstorage: %w", sdk.ErrNotFound),
 	} {
-		s, _ := newTestServer(t, &fakePlugins{ClientFunc: func(string) (*sdk.Client, error) { return nil, err }}, nil)
+		s, _ := newTestServer(t, &fakePlugins{ClientFunc: func(string) (*pluginhost.Client, error) { return nil, err }}, nil)
 		for _, path := range []string{"/v1/objects/k", "/v1/objects", "/v1/objects?stream=true"} {
 			r := do(t, s.Handler(), "GET", path, "", "")
 			wantError(t, r, 503, "dbstorage")

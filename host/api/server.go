@@ -16,7 +16,7 @@ import (
 
 	"github.com/datawarehouse/dw/host/rpcgateway"
 	"github.com/datawarehouse/dw/host/supervisor"
-	"github.com/datawarehouse/dw/sdk/v6"
+	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
 )
 
 // Plugins is what the API needs of the plugin manager.
@@ -27,7 +27,7 @@ type Plugins interface {
 	// Client returns the connection to a serving plugin. An unknown name
 	// wraps sdk.ErrNotFound; a plugin that is not serving wraps
 	// sdk.ErrUnavailable.
-	Client(name string) (*sdk.Client, error)
+	Client(name string) (*pluginhost.Client, error)
 	// Restart restarts a plugin now (an operator's request), also one that
 	// is quarantined or refused. An unknown name wraps sdk.ErrNotFound.
 	Restart(ctx context.Context, name string) error

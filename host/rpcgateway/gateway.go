@@ -19,11 +19,12 @@ import (
 	"google.golang.org/protobuf/types/dynamicpb"
 
 	"github.com/datawarehouse/dw/sdk/v6"
+	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
 )
 
 // CallerMetadataKey is the gRPC metadata key under which the host passes the
 // identity of the HTTP caller to the plugin.
-const CallerMetadataKey = sdk.CallerMetadataKey
+const CallerMetadataKey = pluginhost.CallerMetadataKey
 
 // ContractService is the SDK contract service; the gateway never calls it.
 const ContractService = "dw.sdk.v1.ScalableSubsystem"

@@ -20,6 +20,7 @@ import (
 
 	"github.com/datawarehouse/dw/host/internal/testplugins"
 	"github.com/datawarehouse/dw/sdk/v6"
+	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
 )
 
 // watch runs WatchDir on h's manager until the test ends, and checks that
@@ -346,7 +347,7 @@ func TestWatchDirReplaceWithIncompatibleBuild(t *testing.T) {
 	// process is not brought back.
 	renameIn(t, filepath.Join(built, "dw-plugin-sdk7"), filepath.Join(h.dir, "dw-plugin-good"))
 	st := h.waitState("good", StateRefused)
-	wantContains(t, "last_error", st.LastError, "dw-plugin-good was built with dw sdk 7.0.0", sdk.AcceptedRange(sdk.Version), "rebuild the plugin with dw sdk 6.x")
+	wantContains(t, "last_error", st.LastError, "dw-plugin-good was built with dw sdk 7.0.0", pluginhost.AcceptedRange(sdk.Version), "rebuild the plugin with dw sdk 6.x")
 	if st.PID != 0 {
 		t.Fatalf("refused plugin has pid %d", st.PID)
 	}

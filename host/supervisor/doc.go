@@ -69,15 +69,15 @@
 //     or os.Stderr after the handshake is forwarded by go-plugin and logged
 //     too (stream=stdout|stderr).
 //   - The environment is the host's, plus go-plugin's variables,
-//     DW_HOST_PID (sdk.EnvHostPID) and DW_PLUGIN_LOG_LEVEL
-//     (sdk.EnvLogLevel). Plugins inherit the host environment on purpose:
+//     DW_HOST_PID (pluginhost.EnvHostPID) and DW_PLUGIN_LOG_LEVEL
+//     (pluginhost.EnvLogLevel). Plugins inherit the host environment on purpose:
 //     settings such as fabric's encrypt_key_env name variables the plugin
 //     reads.
 //   - gRPC only, AutoMTLS, StartTimeout from plugins.start_timeout (also
 //     the bound of each start-up call: GetInfo, Configure, ApplyLimits).
 //
 // After the handshake the supervisor dispenses the sdk client, asks
-// GetInfo, checks sdk.Compatible(sdk.Version, plugin's SDK version),
+// GetInfo, checks pluginhost.Compatible(sdk.Version, plugin's SDK version),
 // calls Configure (settings, data_dir, host version, the plugin's host KV)
 // and ApplyLimits with the current limits and config generation. Only then
 // is the plugin serving.
@@ -128,7 +128,7 @@
 //
 // # Clients
 //
-// Client returns the *sdk.Client of a serving plugin. It is bound to one
+// Client returns the *pluginhost.Client of a serving plugin. It is bound to one
 // process: after a restart its calls fail, so ask the Manager again
 // rather than keeping it.
 //

@@ -13,7 +13,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/datawarehouse/dw/sdk/v6"
+	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
 )
 
 // launchError is why a start attempt failed. Permanent failures (the binary
@@ -199,7 +199,7 @@ func explainHandshake(f handshakeFacts) *launchError {
 			got = m[1]
 		}
 		return permanent(f.err, "%s speaks plugin protocol %s, this host speaks %d: rebuild the plugin with a dw sdk for this host (go-plugin said: %s)",
-			f.file, got, sdk.ProtocolVersion, first)
+			f.file, got, pluginhost.ProtocolVersion, first)
 	case strings.Contains(msg, "incompatible core API version"):
 		got := "?"
 		if m := coreVersionRE.FindStringSubmatch(msg); m != nil {

@@ -18,7 +18,7 @@ import (
 
 	"github.com/datawarehouse/dw/host/internal/testplugins"
 	"github.com/datawarehouse/dw/host/kvstore"
-	"github.com/datawarehouse/dw/sdk/v6"
+	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
 )
 
 func TestMain(m *testing.M) {
@@ -208,7 +208,7 @@ func (h *harness) status(name string) Status {
 	return st
 }
 
-func (h *harness) client(name string) *sdk.Client {
+func (h *harness) client(name string) *pluginhost.Client {
 	h.t.Helper()
 	c, err := h.m.Client(name)
 	if err != nil {
@@ -218,7 +218,7 @@ func (h *harness) client(name string) *sdk.Client {
 }
 
 // metric returns a plugin metric's value.
-func metric(t testing.TB, c *sdk.Client, name string) float64 {
+func metric(t testing.TB, c *pluginhost.Client, name string) float64 {
 	t.Helper()
 	m, err := c.Metrics(context.Background())
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/datawarehouse/dw/sdk/v6"
+	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
 )
 
 // DefaultStartTimeout is used when Options.StartTimeout is zero.
@@ -52,7 +53,7 @@ type Options struct {
 	// HostAPIAddress is the host's HTTP API address as bound, handed to
 	// plugins.
 	HostAPIAddress string
-	// LogLevel is passed to plugins in sdk.EnvLogLevel; empty means the
+	// LogLevel is passed to plugins in pluginhost.EnvLogLevel; empty means the
 	// level of Logger.
 	LogLevel string
 	// Logger receives the supervisor's logs and, named after each plugin,
@@ -424,7 +425,7 @@ func (m *Manager) notFound(name string) error {
 // ask again rather than keeping it. An unknown name gives an error wrapping
 // sdk.ErrNotFound; a known plugin that is not serving one wrapping
 // sdk.ErrUnavailable that says its state and last error.
-func (m *Manager) Client(name string) (*sdk.Client, error) {
+func (m *Manager) Client(name string) (*pluginhost.Client, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p, ok := m.plugins[name]
@@ -719,7 +720,7 @@ type LiveOptions struct {
 	StartTimeout time.Duration
 	// Checksums is plugins.checksums (see Options.Checksums).
 	Checksums map[string]string
-	// LogLevel is handed to plugins in sdk.EnvLogLevel; empty means the
+	// LogLevel is handed to plugins in pluginhost.EnvLogLevel; empty means the
 	// level of Options.Logger.
 	LogLevel string
 	// HiddenEnv names variables plugins must not inherit (see

@@ -18,13 +18,14 @@ import (
 	"github.com/hashicorp/go-plugin/runner"
 
 	"github.com/datawarehouse/dw/sdk/v6"
+	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
 )
 
 // process is one running, handshaken plugin process.
 type process struct {
 	file   string // dw-plugin-x
 	pc     *plugin.Client
-	client *sdk.Client
+	client *pluginhost.Client
 	run    *procRunner
 	tail   *tailWriter
 	// startTimeout is plugins.start_timeout as of this start.
@@ -256,19 +257,19 @@ func (m *Manager) launch(ctx context.Context, p *instance) (*process, error) {
 	m.mu.Unlock()
 
 	env := []string{
-		sdk.EnvHostPID + "=" + strconv.Itoa(os.Getpid()),
-		sdk.EnvLogLevel + "=" + logLevel,
+		pluginhost.EnvHostPID + "=" + strconv.Itoa(os.Getpid()),
+		pluginhost.EnvLogLevel + "=" + logLevel,
 	}
 	tail := &tailWriter{}
 	plog := m.opts.Logger.Named(p.name)
 	var r *procRunner // set by the runner func, under m.mu
 	pc := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  sdk.HandshakeConfig(),
-		VersionedPlugins: sdk.VersionedPlugins(),
+		HandshakeConfig:  pluginhost.Handshake(),
+		VersionedPlugins: pluginhost.VersionedPlugins(),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		StartTimeout:     startTimeout,
-		GRPCDialOptions:  sdk.TransportDialOptions(),
+		GRPCDialOptions:  pluginhost.DialOptions(),
 		Logger:           plog,
 		Stderr:           tail,
 		// After the handshake go-plugin forwards the plugin's os.Stdout and
@@ -324,13 +325,13 @@ func (m *Manager) launch(ctx context.Context, p *instance) (*process, error) {
 		return nil, le
 	}
 
-	raw, err := rpc.Dispense(sdk.PluginName)
+	raw, err := rpc.Dispense(pluginhost.PluginName)
 	if err != nil {
-		return abort(permanent(err, "%s offers no %q plugin: %v", file, sdk.PluginName, err))
+		return abort(permanent(err, "%s offers no %q plugin: %v", file, pluginhost.PluginName, err))
 	}
-	client, ok := raw.(*sdk.Client)
+	client, ok := raw.(*pluginhost.Client)
 	if !ok {
-		return abort(permanent(nil, "%s: dispensed %T, not *sdk.Client", file, raw))
+		return abort(permanent(nil, "%s: dispensed %T, not *pluginhost.Client", file, raw))
 	}
 	proc.client = client
 
@@ -341,7 +342,7 @@ func (m *Manager) launch(ctx context.Context, p *instance) (*process, error) {
 	}
 
 	t1 := time.Now()
-	var info sdk.PluginInfo
+	var info pluginhost.Info
 	if err := call(func(ctx context.Context) (err error) { info, err = client.Info(ctx); return err }); err != nil {
 		return abort(m.callFailed(proc, "answering GetInfo", err))
 	}
@@ -352,9 +353,9 @@ func (m *Manager) launch(ctx context.Context, p *instance) (*process, error) {
 	p.st.PID = r.PID()
 	p.st.Services = info.Services
 	m.mu.Unlock()
-	if err := sdk.Compatible(sdk.Version, info.SDKVersion); err != nil {
+	if err := pluginhost.Compatible(sdk.Version, info.SDKVersion); err != nil {
 		return abort(permanent(err, "%s was built with dw sdk %s, which this host (sdk %s, accepts %s) cannot load: %v",
-			file, info.SDKVersion, sdk.Version, sdk.AcceptedRange(sdk.Version), err))
+			file, info.SDKVersion, sdk.Version, pluginhost.AcceptedRange(sdk.Version), err))
 	}
 	if info.Name != "" && info.Name != p.name {
 		m.log.Warn("plugin reports another subsystem name than its binary's; it is known by the binary's", "plugin", p.name, "reported", info.Name)
@@ -370,23 +371,50 @@ func (m *Manager) launch(ctx context.Context, p *instance) (*process, error) {
 	if settings == nil {
 		settings = map[string]any{}
 	}
+	// Configure carries the limits to start with (a plugin of sdk 6.0 gets
+	// them in an ApplyLimits the client sends right after).
+	m.mu.Lock()
+	limits, gen, rev := p.limits, p.gen, p.limitsRev
+	m.mu.Unlock()
+	if limits == nil {
+		limits = map[string]any{}
+	}
 	err = call(func(ctx context.Context) error {
-		return client.Configure(ctx, sdk.ConfigureRequest{
+		_, err := client.Configure(ctx, sdk.Config{
 			Subsystem: p.name, Settings: settings, DataDir: m.opts.DataDir, HostVersion: m.opts.HostVersion,
 			HostAPIAddress: m.opts.HostAPIAddress, KV: kv,
-		})
+		}, limits, gen)
+		return err
 	})
 	if err != nil {
-		return abort(m.callFailed(proc, fmt.Sprintf("configuring it (its settings are subsystems.%s)", p.name), err))
+		what := fmt.Sprintf("configuring it (its settings are subsystems.%s, its limits subsystems.%[1]s.limits)", p.name)
+		switch {
+		case errors.Is(err, sdk.ErrInvalidSettings):
+			what = fmt.Sprintf("configuring it (its settings are subsystems.%s)", p.name)
+		case errors.Is(err, sdk.ErrInvalidLimits):
+			what = fmt.Sprintf("configuring it with its limits (subsystems.%s.limits)", p.name)
+		}
+		return abort(m.callFailed(proc, what, err))
 	}
 
 	tConfigure := time.Since(t2)
 	t3 := time.Now()
-	// Apply the current limits; if they were replaced meanwhile (ApplyLimits
-	// on the manager), apply the new ones too.
+	// If the limits were replaced meanwhile (ApplyLimits on the manager),
+	// apply the new ones.
 	for {
 		m.mu.Lock()
-		limits, gen, rev := p.limits, p.gen, p.limitsRev
+		if p.limitsRev == rev {
+			p.st.State = StateServing
+			p.st.LastError = ""
+			// p.gen, not gen: SetGeneration may have moved the generation
+			// on meanwhile without changing the limits (the plugin runs it).
+			p.st.Generation = p.gen
+			p.st.StartedAt = time.Now()
+			p.proc = proc
+			m.mu.Unlock()
+			break
+		}
+		limits, gen, rev = p.limits, p.gen, p.limitsRev
 		m.mu.Unlock()
 		if limits == nil {
 			limits = map[string]any{}
@@ -398,20 +426,6 @@ func (m *Manager) launch(ctx context.Context, p *instance) (*process, error) {
 		if err != nil {
 			return abort(m.callFailed(proc, fmt.Sprintf("applying its limits (subsystems.%s.limits)", p.name), err))
 		}
-		m.mu.Lock()
-		if p.limitsRev != rev {
-			m.mu.Unlock()
-			continue
-		}
-		p.st.State = StateServing
-		p.st.LastError = ""
-		// p.gen, not gen: SetGeneration may have moved the generation on
-		// meanwhile without changing the limits (the plugin runs it).
-		p.st.Generation = p.gen
-		p.st.StartedAt = time.Now()
-		p.proc = proc
-		m.mu.Unlock()
-		break
 	}
 	m.log.Info("plugin serving", "plugin", p.name, "pid", r.PID(), "version", info.Version, "sdk_version", info.SDKVersion,
 		"protocol_version", pc.NegotiatedVersion(), "services", info.Services,

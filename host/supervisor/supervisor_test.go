@@ -13,6 +13,7 @@ import (
 
 	"github.com/datawarehouse/dw/host/internal/testplugins"
 	"github.com/datawarehouse/dw/sdk/v6"
+	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
 )
 
 func TestGoodPlugin(t *testing.T) {
@@ -23,7 +24,7 @@ func TestGoodPlugin(t *testing.T) {
 	h.start()
 	st := h.status("good")
 	if st.State != StateServing || st.PID == 0 || st.Version != "0.0.1-test" || st.SDKVersion != sdk.Version ||
-		st.ProtocolVersion != sdk.ProtocolVersion || st.Generation != 4 || st.StartedAt.IsZero() || st.Restarts != 0 || st.LastError != "" {
+		st.ProtocolVersion != pluginhost.ProtocolVersion || st.Generation != 4 || st.StartedAt.IsZero() || st.Restarts != 0 || st.LastError != "" {
 		t.Fatalf("status %+v", st)
 	}
 	sum, _, err := hashFile(filepath.Join(h.dir, "dw-plugin-good"))
@@ -60,7 +61,7 @@ func TestGoodPlugin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantContains(t, "plugin environment", string(env), sdk.EnvHostPID+"="+strconv.Itoa(os.Getpid())+"\x00", sdk.EnvLogLevel+"=debug\x00")
+	wantContains(t, "plugin environment", string(env), pluginhost.EnvHostPID+"="+strconv.Itoa(os.Getpid())+"\x00", pluginhost.EnvLogLevel+"=debug\x00")
 
 	// Manager.ApplyLimits applies live and is what a restart gets.
 	applied, err := h.m.ApplyLimits(ctx, "good", map[string]any{"max_items": 9}, 5)
@@ -114,12 +115,12 @@ func TestRefusals(t *testing.T) {
 		"crashstart": {"dw-plugin-crashstart exited during start (exit status 1)", "cannot open /nonexistent/frobnicator.db: permission denied"},
 		"stdout":     {`dw-plugin-stdout wrote to stdout before the handshake ("hello from plugin"): plugins must log to stderr`},
 		"badproto":   {"dw-plugin-badproto speaks plugin protocol 2, this host speaks 1: rebuild the plugin with a dw sdk for this host"},
-		"sdk7":       {"dw-plugin-sdk7", "7.0.0", sdk.AcceptedRange(sdk.Version), "rebuild the plugin with dw sdk 6.x"},
-		"sdk699":     {"dw-plugin-sdk699", "6.99.0", sdk.AcceptedRange(sdk.Version), "upgrade dw"},
+		"sdk7":       {"dw-plugin-sdk7", "7.0.0", pluginhost.AcceptedRange(sdk.Version), "rebuild the plugin against sdk 6 (in its module: go get github.com/datawarehouse/dw/sdk/v6@v6.1.0"},
+		"sdk699":     {"dw-plugin-sdk699", "6.99.0", pluginhost.AcceptedRange(sdk.Version), "upgrade dw"},
 		"badsettings": {"dw-plugin-badsettings failed while configuring it (its settings are subsystems.badsettings)",
 			"subsystems.badsettings.reject: no such strategy"},
-		"badlimits": {"dw-plugin-badlimits failed while applying its limits (subsystems.badlimits.limits)", "limits.max_items"},
-		"applyfail": {"dw-plugin-applyfail failed while applying its limits", "cannot switch to safe mode: device busy"},
+		"badlimits": {"dw-plugin-badlimits failed while configuring it with its limits (subsystems.badlimits.limits)", "limits.max_items"},
+		"applyfail": {"dw-plugin-applyfail failed while configuring it", "apply limits: applyfail: cannot switch to safe mode: device busy"},
 	}
 	for name, subs := range want {
 		st := h.status(name)

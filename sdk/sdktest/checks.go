@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/datawarehouse/dw/sdk/v6"
+	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
 	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
@@ -26,7 +27,7 @@ type run struct {
 
 	proc       *started // the plugin process of the first eight checks
 	stopped    bool
-	info       *sdk.PluginInfo // nil until GetInfo answered
+	info       *pluginhost.Info // nil until GetInfo answered
 	configured bool
 	tmp        tempDir
 
@@ -84,7 +85,7 @@ func rpcError(err error) string {
 }
 
 // client returns the sdk client, or a skip outcome when there is none.
-func (r *run) client() (*sdk.Client, *outcome) {
+func (r *run) client() (*pluginhost.Client, *outcome) {
 	if r.proc == nil || r.proc.sdk == nil {
 		o := skip("no connection to the plugin (see %s)", CheckHandshake)
 		return nil, &o
@@ -102,8 +103,8 @@ func (r *run) handshake() outcome {
 	if err != nil {
 		return fail("%v%s", err, r.stderr())
 	}
-	if v := s.client.NegotiatedVersion(); v != sdk.ProtocolVersion {
-		return fail("negotiated go-plugin protocol version %d, want %d (sdk %s)", v, sdk.ProtocolVersion, sdk.Version)
+	if v := s.client.NegotiatedVersion(); v != pluginhost.ProtocolVersion {
+		return fail("negotiated go-plugin protocol version %d, want %d (sdk %s)", v, pluginhost.ProtocolVersion, sdk.Version)
 	}
 	r.report.ProtocolVersion = s.client.NegotiatedVersion()
 	return pass("protocol version %d over gRPC with AutoMTLS; pid %d", r.report.ProtocolVersion, s.pid())
@@ -139,9 +140,9 @@ func (r *run) getInfo() outcome {
 	case info.SDKVersion == "":
 		problems = append(problems, "sdk_version is empty")
 	default:
-		if _, err := sdk.ParseSemVer(info.SDKVersion); err != nil {
+		if _, err := pluginhost.ParseSemVer(info.SDKVersion); err != nil {
 			problems = append(problems, fmt.Sprintf("sdk_version: %v", err))
-		} else if err := sdk.Compatible(sdk.Version, info.SDKVersion); err != nil {
+		} else if err := pluginhost.Compatible(sdk.Version, info.SDKVersion); err != nil {
 			problems = append(problems, fmt.Sprintf("a host with sdk %s refuses this plugin: %v", sdk.Version, err))
 		}
 	}
@@ -181,13 +182,13 @@ func (r *run) configure() outcome {
 	name := r.report.Plugin
 	ctx, cancel := r.callCtx()
 	defer cancel()
-	err = c.Configure(ctx, sdk.ConfigureRequest{
+	_, err = c.Configure(ctx, sdk.Config{
 		Subsystem:   name,
 		Settings:    settings,
 		DataDir:     dir,
 		HostVersion: hostVersion,
 		KV:          NewMemKV(),
-	})
+	}, nil, 0)
 	if err != nil {
 		return fail("Configure(subsystem %q, settings %s): %s%s", name, jsonText(settings), rpcError(err), r.stderr())
 	}

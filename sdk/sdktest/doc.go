@@ -30,10 +30,10 @@
 // In order, on one plugin process (and a second one for the last check):
 //
 //   - handshake: the go-plugin handshake succeeds (AutoMTLS, within
-//     StartTimeout) and negotiates sdk.ProtocolVersion. Anything the plugin
+//     StartTimeout) and negotiates pluginhost.ProtocolVersion. Anything the plugin
 //     prints to stdout before the handshake is reported as such.
 //   - get_info: name, version and sdk_version are set, and the sdk_version
-//     is one this SDK's host accepts (sdk.Compatible). A name that does not
+//     is one this SDK's host accepts (pluginhost.Compatible). A name that does not
 //     match the binary's dw-plugin-<name> is a warning.
 //   - configure: Configure with Options.Settings, a fresh temporary data
 //     folder and an in-memory host key-value store succeeds, and the limits

@@ -18,7 +18,7 @@ import (
 
 	"github.com/hashicorp/go-plugin"
 
-	"github.com/datawarehouse/dw/sdk/v6"
+	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
 )
 
 // standInHost is the script of the stand-in host: it starts the plugin
@@ -60,8 +60,8 @@ func (r *run) hostDeath() outcome {
 
 	cmd := exec.Command(shell, "-c", standInHost, r.path)
 	cmd.Env = pluginEnv(
-		sdk.MagicCookieKey+"="+sdk.MagicCookieValue,
-		"PLUGIN_PROTOCOL_VERSIONS="+strconv.Itoa(sdk.ProtocolVersion),
+		pluginhost.Handshake().MagicCookieKey+"="+pluginhost.Handshake().MagicCookieValue,
+		"PLUGIN_PROTOCOL_VERSIONS="+strconv.Itoa(pluginhost.ProtocolVersion),
 		"PLUGIN_MIN_PORT=10000",
 		"PLUGIN_MAX_PORT=25000",
 		plugin.EnvUnixSocketDir+"="+r.tmp.sockets,

@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 
 	"github.com/datawarehouse/dw/sdk/v6"
+	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
 )
 
 // hostVersion is the host version the harness reports to plugins.
@@ -28,7 +29,7 @@ type started struct {
 	client *plugin.Client
 	cmd    *exec.Cmd
 	stderr *tail
-	sdk    *sdk.Client // nil when the handshake failed
+	sdk    *pluginhost.Client // nil when the handshake failed
 }
 
 // pluginEnv is the environment a plugin is started with: ours, without
@@ -38,7 +39,7 @@ func pluginEnv(extra ...string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
-		if k == sdk.EnvHostPID || k == sdk.MagicCookieKey || strings.HasPrefix(k, "PLUGIN_") {
+		if k == pluginhost.EnvHostPID || k == pluginhost.MagicCookieKey || strings.HasPrefix(k, "PLUGIN_") {
 			continue
 		}
 		env = append(env, kv)
@@ -54,14 +55,14 @@ func pluginEnv(extra ...string) []string {
 func launch(path, socketDir string, startTimeout time.Duration) (*started, error) {
 	cmd := exec.Command(path)
 	cmd.Env = pluginEnv(
-		sdk.EnvHostPID+"="+strconv.Itoa(os.Getpid()),
+		pluginhost.EnvHostPID+"="+strconv.Itoa(os.Getpid()),
 		plugin.EnvUnixSocketDir+"="+socketDir,
 	)
 	setProcessGroup(cmd)
 	s := &started{cmd: cmd, stderr: newTail(64 << 10)}
 	s.client = plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  sdk.HandshakeConfig(),
-		VersionedPlugins: sdk.VersionedPlugins(),
+		HandshakeConfig:  pluginhost.Handshake(),
+		VersionedPlugins: pluginhost.VersionedPlugins(),
 		Cmd:              cmd,
 		SkipHostEnv:      true,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
@@ -78,13 +79,13 @@ func launch(path, socketDir string, startTimeout time.Duration) (*started, error
 	if err != nil {
 		return s, explainStartError(err, startTimeout)
 	}
-	raw, err := rpc.Dispense(sdk.PluginName)
+	raw, err := rpc.Dispense(pluginhost.PluginName)
 	if err != nil {
-		return s, fmt.Errorf("dispense %q: %w", sdk.PluginName, err)
+		return s, fmt.Errorf("dispense %q: %w", pluginhost.PluginName, err)
 	}
-	c, ok := raw.(*sdk.Client)
+	c, ok := raw.(*pluginhost.Client)
 	if !ok {
-		return s, fmt.Errorf("dispense %q: got %T, want *sdk.Client", sdk.PluginName, raw)
+		return s, fmt.Errorf("dispense %q: got %T, want *pluginhost.Client", pluginhost.PluginName, raw)
 	}
 	s.sdk = c
 	return s, nil
@@ -151,7 +152,7 @@ func explainStartError(err error, startTimeout time.Duration) error {
 		if m := rePluginProto.FindStringSubmatch(msg); m != nil {
 			v = m[1]
 		}
-		return fmt.Errorf("protocol version mismatch: the plugin speaks go-plugin protocol version %s, this harness (sdk %s) speaks %d: rebuild the plugin with a matching dw sdk", v, sdk.Version, sdk.ProtocolVersion)
+		return fmt.Errorf("protocol version mismatch: the plugin speaks go-plugin protocol version %s, this harness (sdk %s) speaks %d: rebuild the plugin with a matching dw sdk", v, sdk.Version, pluginhost.ProtocolVersion)
 	case strings.Contains(msg, "timeout while waiting for plugin to start"):
 		return fmt.Errorf("no handshake within the start timeout of %v: the plugin must call sdk.Serve promptly", startTimeout)
 	case strings.Contains(msg, "plugin exited before we could connect"):
@@ -170,7 +171,7 @@ func firstLine(s string) string {
 // [MemKV]), for tests of a plugin's own gRPC services: call them on
 // Client.Conn(). The plugin is stopped, and the folder removed, when the test
 // ends. Start fails the test if the plugin does not start or configure.
-func Start(t testing.TB, path string, opts Options) *sdk.Client {
+func Start(t testing.TB, path string, opts Options) *pluginhost.Client {
 	t.Helper()
 	abs, err := pluginPath(path)
 	if err != nil {
@@ -210,13 +211,13 @@ func Start(t testing.TB, path string, opts Options) *sdk.Client {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
-	err = s.sdk.Configure(ctx, sdk.ConfigureRequest{
+	_, err = s.sdk.Configure(ctx, sdk.Config{
 		Subsystem:   name,
 		Settings:    settings,
 		DataDir:     tmp.data,
 		HostVersion: hostVersion,
 		KV:          NewMemKV(),
-	})
+	}, nil, 0)
 	if err != nil {
 		t.Fatalf("configure plugin %s: %v%s", abs, err, s.stderr.section())
 	}

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/datawarehouse/dw/sdk/v6"
+	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
 )
 
 // Names of the checks, in the order they run.
@@ -104,7 +104,7 @@ type Report struct {
 	// Path is the absolute path of the binary.
 	Path string
 	// Info is the plugin's GetInfo answer (zero if it never answered).
-	Info sdk.PluginInfo
+	Info pluginhost.Info
 	// ProtocolVersion is the negotiated go-plugin protocol version (0 if
 	// the handshake failed).
 	ProtocolVersion int

@@ -173,7 +173,7 @@ func TestKVCachePassesEverything(t *testing.T) {
 		t.Errorf("report names plugin %q, info %q, protocol %d", rep.Plugin, rep.Info.Name, rep.ProtocolVersion)
 	}
 	expect(t, rep, map[string]want{
-		CheckGetInfo:        {"pass", []string{"kvcache 0.1.0 built with sdk 6.0.0", "dw.kvcache.v1.Cache"}},
+		CheckGetInfo:        {"pass", []string{"kvcache 0.1.0 built with sdk 6.1.0", "dw.kvcache.v1.Cache"}},
 		CheckValidateLimits: {"pass", []string{"accepted 4 valid candidates", "rejected 7 invalid ones"}},
 		CheckApplyLimits:    {"pass", []string{"applied 3 candidates twice"}},
 		CheckMetrics:        {"pass", []string{"backpressure none", "bytes, entries, evictions, hits, misses"}},
@@ -293,7 +293,7 @@ func TestStartServesTheDomainService(t *testing.T) {
 		t.Errorf("services %v, want [dw.kvcache.v1.Cache]", info.Services)
 	}
 	l, gen, err := c.Limits(context.Background())
-	if err != nil || gen != 0 || l["max_entries"] != float64(10000) {
+	if err != nil || gen != 0 || l["max_entries"] != int64(10000) {
 		t.Errorf("Limits = %v, %d, %v; want the defaults at generation 0", l, gen, err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/datawarehouse/dw/sdk/v6"
+	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
 )
 
 func TestGenerateInvalid(t *testing.T) {
@@ -64,7 +65,7 @@ func TestExplainStartError(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"Unrecognized remote plugin message: hello world\nThis usually means…", `wrote to stdout before the handshake: "hello world"`},
 		{"Unrecognized remote plugin message: \nFailed to read any lines from plugin's stdout", "exited or closed stdout before the handshake"},
-		{"incompatible API version with plugin. Plugin version: 2, Client versions: [1]", "the plugin speaks go-plugin protocol version 2, this harness (sdk 6.0.0) speaks 1"},
+		{"incompatible API version with plugin. Plugin version: 2, Client versions: [1]", "the plugin speaks go-plugin protocol version 2, this harness (sdk 6.1.0) speaks 1"},
 		{"timeout while waiting for plugin to start", "no handshake within the start timeout of 10s"},
 		{"plugin exited before we could connect", "the plugin exited before the handshake"},
 		{"something else", "start: something else"},
@@ -134,7 +135,7 @@ func TestReportText(t *testing.T) {
 	rep := Report{
 		Plugin:          "foo",
 		Path:            "/bin/dw-plugin-foo",
-		Info:            sdk.PluginInfo{Name: "foo", Version: "1.0.0", SDKVersion: "6.0.0"},
+		Info:            pluginhost.Info{Info: sdk.Info{Name: "foo", Version: "1.0.0"}, SDKVersion: "6.0.0"},
 		ProtocolVersion: 1,
 		Checks: []CheckResult{
 			{Name: CheckHandshake, Passed: true, Detail: "fine", Duration: 1500 * time.Microsecond},

@@ -46,6 +46,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/datawarehouse/dw/sdk/v6"
+	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
 )
 
 // Limits are the test plugin's limits.
@@ -220,11 +221,11 @@ func main() {
 	case "stdout":
 		fmt.Println("hello from plugin")
 	case "badproto":
-		hs := sdk.HandshakeConfig()
+		hs := pluginhost.Handshake()
 		hs.ProtocolVersion = 2
 		plugin.Serve(&plugin.ServeConfig{
 			HandshakeConfig:  hs,
-			VersionedPlugins: map[int]plugin.PluginSet{2: {sdk.PluginName: nopPlugin{}}},
+			VersionedPlugins: map[int]plugin.PluginSet{2: {pluginhost.PluginName: nopPlugin{}}},
 			GRPCServer:       plugin.DefaultGRPCServer,
 		})
 		return

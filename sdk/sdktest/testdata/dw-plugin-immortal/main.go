@@ -12,7 +12,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
-	"github.com/datawarehouse/dw/sdk/v6"
+	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
 )
 
 type nothing struct {
@@ -28,8 +28,8 @@ func (nothing) GRPCClient(context.Context, *plugin.GRPCBroker, *grpc.ClientConn)
 func main() {
 	signal.Ignore(syscall.SIGTERM)
 	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig:  sdk.HandshakeConfig(),
-		VersionedPlugins: map[int]plugin.PluginSet{sdk.ProtocolVersion: {sdk.PluginName: nothing{}}},
+		HandshakeConfig:  pluginhost.Handshake(),
+		VersionedPlugins: map[int]plugin.PluginSet{pluginhost.ProtocolVersion: {pluginhost.PluginName: nothing{}}},
 		GRPCServer:       plugin.DefaultGRPCServer,
 	})
 	for {

@@ -1,8 +1,10 @@
-package sdk
+package pluginhost
 
 import (
 	"strings"
 	"testing"
+
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 func TestCompatible(t *testing.T) {
@@ -19,7 +21,9 @@ func TestCompatible(t *testing.T) {
 		{"6.0.0", "6.1.0", false, "newer than this host"},
 		{"6.0.0", "6.99.0", false, "accepts >= 6.0.0, < 6.1.0"},
 		{"6.0.0", "7.0.0", false, "major version 7"},
-		{"6.0.0", "5.9.9", false, "rebuild the plugin with dw sdk 6.x"},
+		{"6.0.0", "5.9.9", false, "rebuild the plugin against sdk 6 (in its module: go get github.com/datawarehouse/dw/sdk/v6@v6.0.0"},
+		{"6.1.0", "7.0.0", false, "go get github.com/datawarehouse/dw/sdk/v6@v6.1.0"},
+		{"6.1.0", "6.2.0", false, "upgrade dw to a release with sdk 6.2 or newer, or rebuild the plugin against this host's sdk (in its module: go get github.com/datawarehouse/dw/sdk/v6@v6.1.0)"},
 		{"6.0.0", "", false, "want MAJOR.MINOR.PATCH"},
 		{"6.0.0", "6.0", false, "want MAJOR.MINOR.PATCH"},
 		{"6.0.0", "6.x.0", false, `"x" is not a number`},
@@ -42,13 +46,16 @@ func TestCompatible(t *testing.T) {
 	}
 }
 
-func TestVersionIsSix(t *testing.T) {
-	v, err := ParseSemVer(Version)
-	if err != nil || v.Major != 6 || v.String() != "6.0.0" {
-		t.Fatalf("Version = %q (%v), want 6.0.0", Version, err)
+func TestVersionIsSixOne(t *testing.T) {
+	v, err := ParseSemVer(sdk.Version)
+	if err != nil || v.Major != 6 || v.String() != "6.1.0" {
+		t.Fatalf("Version = %q (%v), want 6.1.0", sdk.Version, err)
 	}
-	if got := AcceptedRange(Version); got != ">= 6.0.0, < 6.1.0" {
+	if got := AcceptedRange(sdk.Version); got != ">= 6.0.0, < 6.2.0" {
 		t.Fatalf("AcceptedRange = %q", got)
+	}
+	if got := GetCommand(sdk.Version); got != "go get "+ModulePath+"@v6.1.0" {
+		t.Fatalf("GetCommand = %q", got)
 	}
 }
 
@@ -65,6 +72,6 @@ func FuzzParseSemVer(f *testing.F) {
 		if err != nil || again != v {
 			t.Fatalf("round trip of %q: %v -> %q -> %v (%v)", s, v, v.String(), again, err)
 		}
-		_ = Compatible(Version, s)
+		_ = Compatible(sdk.Version, s)
 	})
 }

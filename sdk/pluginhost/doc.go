@@ -1,0 +1,16 @@
+// Package pluginhost is the host's side of the dw plugin contract: what a
+// program that starts and drives dw plugins needs (the dw host, the
+// sdk/sdktest conformance harness, dw plugin check). Plugin authors never
+// import it; they use package sdk alone.
+//
+// It holds the go-plugin wiring ([Handshake], [VersionedPlugins],
+// [DialOptions]), the [Client] that calls a plugin's ScalableSubsystem in Go
+// types, the host key-value service offered to plugins ([RegisterHostKV]),
+// the compatibility rule between host and plugin SDK versions
+// ([Compatible]), and the caller identity passed to plugins ([WithCaller]).
+//
+// The client speaks both wire encodings of limits: sdk 6.1's exact JSON
+// objects, and sdk 6.0's google.protobuf.Struct (every number a double) to
+// plugins that report an sdk 6.0.x version, to which it also sends the
+// starting limits in a first ApplyLimits after Configure, as a 6.0 host did.
+package pluginhost
