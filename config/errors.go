@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
 )
 
 // Problem is one thing wrong with a configuration.
@@ -123,64 +125,8 @@ func pathSegment(key string) string {
 	return strconv.Quote(truncate(key))
 }
 
-// suggest returns the allowed key nearest to key, or "" when none is close.
+// suggest returns the allowed key nearest to key, or "" when none is
+// close: the same rule as the SDK's for plugin limits and settings.
 func suggest(key string, allowed []string) string {
-	k := strings.ToLower(key)
-	best, bestDist := "", -1
-	for _, a := range allowed {
-		d := editDistance(k, a)
-		if bestDist < 0 || d < bestDist {
-			best, bestDist = a, d
-		}
-	}
-	limit := 1
-	switch n := utf8.RuneCountInString(k); {
-	case n > 8:
-		limit = 3
-	case n > 4:
-		limit = 2
-	}
-	if bestDist < 0 || bestDist > limit {
-		return ""
-	}
-	return best
-}
-
-// maxEditInput bounds the length of the strings editDistance compares, so
-// that a hostile key costs little.
-const maxEditInput = 64
-
-// editDistance is the Levenshtein distance between a and b, counting the
-// transposition of two neighbouring letters as one edit (optimal string
-// alignment). Inputs are cut to maxEditInput runes.
-func editDistance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	if len(ra) > maxEditInput {
-		ra = ra[:maxEditInput]
-	}
-	if len(rb) > maxEditInput {
-		rb = rb[:maxEditInput]
-	}
-	// d[i][j] is the distance between ra[:i] and rb[:j].
-	d := make([][]int, len(ra)+1)
-	for i := range d {
-		d[i] = make([]int, len(rb)+1)
-		d[i][0] = i
-	}
-	for j := range d[0] {
-		d[0][j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
-			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
-			}
-		}
-	}
-	return d[len(ra)][len(rb)]
+	return pluginhost.SuggestKey(key, allowed)
 }

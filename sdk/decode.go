@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 	"unicode"
+
+	"github.com/datawarehouse/dw/sdk/v6/internal/suggest"
 )
 
 // FieldProblem is one problem with one key of a decoded map.
@@ -1203,47 +1205,13 @@ func describeValue(raw any) string {
 	return fmt.Sprintf("%T", raw)
 }
 
-// suggestKey returns the known key nearest to key, if it is near enough:
-// a Levenshtein distance of at most max(2, len/3) of the known key, and
-// less than its length. On a tie the first in sorted order wins.
+// suggestKey returns the known key nearest to key, if it is near enough
+// (see package suggest: the host's config errors use the same rule).
 func suggestKey(key string, known []string) string {
 	if len(key) > 4*maxPlainKey {
 		return ""
 	}
-	best, bestDist := "", math.MaxInt
-	kr := []rune(key)
-	for _, k := range known {
-		limit := max(2, len(k)/3)
-		if diff := len(k) - len(kr); diff > limit || -diff > limit {
-			continue // the distance is at least diff
-		}
-		// dist < len(k): a suggestion shares at least one letter with key.
-		if dist := levenshtein(kr, []rune(k)); dist <= limit && dist < len(k) && dist < bestDist {
-			best, bestDist = k, dist
-		}
-	}
-	return best
-}
-
-// levenshtein returns the edit distance between a and b.
-func levenshtein(a, b []rune) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return suggest.Key(key, known)
 }
 
 // ---- encoding ----
