@@ -145,10 +145,10 @@ func TestWatchDirDropInByCopyThenRename(t *testing.T) {
 	h.waitState("configured", StateServing)
 	h.waitState("extra", StateServing)
 	ctx := context.Background()
-	if limits, _, err := h.client("configured").Limits(ctx); err != nil || limits["max_items"] != float64(7) {
+	if limits, _, err := h.client("configured").Limits(ctx); err != nil || limits["max_items"] != int64(7) {
 		t.Fatalf("configured limits %v %v", limits, err)
 	}
-	if limits, _, err := h.client("extra").Limits(ctx); err != nil || limits["max_items"] != float64(100) {
+	if limits, _, err := h.client("extra").Limits(ctx); err != nil || limits["max_items"] != int64(100) {
 		t.Fatalf("default limits %v %v", limits, err)
 	}
 	h.waitLog("plugin loaded from plugins.dir", "plugin=extra", "took=")
@@ -327,7 +327,7 @@ func TestWatchDirReplaceByRename(t *testing.T) {
 		t.Fatalf("after the swap: %+v", st)
 	}
 	limits, gen, err := h.client("good").Limits(ctx)
-	if err != nil || limits["max_items"] != float64(9) || gen != 2 {
+	if err != nil || limits["max_items"] != int64(9) || gen != 2 {
 		t.Fatalf("limits after the swap %v gen %d err %v", limits, gen, err)
 	}
 	line := h.waitLog("plugin swapped", "plugin=good", "took=", "previous_pid="+strconv.Itoa(old.PID))
@@ -347,7 +347,7 @@ func TestWatchDirReplaceWithIncompatibleBuild(t *testing.T) {
 	// process is not brought back.
 	renameIn(t, filepath.Join(built, "dw-plugin-sdk7"), filepath.Join(h.dir, "dw-plugin-good"))
 	st := h.waitState("good", StateRefused)
-	wantContains(t, "last_error", st.LastError, "dw-plugin-good was built with dw sdk 7.0.0", pluginhost.AcceptedRange(sdk.Version), "rebuild the plugin with dw sdk 6.x")
+	wantContains(t, "last_error", st.LastError, "dw-plugin-good was built with dw sdk 7.0.0", pluginhost.AcceptedRange(sdk.Version), pluginhost.GetCommand(sdk.Version))
 	if st.PID != 0 {
 		t.Fatalf("refused plugin has pid %d", st.PID)
 	}

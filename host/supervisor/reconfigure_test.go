@@ -32,7 +32,7 @@ func TestReconfigure(t *testing.T) {
 	if st.State != StateServing || st.PID == pid || st.Generation != 2 || st.Restarts != 0 {
 		t.Fatalf("after reconfigure: %+v", st)
 	}
-	if l, gen, err := h.client("good").Limits(ctx); err != nil || l["max_items"] != float64(7) || gen != 2 {
+	if l, gen, err := h.client("good").Limits(ctx); err != nil || l["max_items"] != int64(7) || gen != 2 {
 		t.Fatalf("limits %v gen %d err %v", l, gen, err)
 	}
 
@@ -79,7 +79,7 @@ func TestReconfigure(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.notePIDs()
-	if l, _, err := h.client("good").Limits(ctx); err != nil || l["max_items"] != float64(100) {
+	if l, _, err := h.client("good").Limits(ctx); err != nil || l["max_items"] != int64(100) {
 		t.Fatalf("limits without a section: %v %v", l, err)
 	}
 

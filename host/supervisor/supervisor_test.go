@@ -38,7 +38,7 @@ func TestGoodPlugin(t *testing.T) {
 	c := h.client("good")
 	ctx := context.Background()
 	limits, gen, err := c.Limits(ctx)
-	if err != nil || limits["max_items"] != float64(7) || limits["mode"] != "safe" || gen != 4 {
+	if err != nil || limits["max_items"] != int64(7) || limits["mode"] != "safe" || gen != 4 {
 		t.Fatalf("limits %v gen %d err %v", limits, gen, err)
 	}
 	if _, err := c.ValidateLimits(ctx, map[string]any{"max_items": 0}); !errors.Is(err, sdk.ErrInvalidLimits) || !strings.Contains(err.Error(), "limits.max_items") {
@@ -65,7 +65,7 @@ func TestGoodPlugin(t *testing.T) {
 
 	// Manager.ApplyLimits applies live and is what a restart gets.
 	applied, err := h.m.ApplyLimits(ctx, "good", map[string]any{"max_items": 9}, 5)
-	if err != nil || applied["max_items"] != float64(9) || applied["mode"] != "fast" {
+	if err != nil || applied["max_items"] != int64(9) || applied["mode"] != "fast" {
 		t.Fatalf("apply: %v %v", applied, err)
 	}
 	if st := h.status("good"); st.Generation != 5 {
@@ -83,7 +83,7 @@ func TestGoodPlugin(t *testing.T) {
 	}
 	h.notePID(st2.PID)
 	limits, gen, err = h.client("good").Limits(ctx)
-	if err != nil || limits["max_items"] != float64(9) || gen != 5 {
+	if err != nil || limits["max_items"] != int64(9) || gen != 5 {
 		t.Fatalf("limits after restart %v gen %d err %v", limits, gen, err)
 	}
 	// The old client fails. (Today a closed connection reads as
@@ -184,7 +184,7 @@ func TestKill9Restarts(t *testing.T) {
 	}
 	c := h.client("good")
 	limits, gen, err := c.Limits(context.Background())
-	if err != nil || limits["max_items"] != float64(3) || limits["mode"] != "safe" || gen != 2 {
+	if err != nil || limits["max_items"] != int64(3) || limits["mode"] != "safe" || gen != 2 {
 		t.Fatalf("limits after restart: %v gen %d %v", limits, gen, err)
 	}
 	if n := metric(t, c, "starts"); n != 2 {
@@ -386,7 +386,7 @@ func TestDiscovery(t *testing.T) {
 	}
 	// Without a config section a plugin runs with its default limits.
 	limits, _, err := h.client("good").Limits(context.Background())
-	if err != nil || limits["max_items"] != float64(100) {
+	if err != nil || limits["max_items"] != int64(100) {
 		t.Fatalf("default limits %v %v", limits, err)
 	}
 	if _, err := h.m.Client("nope"); !errors.Is(err, sdk.ErrNotFound) {
@@ -439,7 +439,7 @@ func TestRescan(t *testing.T) {
 	if st.State != StateServing {
 		t.Fatalf("replaced plugin: %+v", st)
 	}
-	if limits, _, err := h.client("swap").Limits(ctx); err != nil || limits["max_items"] != float64(5) {
+	if limits, _, err := h.client("swap").Limits(ctx); err != nil || limits["max_items"] != int64(5) {
 		t.Fatalf("replaced plugin limits %v %v", limits, err)
 	}
 	if h.status("good").PID != goodPID {
