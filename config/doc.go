@@ -1,7 +1,11 @@
 // Package config is the dw host's configuration: its schema ([Config]), its
 // defaults ([DefaultYAML], the file config/dw.yaml) and its loading ([Load],
 // [Parse]). [Watcher] watches the file and delivers each settled, changed
-// content; the host parses it with [Parse] and swaps the result in whole.
+// content with its hash ([Change]); the host parses exactly those bytes with
+// [Parse], never reading the file again, and swaps the result in whole.
+// [ReadFile] is the one way the file is read (by Load, the Watcher, and the
+// host's SIGHUP and API reloads): one whole read, refused when the file
+// changed during it.
 //
 // # Sources
 //

@@ -3,7 +3,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -23,9 +22,10 @@ const (
 // Load reads the configuration: the embedded defaults ([DefaultYAML]), then
 // the YAML file at path over them, then DW_ environment variables over both;
 // it decodes and validates the result. path "" means the defaults alone (and
-// the environment). The file must be a regular file of at most [MaxFileSize]
-// bytes; an empty file means the defaults alone. Problems with the content
-// come back as an [*Error].
+// the environment). The file is read once, by [ReadFile]; an empty file means
+// the defaults alone. Problems with the content come back as an [*Error].
+// Load is [ReadFile] then [Parse]; who needs the bytes too (to hash them with
+// [HashContent]) calls the two.
 //
 // Every call builds a fresh koanf instance, so nothing of an earlier load
 // leaks into a later one.
@@ -33,37 +33,29 @@ func Load(path string) (*Config, error) {
 	if path == "" {
 		return Parse(nil, sourceDefaults)
 	}
-	b, err := readFile(path)
+	b, err := ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
 	return Parse(b, path)
 }
 
-// readFile reads the config file at path, refusing anything but a regular
-// file of at most MaxFileSize bytes without reading more than that.
-func readFile(path string) ([]byte, error) {
-	fi, err := os.Stat(path)
+// ErrFileChanging is the error of [ReadFile] (wrapped) for a file whose size
+// or mtime changed while it was read: a save in progress. Read it again
+// later.
+var ErrFileChanging = errors.New("file changed while it was read (a save in progress?)")
+
+// ReadFile reads the config file at path whole, in one read, as [Load] and
+// the [Watcher] do: it must be a regular file (a FIFO is not opened) of at
+// most [MaxFileSize] bytes, and no more than that is read. When the file's
+// size or mtime changed during the read it fails with [ErrFileChanging]
+// rather than return a mix of two saves. An empty file is returned as read,
+// with no error: [Load] takes it as the defaults alone, the watcher and the
+// host's reloads as a save in progress.
+func ReadFile(path string) ([]byte, error) {
+	b, _, err := readWatched(path)
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("config %s: not a regular file (%s)", path, fi.Mode().Type())
-	}
-	if fi.Size() > MaxFileSize {
-		return nil, fmt.Errorf("config %s: %w", path, tooLarge(fi.Size()))
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("config %s: read: %w", path, err)
-	}
-	if len(b) > MaxFileSize {
-		return nil, fmt.Errorf("config %s: %w", path, tooLarge(int64(len(b))))
 	}
 	return b, nil
 }

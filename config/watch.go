@@ -68,12 +68,19 @@ type WatchOptions struct {
 	Logger hclog.Logger
 }
 
-// Change is one settled, changed content of the config file.
+// Change is one settled, changed content of the config file: the bytes the
+// watcher read, in one read, and their hash. Act on Content, never on the
+// file: by the time a Change is handled the file may hold another save, or
+// be empty in the middle of one (the host parses and applies exactly
+// Content).
 type Change struct {
-	// Content is the whole file, never empty and at most [MaxFileSize]
-	// bytes.
+	// Content is the whole file as one read returned it ([ReadFile]), never
+	// empty and at most [MaxFileSize] bytes. It is the receiver's: the
+	// watcher keeps no reference to it.
 	Content []byte
-	// Hash is [HashContent] of Content: hex SHA-256.
+	// Hash is [HashContent] of Content (hex SHA-256): the very bytes
+	// delivered are the ones hashed, and the ones compared with the last
+	// delivered content.
 	Hash string
 	// Cause says what made the watcher read the file: "start" (the first
 	// read of Run), "write" (an in-place write), "rename" (a file renamed
@@ -165,7 +172,9 @@ func HashContent(b []byte) string {
 // onChange runs on Run's goroutine, one call at a time; events arriving
 // meanwhile wait in the kernel's queue (an overflow there is handled as
 // above). A slow onChange delays the next read, and the reads after it see
-// the latest content.
+// the latest content. Each [Change] carries the content read and its hash:
+// the receiver acts on those bytes and does not read the file again, which
+// could return a later save, or a file emptied by a save in progress.
 //
 // A Watcher holds no state of a run: Run may be called again after it
 // returns, and starts again from InitialHash.
@@ -603,10 +612,6 @@ func (s fileState) same(o fileState) bool {
 	return os.SameFile(s.info, o.info) && s.info.Size() == o.info.Size() && s.info.ModTime().Equal(o.info.ModTime())
 }
 
-// errChanging is the error of readWatched for a file whose size or mtime
-// changed while it was read.
-var errChanging = errors.New("file changed while read")
-
 // read reads the file and delivers its content if it is not empty, not too
 // large and differs from the last delivered content.
 func (r *watchRun) read(cause string) {
@@ -615,7 +620,7 @@ func (r *watchRun) read(cause string) {
 		r.lastFile = st
 	}
 	switch {
-	case errors.Is(err, errChanging):
+	case errors.Is(err, ErrFileChanging):
 		r.w.log.Debug("config file changed while read; reading again after the settle window")
 		r.schedule(cause)
 		return
@@ -656,7 +661,7 @@ func (r *watchRun) problem(key, msg string, args ...any) {
 
 // readWatched reads the regular file at path, of at most MaxFileSize bytes.
 // It returns the state of the file it read (also when it refused it, so
-// that a poll does not read it again until it changes) and errChanging when
+// that a poll does not read it again until it changes) and ErrFileChanging when
 // the file's size or mtime changed during the read.
 func readWatched(path string) ([]byte, fileState, error) {
 	fi, err := os.Stat(path)
@@ -696,7 +701,7 @@ func readWatched(path string) ([]byte, fileState, error) {
 		return nil, fileState{}, fmt.Errorf("stat: %w", err)
 	}
 	if after.Size() != before.Size() || int64(len(b)) != after.Size() || !after.ModTime().Equal(before.ModTime()) {
-		return nil, fileState{}, errChanging
+		return nil, fileState{}, ErrFileChanging
 	}
 	return b, st, nil
 }

@@ -3,6 +3,8 @@ package config
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -420,6 +422,40 @@ func TestWatchUnchangedContent(t *testing.T) {
 	// Back to an earlier content: delivered, it differs from the last.
 	writeFile(t, path, "v: 1\n")
 	h.expect("v: 1\n", "write")
+}
+
+// Each delivery carries the bytes the watcher read and the hash of exactly
+// those bytes: the receiver acts on them, not on the file, which may
+// already hold the next save (of the same length, here) while it handles
+// the change. The delivered bytes are the receiver's: a later read does not
+// reuse them.
+func TestWatchDeliversTheBytesItHashed(t *testing.T) {
+	path, hc := newConfigFile(t, "v: 1\n")
+	first := true
+	hc.onChange = func(c Change) {
+		if first {
+			first = false
+			writeFile(t, path, "v: 3\n") // the next save, during the handling
+		}
+	}
+	h := startWatch(t, path, hc)
+	writeFile(t, path, "v: 2\n")
+	c2 := h.expect("v: 2\n", "")
+	sum := sha256.Sum256([]byte("v: 2\n"))
+	if want := hex.EncodeToString(sum[:]); c2.Hash != want {
+		t.Errorf("hash %s of the delivery of %q, want its SHA-256 %s", c2.Hash, c2.Content, want)
+	}
+	c3 := h.expect("v: 3\n", "")
+	if c3.Hash != HashContent([]byte("v: 3\n")) || c3.Hash == c2.Hash {
+		t.Errorf("hash %s of the delivery of %q", c3.Hash, c3.Content)
+	}
+	if string(c2.Content) != "v: 2\n" {
+		t.Errorf("the first delivery's content became %q after the next read", c2.Content)
+	}
+	// The delivered hash is the one compared: the same bytes again are not
+	// delivered, other bytes are.
+	writeFile(t, path, "v: 3\n")
+	h.sentinel("v: 4\n")
 }
 
 func TestWatchInitialContent(t *testing.T) {

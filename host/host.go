@@ -35,6 +35,12 @@ type Options struct {
 	// ConfigPath is the file the config was loaded from ("" for the
 	// embedded defaults); it is shown by the API.
 	ConfigPath string
+	// ConfigFileHash is config.HashContent of the bytes of ConfigPath the
+	// config was parsed from (config.ReadFile, then config.Parse), or ""
+	// when not known. It is ConfigInfo.FileHash until the first reload,
+	// and the file watcher's initial hash: that content is not reloaded
+	// again when Watch starts.
+	ConfigFileHash string
 	// Logger is the host logger; nil makes one from the config.
 	Logger hclog.Logger
 	// DrainTimeout bounds the HTTP drain at shutdown; 0 means

@@ -73,10 +73,11 @@ type ReloadResult struct {
 	// Source says what asked for the reload (e.g. "api (caller admin)",
 	// "SIGHUP", "file watcher").
 	Source string `json:"source"`
-	// Generation and Hash are those of the configuration in force after
-	// the reload (unchanged when it failed).
+	// Generation, Hash and FileHash are those of the configuration in
+	// force after the reload (unchanged when it failed).
 	Generation uint64 `json:"generation"`
 	Hash       string `json:"hash"`
+	FileHash   string `json:"file_hash,omitempty"`
 }
 
 // ValidateResult is the verdict of a dry run.
@@ -104,6 +105,11 @@ type ConfigInfo struct {
 	File string `json:"file"`
 	// Hash identifies the content in force (see Reload).
 	Hash string `json:"hash"`
+	// FileHash is the hex SHA-256 of the config file's bytes the
+	// configuration in force was parsed from (config.HashContent; what
+	// sha256sum prints for that content). Empty when not known: no config
+	// file, or a configuration given to Reload directly.
+	FileHash string `json:"file_hash,omitempty"`
 	// LoadedAt is when this generation was put in force.
 	LoadedAt time.Time `json:"loaded_at"`
 	// LastReload is the last reload attempt, successful or not; nil before
@@ -118,6 +124,11 @@ type reloadState struct {
 	// cur is the running configuration; replaced whole, never modified.
 	cur     atomic.Pointer[configSnapshot]
 	metrics *reloadMetrics
+	// beforeParse, when set (by tests, before Start), is called by every
+	// reload of file content with the lock held, just before the content is
+	// parsed: what the reload applies is content, whatever the file holds
+	// by then.
+	beforeParse func(source string, content []byte)
 }
 
 // configSnapshot is the running configuration and what is shown about it.
@@ -125,8 +136,11 @@ type configSnapshot struct {
 	cfg        *config.Config
 	generation uint64
 	hash       string
-	loadedAt   time.Time
-	last       *ReloadResult
+	// fileHash is config.HashContent of the file bytes cfg was parsed from,
+	// "" when not known (see ConfigInfo.FileHash).
+	fileHash string
+	loadedAt time.Time
+	last     *ReloadResult
 }
 
 // reloadMetrics are the reload metrics on the host registry.
@@ -171,7 +185,11 @@ func (h *Host) initReload(reg *prometheus.Registry) error {
 	m.total.WithLabelValues("failure")
 	h.reload.metrics = m
 	h.reload.sem = make(chan struct{}, 1)
-	h.reload.cur.Store(&configSnapshot{cfg: h.cfg, generation: 1, hash: configHash(h.cfg), loadedAt: now})
+	snap := &configSnapshot{cfg: h.cfg, generation: 1, hash: configHash(h.cfg), loadedAt: now}
+	if h.opts.ConfigPath != "" {
+		snap.fileHash = h.opts.ConfigFileHash
+	}
+	h.reload.cur.Store(snap)
 	return nil
 }
 
@@ -201,7 +219,7 @@ func (h *Host) ConfigInfo() ConfigInfo {
 	if s == nil {
 		return ConfigInfo{File: h.opts.ConfigPath}
 	}
-	info := ConfigInfo{Generation: s.generation, File: h.opts.ConfigPath, Hash: s.hash, LoadedAt: s.loadedAt}
+	info := ConfigInfo{Generation: s.generation, File: h.opts.ConfigPath, Hash: s.hash, FileHash: s.fileHash, LoadedAt: s.loadedAt}
 	if s.last != nil {
 		last := *s.last
 		info.LastReload = &last
@@ -213,31 +231,123 @@ func (h *Host) ConfigInfo() ConfigInfo {
 var errNotStarted = errors.New("the host is not started")
 
 // ReloadFile reloads the host's config file (Options.ConfigPath; the
-// embedded defaults and the environment when it is "") now: it reads and
-// parses it with config.Load and calls Reload. A file that cannot be read
-// or parsed is a failed reload too, recorded and reported like any other.
-// This is what SIGHUP, the file watcher and POST /v1/config/reload call.
+// embedded defaults and the environment when it is "") now. It reads the
+// file once (config.ReadFile), and those bytes are what is parsed,
+// validated and applied, and what ConfigInfo.FileHash records the hash of,
+// so that the file watcher, delivering the same content later, reloads
+// nothing. A read that overlaps a save (the file's size or mtime changed
+// during it) is done again after config.DefaultSettle, at most
+// fileReadAttempts times in all. A file that cannot be read, is empty (a
+// truncate-then-write caught in the middle: it is never taken as "the
+// defaults alone" here, as the watcher never delivers it either; write
+// "{}" for that) or does not parse is a failed reload, recorded and
+// reported like any other. SIGHUP, POST /v1/config/reload and `dw config
+// reload` call this; the file watcher does not (see Watch).
 func (h *Host) ReloadFile(ctx context.Context, source string) ReloadResult {
-	candidate, err := config.Load(h.opts.ConfigPath)
+	path := h.opts.ConfigPath
+	if path == "" {
+		return h.reloadContent(ctx, nil, "", source, false)
+	}
+	b, err := readConfigFile(ctx, path)
+	if err == nil && len(b) == 0 {
+		err = &config.Error{Problems: []config.Problem{{Source: path, Message: "the file is empty: taken as a save in progress, " +
+			`the running configuration stays; to run on the defaults alone, write "{}" or a comment`}}}
+	}
 	if err != nil {
 		return h.rejectUnparsed(ctx, source, err)
 	}
-	return h.Reload(ctx, candidate, source)
+	return h.reloadContent(ctx, b, config.HashContent(b), source, false)
 }
 
-// rejectUnparsed records a reload whose candidate could not be parsed.
+// fileReadAttempts bounds the reads of ReloadFile when each overlaps a save.
+const fileReadAttempts = 3
+
+// readConfigFile reads the config file with config.ReadFile, again after
+// config.DefaultSettle when a read overlapped a save, up to
+// fileReadAttempts reads, or until ctx ends.
+func readConfigFile(ctx context.Context, path string) ([]byte, error) {
+	for attempt := 1; ; attempt++ {
+		b, err := config.ReadFile(path)
+		if !errors.Is(err, config.ErrFileChanging) || attempt == fileReadAttempts {
+			return b, err
+		}
+		t := time.NewTimer(config.DefaultSettle)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+	}
+}
+
+// reloadChange reloads the content the file watcher delivered: exactly
+// c.Content, never the file again (by now it may hold another save, or be
+// empty in the middle of one). A content whose hash is that of the file in
+// force (read first by a SIGHUP or API reload, or at start) reloads nothing
+// and is not recorded: the result is OK, with the running generation. After
+// a failed reload it does run (and changes nothing), so that reverting a
+// rejected edit is recorded as a successful reload.
+func (h *Host) reloadChange(ctx context.Context, c config.Change) ReloadResult {
+	return h.reloadContent(ctx, c.Content, c.Hash, "file change ("+c.Cause+")", true)
+}
+
+// reloadContent parses content, the config file's bytes whose hash is
+// fileHash (nil and "" for no config file: the defaults and the
+// environment), and applies it as Reload does. With skipInForce, a
+// fileHash equal to the one in force reloads nothing, unless the last
+// reload failed.
+func (h *Host) reloadContent(ctx context.Context, content []byte, fileHash, source string, skipInForce bool) ReloadResult {
+	begin := time.Now()
+	release, err := h.lockReload(ctx)
+	if err != nil {
+		return lockFailed(begin, source, err)
+	}
+	defer release()
+	snap := h.reload.cur.Load()
+	if skipInForce && fileHash != "" && fileHash == snap.fileHash && (snap.last == nil || snap.last.OK) {
+		h.logger.Debug("config file content already in force; nothing to reload", "source", source, "file_hash", fileHash)
+		return ReloadResult{At: begin, OK: true, Source: source, ChangedKeys: []string{}, Restarted: []string{},
+			Generation: snap.generation, Hash: snap.hash, FileHash: snap.fileHash}
+	}
+	if h.reload.beforeParse != nil {
+		h.reload.beforeParse(source, content)
+	}
+	var candidate *config.Config
+	if path := h.opts.ConfigPath; path == "" {
+		candidate, err = config.Load("") // the defaults and the environment: no file
+	} else {
+		candidate, err = config.Parse(content, path)
+	}
+	if err != nil {
+		res := ReloadResult{At: begin, Source: source, ChangedKeys: []string{}, Restarted: []string{},
+			Generation: snap.generation, Hash: snap.hash, FileHash: snap.fileHash, Problems: problemsOf(err)}
+		h.finish(snap, nil, "", &res)
+		return res
+	}
+	return h.transact(ctx, begin, snap, candidate, fileHash, source)
+}
+
+// lockFailed is the result of a reload that ended waiting for the lock:
+// nothing was attempted, nothing is recorded.
+func lockFailed(begin time.Time, source string, err error) ReloadResult {
+	return ReloadResult{At: begin, Source: source, Error: err.Error(), Problems: []Problem{{Message: err.Error()}},
+		ChangedKeys: []string{}, Restarted: []string{}}
+}
+
+// rejectUnparsed records a reload whose candidate could not be read or
+// parsed.
 func (h *Host) rejectUnparsed(ctx context.Context, source string, err error) ReloadResult {
 	begin := time.Now()
 	release, lerr := h.lockReload(ctx)
 	if lerr != nil {
-		return ReloadResult{At: begin, Source: source, Error: lerr.Error(), Problems: []Problem{{Message: lerr.Error()}},
-			ChangedKeys: []string{}, Restarted: []string{}}
+		return lockFailed(begin, source, lerr)
 	}
 	defer release()
 	snap := h.reload.cur.Load()
 	res := ReloadResult{At: begin, Source: source, ChangedKeys: []string{}, Restarted: []string{},
-		Generation: snap.generation, Hash: snap.hash, Problems: problemsOf(err)}
-	h.finish(snap, nil, &res)
+		Generation: snap.generation, Hash: snap.hash, FileHash: snap.fileHash, Problems: problemsOf(err)}
+	h.finish(snap, nil, "", &res)
 	return res
 }
 
@@ -358,25 +468,39 @@ func (h *Host) lockReload(ctx context.Context) (release func(), err error) {
 // overrides included. A change of a secret alone (a password in a DSN)
 // still reloads (the diff compares the real values) and gets a new
 // generation, but keeps the hash.
+//
+// The file hash (ConfigInfo.FileHash) is another thing: the hex SHA-256 of
+// the config file's bytes the configuration in force was parsed from. A
+// reload of the file (ReloadFile, or a change the watcher delivered)
+// records the hash of the very bytes it parsed, also when they change
+// nothing; Reload, given a candidate that changes the configuration, leaves
+// none.
 func (h *Host) Reload(ctx context.Context, candidate *config.Config, source string) ReloadResult {
 	begin := time.Now()
 	release, err := h.lockReload(ctx)
 	if err != nil {
-		return ReloadResult{At: begin, Source: source, Error: err.Error(), Problems: []Problem{{Message: err.Error()}},
-			ChangedKeys: []string{}, Restarted: []string{}}
+		return lockFailed(begin, source, err)
 	}
 	defer release()
-	snap := h.reload.cur.Load()
+	return h.transact(ctx, begin, h.reload.cur.Load(), candidate, "", source)
+}
+
+// transact is the transaction of Reload, with the reload lock held, from
+// the running snapshot snap. fileHash is the hash of the file bytes
+// candidate was parsed from ("" when it was not parsed from the file): on
+// success it becomes the snapshot's, and a candidate from elsewhere that
+// changes the configuration leaves no file hash.
+func (h *Host) transact(ctx context.Context, begin time.Time, snap *configSnapshot, candidate *config.Config, fileHash, source string) ReloadResult {
 	res := ReloadResult{At: begin, Source: source, ChangedKeys: []string{}, Restarted: []string{},
-		Generation: snap.generation, Hash: snap.hash}
+		Generation: snap.generation, Hash: snap.hash, FileHash: snap.fileHash}
 	if candidate == nil {
 		res.Problems = []Problem{{Message: "no candidate configuration"}}
-		h.finish(snap, nil, &res)
+		h.finish(snap, nil, "", &res)
 		return res
 	}
 	if err := candidate.Validate(); err != nil {
 		res.Problems = problemsOf(err)
-		h.finish(snap, nil, &res)
+		h.finish(snap, nil, "", &res)
 		return res
 	}
 	d := config.Compare(snap.cfg, candidate)
@@ -384,27 +508,33 @@ func (h *Host) Reload(ctx context.Context, candidate *config.Config, source stri
 	p, problems := h.plan(ctx, snap.cfg, candidate, d)
 	if len(problems) > 0 {
 		res.Problems = problems
-		h.finish(snap, nil, &res)
+		h.finish(snap, nil, "", &res)
 		return res
 	}
 	if d.Empty() {
-		h.finish(snap, nil, &res)
+		// Nothing to apply; the file's bytes (a comment changed, say) are
+		// still the ones in force now.
+		if fileHash != "" {
+			res.FileHash = fileHash
+		}
+		h.finish(snap, nil, res.FileHash, &res)
 		return res
 	}
 	gen := snap.generation + 1
 	res.Problems, res.Warnings, res.Restarted = h.apply(context.WithoutCancel(ctx), p, snap.generation, gen)
 	if len(res.Problems) == 0 {
-		res.Generation, res.Hash = gen, configHash(candidate)
-		h.finish(snap, candidate, &res)
+		res.Generation, res.Hash, res.FileHash = gen, configHash(candidate), fileHash
+		h.finish(snap, candidate, fileHash, &res)
 		return res
 	}
-	h.finish(snap, nil, &res)
+	h.finish(snap, nil, "", &res)
 	return res
 }
 
-// finish completes res, swaps in the new snapshot (with candidate as the
-// running config when it is not nil), and updates the metrics and the log.
-func (h *Host) finish(snap *configSnapshot, candidate *config.Config, res *ReloadResult) {
+// finish completes res and swaps in the new snapshot: on success, with
+// fileHash as the file hash in force and candidate, when not nil, as the
+// running config. It updates the metrics and the log.
+func (h *Host) finish(snap *configSnapshot, candidate *config.Config, fileHash string, res *ReloadResult) {
 	res.OK = len(res.Problems) == 0
 	if !res.OK {
 		msgs := make([]string, len(res.Problems))
@@ -418,6 +548,9 @@ func (h *Host) finish(snap *configSnapshot, candidate *config.Config, res *Reloa
 	next := *snap
 	last := *res
 	next.last = &last
+	if res.OK {
+		next.fileHash = fileHash
+	}
 	if candidate != nil {
 		next.cfg, next.generation, next.hash, next.loadedAt = candidate, res.Generation, res.Hash, end
 	}
@@ -430,9 +563,9 @@ func (h *Host) finish(snap *configSnapshot, candidate *config.Config, res *Reloa
 		m.generation.Set(float64(next.generation))
 		m.total.WithLabelValues("success").Inc()
 		if candidate == nil {
-			h.logger.Info("config reloaded: nothing changed", "source", res.Source, "generation", res.Generation)
+			h.logger.Info("config reloaded: nothing changed", "source", res.Source, "generation", res.Generation, "file_hash", res.FileHash)
 		} else {
-			h.logger.Info("config reloaded", "source", res.Source, "generation", res.Generation, "hash", res.Hash,
+			h.logger.Info("config reloaded", "source", res.Source, "generation", res.Generation, "hash", res.Hash, "file_hash", res.FileHash,
 				"changed_keys", res.ChangedKeys, "restarted", res.Restarted, "took", end.Sub(res.At).Round(time.Millisecond))
 		}
 		for _, w := range res.Warnings {

@@ -84,12 +84,16 @@ func newReloadHost(t testing.TB, names []string, subsystemsYAML string) *reloadH
 	r.head = fmt.Sprintf("server: {listen: 127.0.0.1:0}\nlog: {level: info, format: text}\ndata_dir: %s\nplugins: {dir: %s, start_timeout: 20s}\n",
 		filepath.Join(dir, "data"), r.pluginsDir)
 	r.write(subsystemsYAML)
-	cfg, err := config.Load(r.cfgPath)
+	content, err := config.ReadFile(r.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse(content, r.cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.logger = hclog.New(&hclog.LoggerOptions{Name: "dw", Level: hclog.Info, Output: r.logs})
-	r.h, err = host.New(cfg, host.Options{ConfigPath: r.cfgPath, Logger: r.logger,
+	r.h, err = host.New(cfg, host.Options{ConfigPath: r.cfgPath, ConfigFileHash: config.HashContent(content), Logger: r.logger,
 		Backoff: supervisor.Backoff{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond, QuarantineAfter: 5, Window: time.Minute}})
 	if err != nil {
 		t.Fatal(err)

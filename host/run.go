@@ -18,7 +18,15 @@ import (
 // file (every settled change is reloaded as one transaction, see Reload)
 // and plugins.dir (binaries that appear, change or go are loaded, swapped
 // or stopped). Without a config file (embedded defaults) only plugins.dir
-// is watched. It returns when both watchers have stopped.
+// is watched. It returns when both watchers have stopped. Call it after
+// Start.
+//
+// A reload of a file change parses and applies exactly the bytes the
+// watcher read and hashed (config.Change), never the file again: by then
+// the file may hold a later save (the watcher delivers it next) or be
+// empty in the middle of a truncate-then-write. Content whose hash is the
+// one in force (ConfigInfo.FileHash: read at start, or by a SIGHUP or API
+// reload) reloads nothing.
 func (h *Host) Watch(ctx context.Context) error {
 	var (
 		wg   sync.WaitGroup
@@ -31,10 +39,16 @@ func (h *Host) Watch(ctx context.Context) error {
 		mu.Unlock()
 	}
 	if path := h.opts.ConfigPath; path != "" {
-		// No InitialHash: the first read is delivered and reloaded, which
-		// is a no-op unless the file changed between the start-up load
-		// and now — exactly the change that must not be missed.
-		w, err := config.NewWatcher(config.WatchOptions{Path: path, Logger: h.logger.Named("config")})
+		// The initial hash is that of the content in force: the first
+		// read is delivered (and reloaded) only when the file changed
+		// since it was read — exactly the change that must not be
+		// missed. When it is not known (""), the first read is delivered
+		// and its reload changes nothing unless the file changed.
+		var inForce string
+		if snap := h.reload.cur.Load(); snap != nil {
+			inForce = snap.fileHash
+		}
+		w, err := config.NewWatcher(config.WatchOptions{Path: path, InitialHash: inForce, Logger: h.logger.Named("config")})
 		if err != nil {
 			return fmt.Errorf("watch config file: %w", err)
 		}
@@ -42,7 +56,7 @@ func (h *Host) Watch(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			err := w.Run(ctx, func(c config.Change) {
-				h.ReloadFile(ctx, "file change ("+c.Cause+")")
+				h.reloadChange(ctx, c)
 			})
 			if err != nil && !errors.Is(err, context.Canceled) {
 				h.logger.Error("config file watcher stopped", "error", err)

@@ -42,14 +42,30 @@ func serve(ctx context.Context, path string, explicit bool, drain time.Duration)
 			path = ""
 		}
 	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		return err
-	}
-	logger := host.NewLogger(cfg.Log)
+	opts := host.Options{ConfigPath: path, DrainTimeout: drain}
+	var cfg *config.Config
 	if path == "" {
-		logger.Info("no config file; running on the embedded defaults", "looked_for", defaultConfigPath)
+		c, err := config.Load("") // the embedded defaults and the environment
+		if err != nil {
+			return err
+		}
+		cfg = c
+	} else {
+		// Read once: the bytes parsed are the bytes hashed, so the host's
+		// file watcher knows the content in force.
+		b, err := config.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if cfg, err = config.Parse(b, path); err != nil {
+			return err
+		}
+		opts.ConfigFileHash = config.HashContent(b)
+	}
+	opts.Logger = host.NewLogger(cfg.Log)
+	if path == "" {
+		opts.Logger.Info("no config file; running on the embedded defaults", "looked_for", defaultConfigPath)
 	}
 
-	return host.Run(ctx, cfg, host.Options{ConfigPath: path, Logger: logger, DrainTimeout: drain})
+	return host.Run(ctx, cfg, opts)
 }
