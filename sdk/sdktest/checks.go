@@ -33,6 +33,10 @@ type run struct {
 
 	stderrShown int64 // how much of the plugin's stderr a detail showed
 
+	// crashedIn names the check during which the plugin process died, and
+	// crash says how; the later checks are skipped.
+	crashedIn, crash string
+
 	valid   []candidate // normalized Options.ValidLimits
 	invalid []candidate // generated and Options.InvalidLimits
 }
@@ -44,10 +48,18 @@ type candidate struct {
 	why string
 	// path is the key path the rejection must name.
 	path string
+	// leaf is the value at path, when the candidate probes one key.
+	leaf    any
+	hasLeaf bool
 }
 
+// String names the key and the value for a probe of one key
+// ("limits.rate = 0 (below its minimum 1)"), else shows the limits.
 func (c candidate) String() string {
 	s := jsonText(c.limits)
+	if c.hasLeaf {
+		s = c.path + " = " + jsonText(c.leaf)
+	}
 	if c.why != "" {
 		s += " (" + c.why + ")"
 	}
@@ -221,6 +233,10 @@ func (r *run) prepareCandidates() []string {
 		defaults = r.info.DefaultLimits
 	}
 	r.invalid = generateInvalid(defaults)
+	if r.info != nil {
+		// The edges of every limit the plugin's schema describes.
+		r.invalid = append(r.invalid, schemaProbes(r.info.Schema)...)
+	}
 	for i, l := range r.opts.InvalidLimits {
 		n, err := normalize(l)
 		if err != nil {
@@ -243,9 +259,11 @@ const maxGenerated = 200
 // be named plainly (nested objects included, lists as a whole).
 func generateInvalid(defaults map[string]any) []candidate {
 	out := []candidate{{
-		limits: map[string]any{unknownKey: 1},
-		why:    "an unknown key",
-		path:   "limits." + unknownKey,
+		limits:  map[string]any{unknownKey: 1},
+		why:     "an unknown key",
+		path:    "limits." + unknownKey,
+		leaf:    1,
+		hasLeaf: true,
 	}}
 	var walk func(m map[string]any, path []string)
 	walk = func(m map[string]any, path []string) {
@@ -265,9 +283,11 @@ func generateInvalid(defaults map[string]any) []candidate {
 			}
 			wrong, want := wrongValue(m[k])
 			out = append(out, candidate{
-				limits: nest(p, wrong),
-				why:    fmt.Sprintf("%s instead of %s", describe(wrong), want),
-				path:   "limits." + strings.Join(p, "."),
+				limits:  nest(p, wrong),
+				why:     fmt.Sprintf("%s instead of %s", describe(wrong), want),
+				path:    "limits." + strings.Join(p, "."),
+				leaf:    wrong,
+				hasLeaf: true,
 			})
 		}
 	}
@@ -298,7 +318,7 @@ func wrongValue(v any) (wrong any, want string) {
 		return "true", "a boolean"
 	case string:
 		return true, "a string"
-	case float64:
+	case float64, int64, uint64, int:
 		return true, "a number"
 	case []any:
 		return true, "a list"

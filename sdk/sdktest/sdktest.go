@@ -245,7 +245,22 @@ func failList(problems []string, summary string) outcome {
 
 func (r *run) do(name string, fn func() outcome) {
 	start := time.Now()
-	o := fn()
+	var o outcome
+	// Checks of the first plugin process; host_death starts its own.
+	ownProcess := name != CheckHandshake && name != CheckHostDeath
+	if r.crashedIn != "" && ownProcess {
+		o = skip("the plugin crashed in %s: %s", r.crashedIn, r.crash)
+	} else {
+		o = fn()
+		// A plugin that died is reported as a crash, with its panic,
+		// not as the connection errors the crash caused; the checks
+		// of the same process after it are skipped.
+		if ownProcess && r.proc != nil && r.proc.sdk != nil && r.exited(!o.passed && !o.skipped) {
+			r.crashedIn = name
+			r.crash = crashDetail(r.proc.stderr.lines(200))
+			o = fail("the plugin crashed: %s%s", r.crash, r.stderr())
+		}
+	}
 	r.report.Checks = append(r.report.Checks, CheckResult{
 		Name:     name,
 		Passed:   o.passed,

@@ -36,7 +36,7 @@ var buildOnce = sync.OnceValue(func() error {
 	}
 	binDir = dir
 	builds := [][]string{
-		{"build", "-o", dir + "/", "./testdata/dw-plugin-chatty", "./testdata/dw-plugin-immortal"},
+		{"build", "-o", dir + "/", "./testdata/dw-plugin-chatty", "./testdata/dw-plugin-immortal", "./testdata/dw-plugin-lenient", "./testdata/dw-plugin-crashy", "./testdata/dw-plugin-panicky"},
 		{"build", "-ldflags", "-X github.com/datawarehouse/dw/sdk/v6.reportedSDKVersion=5.0.0", "-o", dir + "/", "./testdata/dw-plugin-sloppy"},
 		// kvcache is a module of its own: built from its folder.
 		{"-C", "../../examples/kvcache", "build", "-o", filepath.Join(dir, "dw-plugin-kvcache"), "."},
@@ -321,4 +321,45 @@ func TestImportsStayLean(t *testing.T) {
 			t.Errorf("sdktest depends on %s, which is none of sdk, go-plugin, hclog, grpc, protobuf and theirs", dep)
 		}
 	}
+}
+
+// TestLenientPluginFailsTheLimitEdges: a plugin whose schema says rate >= 1
+// but which accepts rate 0 fails, with the limit and the value named.
+func TestLenientPluginFailsTheLimitEdges(t *testing.T) {
+	rep := check(t, testPlugin(t, "lenient"), Options{})
+	if rep.Passed() {
+		t.Fatal("a plugin accepting limits outside its schema passed")
+	}
+	expect(t, rep, map[string]want{
+		CheckHandshake: {"pass", nil},
+		CheckGetInfo:   {"pass", nil},
+		CheckValidateLimits: {"fail", []string{
+			"accepted invalid limits limits.rate = 0 (below its minimum 1)",
+			`accepted invalid limits limits.rate = "1" (a string instead of a number)`,
+			"accepted invalid limits limits.sdktest_no_such_limit = 1 (an unknown key)",
+		}},
+		CheckApplyLimits: {"fail", []string{"ApplyLimits accepted invalid limits limits.sdktest_no_such_limit = 1 (an unknown key)"}},
+	})
+}
+
+// TestCrashyPluginIsReportedAsACrash: a panic no handler can recover (in a
+// goroutine of the plugin's) kills the process during Configure, which runs
+// ApplyLimits: the check says so with the panic and its source line, and
+// the checks after it on that process are skipped, not failed.
+func TestCrashyPluginIsReportedAsACrash(t *testing.T) {
+	rep := check(t, testPlugin(t, "crashy"), Options{})
+	if rep.Passed() {
+		t.Fatal("a crashing plugin passed")
+	}
+	expect(t, rep, map[string]want{
+		CheckHandshake:      {"pass", nil},
+		CheckGetInfo:        {"pass", nil},
+		CheckConfigure:      {"fail", []string{"the plugin crashed: panic: assignment to entry in nil map (main.go:", "in main.startWorker)"}},
+		CheckValidateLimits: {"skip", []string{"the plugin crashed in configure: panic: assignment to entry in nil map"}},
+		CheckApplyLimits:    {"skip", nil},
+		CheckMetrics:        {"skip", nil},
+		CheckHealth:         {"skip", nil},
+		CheckShutdown:       {"skip", nil},
+		CheckHostDeath:      {hostDeathState(), nil},
+	})
 }
