@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"strings"
 
 	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
@@ -147,6 +148,9 @@ func (w *schemaWalker) value(v reflect.Value, t reflect.Type, r *fieldRules, pat
 		if r.max != nil {
 			sf.Max = r.maxText
 		}
+		if k == vkDuration {
+			sf.Min, sf.Max = shortDuration(sf.Min), shortDuration(sf.Max)
+		}
 		sf.Enum = r.enum
 	}
 	if v.IsValid() {
@@ -177,4 +181,17 @@ func (w *schemaWalker) value(v reflect.Value, t reflect.Type, r *fieldRules, pat
 		return w.value(reflect.Value{}, t.Elem(), r, path+"[]", "")
 	}
 	return nil
+}
+
+// shortDuration drops the zero minutes and seconds of a duration's
+// String ("24h0m0s" → "24h", "1m0s" → "1m"); time.ParseDuration reads
+// both forms.
+func shortDuration(s string) string {
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }

@@ -93,7 +93,7 @@ func TestSchemaOf(t *testing.T) {
 		{path: "tiers", typ: "map", def: `null`, live: true},
 		{path: "tiers.*", typ: "list", live: true},
 		{path: "tiers.*[]", typ: "int", min: "-1", max: "9", bits: 8, live: true},
-		{path: "ttl", typ: "duration", doc: "how long an entry lives", def: `"1m0s"`, min: "1s", max: "24h0m0s", live: true},
+		{path: "ttl", typ: "duration", doc: "how long an entry lives", def: `"1m0s"`, min: "1s", max: "24h", live: true},
 	}
 	checkFields(t, "limits", s.GetLimits(), wantLimits)
 	wantSettings := []field{
