@@ -160,7 +160,9 @@ func TestJSONSchema(t *testing.T) {
 		}
 		return v
 	}
-	limits := func(key string) map[string]any { return get("properties", "limits", "properties", key).(map[string]any) }
+	limits := func(key string) map[string]any {
+		return get("properties", "limits", "properties", key).(map[string]any)
+	}
 	cases := []struct {
 		name      string
 		got, want any
