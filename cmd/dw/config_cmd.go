@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/datawarehouse/dw/config"
+	"github.com/datawarehouse/dw/host"
 )
 
 func newConfigCmd(g *globalFlags) *cobra.Command {
@@ -174,15 +175,19 @@ func newConfigCmd(g *globalFlags) *cobra.Command {
 // returns an exit error when the file is invalid.
 func writeOfflineResult(w io.Writer, g *globalFlags, file string, rep offlineReport) error {
 	if g.output == "json" {
-		raw, err := json.Marshal(struct {
+		for _, l := range []*[]string{&rep.Warnings, &rep.Notes} {
+			if *l == nil {
+				*l = []string{}
+			}
+		}
+		if rep.Problems == nil {
+			rep.Problems = []host.Problem{}
+		}
+		if err := writeJSON(w, struct {
 			File string `json:"file"`
 			OK   bool   `json:"ok"`
 			offlineReport
-		}{file, len(rep.Problems) == 0, rep})
-		if err != nil {
-			return err
-		}
-		if err := printJSON(w, raw); err != nil {
+		}{file, len(rep.Problems) == 0, rep}); err != nil {
 			return err
 		}
 	} else {

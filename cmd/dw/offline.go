@@ -74,6 +74,7 @@ func checkPlugins(ctx context.Context, cfg *config.Config) offlineReport {
 		rep.check(ctx, name, sec, p)
 		p.Stop()
 	}
+	slices.SortStableFunc(rep.Problems, func(a, b host.Problem) int { return strings.Compare(a.Path, b.Path) })
 	return rep
 }
 
