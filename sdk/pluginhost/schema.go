@@ -57,8 +57,8 @@ func (n *node) typ() string {
 	return n.field.Type
 }
 
-// step is one step of a field path: a key, "*" (any map key) or "[]" (a
-// list element).
+// splitPath splits a field path into its steps: keys, "*" (any key of a
+// map) and "[]" (an element of a list).
 func splitPath(path string) []string {
 	var steps []string
 	for part := range strings.SplitSeq(path, ".") {
@@ -128,7 +128,8 @@ func (n *node) leaf() *node {
 // ---- offline checks ----
 
 // CheckLimits checks limits (the mapping under subsystems.<name>.limits)
-// against the schema without the plugin: unknown keys (with a did-you-mean),
+// against the schema without the plugin: unknown keys (with the did-you-mean
+// of SuggestKey),
 // types, ranges (min and max, and the range of each integer's size), enums,
 // and keys a map or list element leaves out whose zero value breaks a rule.
 // Paths start with "limits" ("limits.max_entries"); messages are Decode's,
