@@ -33,7 +33,7 @@ type schemaLimits struct {
 	Default    schemaRate            `dw:"default"`
 	Tiers      map[string][]int8     `dw:"tiers" min:"-1" max:"9"`
 	Ignored    int                   `dw:"-"`
-	hidden     int
+	hidden     int                   //nolint:unused // an unexported field is not a key
 }
 
 type schemaSettings struct {

@@ -43,9 +43,7 @@ func newConfigCmd(g *globalFlags) *cobra.Command {
 			}
 			if !live {
 				rep := checkPlugins(cmd.Context(), cfg)
-				for _, w := range pathWarnings(cfg) {
-					rep.Warnings = append(rep.Warnings, w)
-				}
+				rep.Warnings = append(rep.Warnings, pathWarnings(cfg)...)
 				return writeOfflineResult(out, g, args[0], rep)
 			}
 			for _, w := range pathWarnings(cfg) {
