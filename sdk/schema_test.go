@@ -33,7 +33,7 @@ type schemaLimits struct {
 	Default    schemaRate            `dw:"default"`
 	Tiers      map[string][]int8     `dw:"tiers" min:"-1" max:"9"`
 	Ignored    int                   `dw:"-"`
-	hidden     int                   //nolint:unused // an unexported field is not a key
+	hidden     int                   // not a key: unexported
 }
 
 type schemaSettings struct {
@@ -49,7 +49,7 @@ type schemaSubsystem struct {
 func (s *schemaSubsystem) DefaultLimits() schemaLimits {
 	return schemaLimits{
 		schemaEmbedded: schemaEmbedded{Shared: 2},
-		MaxEntries:     10, TTL: time.Minute, Mode: "fast",
+		MaxEntries:     10, TTL: time.Minute, Mode: "fast", hidden: 7,
 		Callers: map[string]schemaRate{"alice": {Bytes: MiB}},
 		Default: schemaRate{Ops: 1.5},
 	}
