@@ -20,7 +20,7 @@ EXAMPLES := kvcache
 # go.mod is missing from this list.
 MODULES := . sdk $(addprefix examples/,$(EXAMPLES))
 
-.PHONY: all build run test bench lint fmt proto proto-check tools clean check-modules
+.PHONY: all build run test bench lint fmt proto proto-check tools clean check-modules readme
 
 all: build
 
@@ -57,6 +57,12 @@ bench: build
 	@for m in $(MODULES); do \
 		(cd $$m && $(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./...) || exit 1; \
 	done
+
+# Regenerates the plugin references in README.md (dw plugin docs of each
+# first-party plugin, between the BEGIN/END dw plugin docs markers);
+# TestREADMEPluginDocs fails when they are stale.
+readme:
+	$(GO) test -count=1 -run TestREADMEPluginDocs ./cmd/dw -update
 
 fmt:
 	gofmt -w $$(git ls-files '*.go' | grep -v '\.pb\.go$$')

@@ -476,9 +476,15 @@ func TestCLIConfigCommands(t *testing.T) {
 	if code != 2 || !strings.Contains(out, `server.lisen: unknown key (did you mean "listen"?)`) {
 		t.Fatalf("offline validate of a typo: exit %d\n%s", code, out)
 	}
+	// Offline, each plugin is started briefly (never configured) and its
+	// schema judges its limits.
 	out, code = dwCLI(t, nil, nil, "config", "validate", bad)
+	if code != 2 || !strings.Contains(out, "subsystems.good0.limits.max_items: must be >= 1, got 0") {
+		t.Fatalf("offline validate of bad plugin limits: exit %d\n%s", code, out)
+	}
+	out, code = dwCLI(t, nil, nil, "config", "validate", good)
 	if code != 0 || !strings.Contains(out, "valid (offline check") {
-		t.Fatalf("offline validate cannot judge plugin limits: exit %d\n%s", code, out)
+		t.Fatalf("offline validate of a good file: exit %d\n%s", code, out)
 	}
 	out, code = dwCLI(t, h, nil, "config", "validate", "--live", bad)
 	if code != 2 || !strings.Contains(out, "REJECTED") || !strings.Contains(out, "limits.max_items") {

@@ -115,6 +115,9 @@ const maxDecodeDepth = 100
 // a default or a zero value that breaks one (a map entry that leaves out a
 // key with `min:"1"`) is a problem too, marked "(not set)".
 //
+// A `doc:"..."` tag says in one line what the key does. Decode ignores it;
+// the schema a plugin reports to the host carries it (see [SettingsDeclarer]).
+//
 // After the fields decode without problems, Decode calls Validate on the
 // decoded top-level struct if its pointer has a `Validate() error` method
 // (see Validator). Problems of a *DecodeError it returns are added with root
@@ -269,6 +272,7 @@ type fieldInfo struct {
 	index []int
 	typ   reflect.Type
 	rules *fieldRules // nil when the field has no rule tags
+	doc   string      // the doc tag, for the schema
 }
 
 // fieldRules are the min, max and enum tags of a field, for its leaf type (the
@@ -414,7 +418,8 @@ func collectFields(t reflect.Type, prefix []int, info *structInfo) error {
 			return fmt.Errorf("%s field %s: %w", t, sf.Name, err)
 		}
 		info.byKey[key] = len(info.fields)
-		info.fields = append(info.fields, fieldInfo{key: key, name: sf.Name, index: index, typ: sf.Type, rules: r})
+		info.fields = append(info.fields, fieldInfo{key: key, name: sf.Name, index: index, typ: sf.Type, rules: r,
+			doc: strings.Join(strings.Fields(sf.Tag.Get("doc")), " ")})
 	}
 	return nil
 }

@@ -20,6 +20,19 @@
 // types and out-of-range values with the key path, so the plugin's
 // ApplyLimits only ever sees valid limits.
 //
+// Settings (the other keys of the plugin's config section, handed to
+// Configure) follow the same rules through [Config.DecodeSettings]. A
+// plugin that implements [SettingsDeclarer] (DefaultSettings) declares
+// them, so that the host can check them before starting it.
+//
+// The schema: from the limits and settings structs the SDK derives a
+// description of every key — type, default, bounds, enum, whether a change
+// applies live (limits) or restarts the plugin (settings), and a one-line
+// doc from a `doc:"..."` tag (field comments are not in a compiled binary,
+// so write the doc tag) — and GetInfo sends it. The host uses it for
+// `dw config validate` (checks a config file offline), `dw config schema`
+// (a JSON Schema for editors) and `dw plugin docs` (a Markdown reference).
+//
 // Errors cross the connection as gRPC status codes: return the sentinels of
 // this package (wrapped as you like) and the host sees them with errors.Is;
 // [WithRetryAfter] adds a retry hint that becomes an HTTP Retry-After.

@@ -42,7 +42,15 @@ var _ dwv1.ScalableSubsystemServer = (*subsystemServer[struct{}])(nil)
 func newSubsystemServer[L any](impl Subsystem[L], logger hclog.Logger) *subsystemServer[L] {
 	s := &subsystemServer[L]{impl: impl, logger: logger}
 	s.current = impl.DefaultLimits()
-	s.schema = schemaOf[L](impl)
+	schema, err := schemaOf[L](impl)
+	if err != nil {
+		// A programming error (a field type Decode does not support): the
+		// plugin could never be configured. Stop before the handshake, with
+		// a log line the host shows, rather than fail at every call.
+		logger.Error("plugin bug: cannot describe the limits or settings", "error", err)
+		panic("sdk: plugin bug: " + err.Error())
+	}
+	s.schema = schema
 	return s
 }
 

@@ -14,7 +14,16 @@ import (
 // Lifecycle, in order:
 //
 //  1. The host starts the binary; [Serve] performs the go-plugin handshake.
-//  2. Info is asked (GetInfo); the host checks the SDK version.
+//     Before it, the SDK derives the schema of the limits (from
+//     DefaultLimits) and, if the Subsystem is a [SettingsDeclarer], of the
+//     settings: every key with its type, default, bounds, enum and doc tag.
+//     A field of a type [Decode] does not support is a programming error:
+//     Serve logs it and panics, so the plugin never starts.
+//  2. Info is asked (GetInfo, which also carries the schema); the host
+//     checks the SDK version. A host that only checks a config file (dw
+//     config validate) or documents the plugin (dw plugin docs) stops here,
+//     after at most a ValidateLimits, which before Configure checks the
+//     rules of the limits struct only.
 //  3. Configure is called once with the start-time settings and the host
 //     services. A settings change restarts the plugin, so Configure is never
 //     called twice in one process.
@@ -28,6 +37,9 @@ import (
 //
 // The SDK serialises Configure and ApplyLimits; Metrics and Health may run
 // concurrently with them and with each other.
+//
+// Optional interfaces, each found by type assertion: [LimitsValidator],
+// [SettingsDeclarer], [GRPCRegistrar], [Shutdowner].
 type Subsystem[L any] interface {
 	// Info says who the plugin is.
 	Info() Info

@@ -5,10 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/datawarehouse/dw/host/supervisor"
 	"github.com/datawarehouse/dw/sdk/v6/sdktest"
 )
 
@@ -62,6 +66,40 @@ func newPluginCmd(g *globalFlags) *cobra.Command {
 	}
 	check.Flags().StringVar(&settingsJSON, "settings", "", "settings to Configure the plugin with, as a JSON object")
 	check.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "time bound for the whole suite")
-	cmd.AddCommand(check)
+	var docsConfig string
+	docs := &cobra.Command{
+		Use:   "docs NAME|PATH",
+		Short: "Print the Markdown reference of a plugin's limits and settings",
+		Long: "Print the Markdown reference of a plugin's limits and settings (key, type, default, allowed values,\n" +
+			"whether a change applies live, and what it does), from the schema the plugin reports. NAME is a\n" +
+			"plugin in plugins.dir (of --config, else of " + defaultConfigPath + " when it exists, else of the embedded\n" +
+			"defaults); a PATH (with a /) is a plugin binary. The binary is started briefly: handshake and GetInfo\n" +
+			"only. With -o json it prints the schema itself.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadConfigForPlugins(docsConfig, cmd.Flags().Changed("config"))
+			if err != nil {
+				return err
+			}
+			path, name := args[0], filepath.Base(args[0])
+			if strings.ContainsRune(args[0], filepath.Separator) {
+				name = strings.TrimPrefix(name, supervisor.BinaryPrefix)
+			} else if path, err = supervisor.BinaryPath(cfg.Plugins.Dir, args[0]); err != nil {
+				return err
+			}
+			p, err := probe(cmd.Context(), cfg, path)
+			if err != nil {
+				return err
+			}
+			defer p.Stop()
+			if g.output == "json" {
+				return writeJSON(cmd.OutOrStdout(), p.Info.Schema)
+			}
+			_, err = io.WriteString(cmd.OutOrStdout(), p.Info.Schema.Markdown(name))
+			return err
+		},
+	}
+	docs.Flags().StringVarP(&docsConfig, "config", "c", defaultConfigPath, "config file whose plugins.dir holds the plugins")
+	cmd.AddCommand(check, docs)
 	return cmd
 }

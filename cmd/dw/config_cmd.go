@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/datawarehouse/dw/config"
+	"github.com/datawarehouse/dw/host"
 )
 
 func newConfigCmd(g *globalFlags) *cobra.Command {
@@ -21,9 +22,17 @@ func newConfigCmd(g *globalFlags) *cobra.Command {
 	var live bool
 	validate := &cobra.Command{
 		Use:   "validate FILE",
-		Short: "Check a config file: offline (schema, paths), or with --live also against the running plugins",
-		Long: "Check a config file. Offline it checks the schema (unknown keys, types, ranges) and the paths.\n" +
-			"With --live the running host also asks every affected plugin to validate its limits; nothing changes.\n" +
+		Short: "Check a config file: offline (the host's keys, and every enabled plugin's settings and limits), or with --live against the running plugins",
+		Long: "Check a config file.\n\n" +
+			"Offline it checks the host's keys (unknown keys, types, ranges) and the paths, then the section of\n" +
+			"every enabled subsystem with its plugin from plugins.dir: it starts each binary briefly (handshake,\n" +
+			"GetInfo and ValidateLimits only; never Configure, so the plugin opens nothing), checks the settings\n" +
+			"and limits against the schema the plugin reports (types, bounds, enums, unknown keys with a\n" +
+			"suggestion), and asks the plugin to validate the limits (rules between keys). A plugin of sdk 6.0\n" +
+			"reports no schema: its limits are checked by ValidateLimits alone. An enabled subsystem without a\n" +
+			"binary is a warning: its section is not checked. Settings rules a plugin applies in Configure\n" +
+			"(a folder that must exist, a DSN that must be set) are only checked when it starts.\n\n" +
+			"With --live the running host asks every affected plugin instead; nothing changes.\n" +
 			"Exit status 0 when the file is valid, 2 when it is not.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -32,12 +41,13 @@ func newConfigCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
+			if !live {
+				rep := checkPlugins(cmd.Context(), cfg)
+				rep.Warnings = append(rep.Warnings, pathWarnings(cfg)...)
+				return writeOfflineResult(out, g, args[0], rep)
+			}
 			for _, w := range pathWarnings(cfg) {
 				fmt.Fprintln(out, "warning:", w)
-			}
-			if !live {
-				fmt.Fprintf(out, "%s: valid (offline check; use --live to ask the running plugins)\n", args[0])
-				return nil
 			}
 			res, raw, err := postValidate(g, data)
 			if err != nil {
@@ -129,8 +139,77 @@ func newConfigCmd(g *globalFlags) *cobra.Command {
 			return printJSON(cmd.OutOrStdout(), raw)
 		},
 	}
-	cmd.AddCommand(validate, diff, reload, show)
+	var schemaConfig string
+	schema := &cobra.Command{
+		Use:   "schema",
+		Short: "Print the JSON Schema of the config file, with the sections of the plugins in plugins.dir",
+		Long: "Print the JSON Schema (draft 2020-12) of the config file: the host's keys, and the section of every\n" +
+			"plugin found in plugins.dir (of --config, else of " + defaultConfigPath + " when it exists, else of the\n" +
+			"embedded defaults), from the schema each plugin reports (each binary is started briefly: handshake and\n" +
+			"GetInfo only). Other subsystems get a section with enabled and limits only.\n\n" +
+			"Editors check and complete the file with it through yaml-language-server: save the output, e.g.\n" +
+			"  dw config schema > dw.schema.json\n" +
+			"and put this line at the top of the config file:\n" +
+			"  # yaml-language-server: $schema=./dw.schema.json",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfigForPlugins(schemaConfig, cmd.Flags().Changed("config"))
+			if err != nil {
+				return err
+			}
+			schemas, err := pluginSchemas(cmd.Context(), cfg, func(w string) { fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w) })
+			if err != nil {
+				return err
+			}
+			return writeJSON(cmd.OutOrStdout(), config.JSONSchema(schemas))
+		},
+	}
+	schema.Flags().StringVarP(&schemaConfig, "config", "c", defaultConfigPath, "config file whose plugins.dir holds the plugins")
+	cmd.AddCommand(validate, diff, reload, show, schema)
 	return cmd
+}
+
+// writeOfflineResult prints the outcome of an offline validation and
+// returns an exit error when the file is invalid.
+func writeOfflineResult(w io.Writer, g *globalFlags, file string, rep offlineReport) error {
+	if g.output == "json" {
+		for _, l := range []*[]string{&rep.Warnings, &rep.Notes} {
+			if *l == nil {
+				*l = []string{}
+			}
+		}
+		if rep.Problems == nil {
+			rep.Problems = []host.Problem{}
+		}
+		if err := writeJSON(w, struct {
+			File string `json:"file"`
+			OK   bool   `json:"ok"`
+			offlineReport
+		}{file, len(rep.Problems) == 0, rep}); err != nil {
+			return err
+		}
+	} else {
+		for _, p := range rep.Problems {
+			fmt.Fprintf(w, "config %s: %s\n", file, p)
+		}
+		for _, n := range rep.Warnings {
+			fmt.Fprintln(w, "warning:", n)
+		}
+		for _, n := range rep.Notes {
+			fmt.Fprintln(w, "note:", n)
+		}
+		if len(rep.Problems) == 0 {
+			fmt.Fprintf(w, "%s: valid (offline check; use --live to ask the running plugins)\n", file)
+		}
+	}
+	if n := len(rep.Problems); n > 0 {
+		noun := "problems"
+		if n == 1 {
+			noun = "problem"
+		}
+		return &exitError{code: 2, err: fmt.Errorf("%s: invalid: %d %s", file, n, noun)}
+	}
+	return nil
 }
 
 // readConfigFile reads and checks a config file offline.
@@ -232,4 +311,13 @@ func problemText(raw json.RawMessage) string {
 		return p.Message
 	}
 	return string(raw)
+}
+
+// writeJSON writes v as indented JSON, with <, > and & as they are (JSON
+// Schema descriptions mention dw-plugin-<name>).
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

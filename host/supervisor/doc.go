@@ -82,6 +82,17 @@
 // and ApplyLimits with the current limits and config generation. Only then
 // is the plugin serving.
 //
+// # Probe
+//
+// [Probe] starts a plugin binary outside any Manager, for the offline
+// commands (dw config validate, dw config schema, dw plugin docs): the
+// same runner, spawner thread, process group and host pid as above, then
+// the handshake and GetInfo, and nothing else: no Configure, so the plugin
+// opens nothing. Probed.Stop kills the process group (a plugin never
+// configured has nothing to flush) and waits until it is reaped and the
+// spawner thread has ended. A pinned checksum is compared before the exec
+// (the file is executed in place, not copied: a check tool, not the host).
+//
 // # Checksum pinning and the time-of-check gap
 //
 // When plugins.checksums names a binary, the supervisor copies it into a

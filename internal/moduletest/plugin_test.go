@@ -1,6 +1,7 @@
 package moduletest
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -109,6 +110,23 @@ func TestPluginFromEmptyFolder(t *testing.T) {
 		t.Fatalf("dw plugin check %s: %v\n%s", bin, err, out)
 	}
 	t.Logf("dw plugin check %s: every check passed", filepath.Base(bin))
+
+	// The operator's side: dw config validate starts the plugin briefly and
+	// judges its section by the schema the SDK derived from Limits.
+	cfg := filepath.Join(t.TempDir(), "dw.yaml")
+	yaml := "data_dir: " + t.TempDir() + "\nplugins: {dir: " + dir + "}\nsubsystems:\n" +
+		"  dbstorage: {enabled: false}\n  filesystem: {enabled: false}\n  dataprotection: {enabled: false}\n  fabric: {enabled: false}\n" +
+		"  ratelimit:\n    limits: {rate: 0, bogus: 1}\n"
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.CommandContext(t.Context(), dw, "config", "validate", cfg).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 ||
+		!strings.Contains(string(out), "subsystems.ratelimit.limits.rate: must be >= 1, got 0") ||
+		!strings.Contains(string(out), `subsystems.ratelimit.limits.bogus: unknown key; allowed: burst, rate`) {
+		t.Errorf("dw config validate of rate 0 and bogus 1: %v\n%s", err, out)
+	}
 }
 
 // TestExampleModuleGraph checks examples/kvcache, the repository's own

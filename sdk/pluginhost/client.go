@@ -241,38 +241,57 @@ func decode(js []byte, st *structpb.Struct) (map[string]any, error) {
 }
 
 // Schema describes a plugin's limits and settings (see the proto message
-// dw.sdk.v1.Schema).
+// dw.sdk.v1.Schema), as the SDK derives it from the plugin's structs with
+// the analysis Decode uses. Fields come depth first with keys sorted at
+// each level: an object, map or list comes before the keys inside it.
+//
+// Its methods serve the host and tools: CheckLimits and CheckSettings
+// check a config section offline, JSONSchema describes it for editors,
+// Markdown documents it. A nil *Schema (a plugin of sdk 6.0) is valid for
+// all of them. Schema and Field are part of the SDK's 6.x compatibility
+// promise: fields may be added, none removed or changed in meaning.
 type Schema struct {
 	// Limits are the keys under subsystems.<name>.limits, in key order.
-	Limits []Field
+	Limits []Field `json:"limits"`
 	// Settings are the other keys of the subsystem's section.
-	Settings []Field
+	Settings []Field `json:"settings"`
 	// SettingsDeclared is false when the plugin declared no settings
-	// struct: its settings cannot be checked without configuring it.
-	SettingsDeclared bool
+	// struct (sdk.SettingsDeclarer): its settings cannot be checked without
+	// configuring it.
+	SettingsDeclared bool `json:"settings_declared"`
 }
 
 // Field describes one key of limits or settings.
 type Field struct {
 	// Path is the dotted key path below limits (or the subsystem's
-	// section); "*" is any key of a map, "[]" any element of a list.
-	Path string
-	// Type is bool, int, uint, float, string, duration, size, text,
-	// object, map or list.
-	Type string
-	// Doc is one line saying what the key does.
-	Doc string
-	// Default is the default value as JSON; nil inside maps and lists.
-	Default json.RawMessage
-	// Min and Max are the bounds in the key's own notation; empty when
-	// unbounded.
-	Min, Max string
+	// section); "*" is any key of a map, "[]" any element of a list:
+	// "quota.callers.*.bytes_per_second", "strategies[].name", "join[]".
+	// Keys are made of letters, digits, '_' and '-'.
+	Path string `json:"path"`
+	// Type is one of the Type* constants: bool, int, uint, float, string,
+	// duration, size, text (a string a type of the plugin parses), object,
+	// map or list.
+	Type string `json:"type"`
+	// Doc is one line saying what the key does (the field's doc tag);
+	// empty when the plugin gave none.
+	Doc string `json:"doc,omitempty"`
+	// Default is the default value as JSON (an object's holds its keys);
+	// nil inside maps and lists, where a key left out holds the zero value
+	// of its type. Durations and sizes are strings ("5s", "64MiB").
+	Default json.RawMessage `json:"default,omitempty"`
+	// Min and Max are the bounds in the key's own notation ("1", "0.5",
+	// "1s", "1KiB"); empty when unbounded. On a map or list they sit on
+	// the element they apply to.
+	Min string `json:"min,omitempty"`
+	Max string `json:"max,omitempty"`
 	// Enum lists the allowed strings; empty when any string is allowed.
-	Enum []string
-	// Live reports whether a change applies without a restart.
-	Live bool
-	// Bits is the size of an int or uint key; 0 otherwise.
-	Bits int
+	Enum []string `json:"enum,omitempty"`
+	// Live reports whether a change applies without a restart: true for
+	// every limit, false for every setting.
+	Live bool `json:"live"`
+	// Bits is the size of an int or uint key (8, 16, 32 or 64), which
+	// bounds it besides Min and Max; 0 otherwise.
+	Bits int `json:"bits,omitempty"`
 }
 
 func schemaFromProto(p *dwv1.Schema) *Schema {

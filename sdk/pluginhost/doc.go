@@ -7,7 +7,11 @@
 // [DialOptions]), the [Client] that calls a plugin's ScalableSubsystem in Go
 // types, the host key-value service offered to plugins ([RegisterHostKV]),
 // the compatibility rule between host and plugin SDK versions
-// ([Compatible]), and the caller identity passed to plugins ([WithCaller]).
+// ([Compatible]), the caller identity passed to plugins ([WithCaller]), and
+// the [Schema] a plugin reports of its limits and settings with what tools
+// make of it: offline checks ([Schema.CheckLimits], [Schema.CheckSettings]),
+// a JSON Schema for editors ([Schema.JSONSchema]) and a Markdown reference
+// ([Schema.Markdown]).
 //
 // The client speaks both wire encodings of limits: sdk 6.1's exact JSON
 // objects, and sdk 6.0's google.protobuf.Struct (every number a double) to

@@ -26,10 +26,10 @@ const elevatedPercent = 90
 // valid ones.
 type Limits struct {
 	// MaxEntries is the most entries kept.
-	MaxEntries int `dw:"max_entries" min:"1"`
+	MaxEntries int `dw:"max_entries" min:"1" doc:"most entries kept; the least recently used go first"`
 	// MaxBytes is the most bytes kept, counting len(key) + len(value) of
 	// every entry.
-	MaxBytes sdk.Size `dw:"max_bytes" min:"1KiB"`
+	MaxBytes sdk.Size `dw:"max_bytes" min:"1KiB" doc:"most bytes kept, counting every key and value"`
 }
 
 // DefaultLimits are the limits in force when none are configured.
@@ -41,6 +41,10 @@ func DefaultLimits() Limits {
 // Configure rejects any key (a typo in the config file is an error, not a
 // silent no-op).
 type Settings struct{}
+
+// DefaultSettings declares the settings (sdk.SettingsDeclarer): none, so
+// that the host refuses any key before starting the plugin, too.
+func (c *Cache) DefaultSettings() any { return Settings{} }
 
 // Cache is an LRU cache of byte values under string keys, bounded by
 // Limits. It is safe for concurrent use.
@@ -59,6 +63,7 @@ var (
 	_ sdk.Subsystem[Limits] = (*Cache)(nil)
 	_ sdk.GRPCRegistrar     = (*Cache)(nil)
 	_ sdk.Shutdowner        = (*Cache)(nil)
+	_ sdk.SettingsDeclarer  = (*Cache)(nil)
 )
 
 // New returns an empty cache with the default limits in force.

@@ -15,29 +15,29 @@ import (
 type Limits struct {
 	// MaxConcurrentOperations > 0 fixes how many jobs run at once; 0 lets
 	// the controller adapt it to the disks' utilisation.
-	MaxConcurrentOperations int `dw:"max_concurrent_operations" max:"1024"`
+	MaxConcurrentOperations int `dw:"max_concurrent_operations" max:"1024" doc:"jobs that run at once; 0 adapts it to the disks' utilisation"`
 	// UtilizationLow and UtilizationHigh bound the smoothed utilisation
 	// between which the adaptive limit holds (below: +1, above: −1).
-	UtilizationLow  float64 `dw:"utilization_low" max:"1"`
-	UtilizationHigh float64 `dw:"utilization_high" max:"1"`
+	UtilizationLow  float64 `dw:"utilization_low" max:"1" doc:"smoothed disk utilisation below which the adaptive job limit rises; above 0, below utilization_high"`
+	UtilizationHigh float64 `dw:"utilization_high" max:"1" doc:"smoothed disk utilisation above which the adaptive job limit falls"`
 	// EMAAlpha is the weight of a new utilisation sample (0 < α ≤ 1).
-	EMAAlpha float64 `dw:"ema_alpha" max:"1"`
+	EMAAlpha float64 `dw:"ema_alpha" max:"1" doc:"weight of a new utilisation sample in the moving average; above 0, at most 1"`
 	// AdjustInterval is the time between utilisation samples.
-	AdjustInterval time.Duration `dw:"adjust_interval" min:"100ms" max:"1h"`
+	AdjustInterval time.Duration `dw:"adjust_interval" min:"100ms" max:"1h" doc:"time between utilisation samples (and adaptive limit decisions)"`
 	// CheckpointInterval is the most a crash costs a running backup.
-	CheckpointInterval time.Duration `dw:"checkpoint_interval" min:"100ms" max:"24h"`
+	CheckpointInterval time.Duration `dw:"checkpoint_interval" min:"100ms" max:"24h" doc:"time between checkpoints of a running backup: the most a crash costs it"`
 	// Retention is the policy applied after each backup and every
 	// RetentionInterval.
-	Retention Retention `dw:"retention"`
+	Retention Retention `dw:"retention" doc:"which snapshots to keep, applied after each backup and every retention_interval"`
 	// RetentionInterval is the time between background retention runs.
-	RetentionInterval time.Duration `dw:"retention_interval" min:"1s" max:"8760h"`
+	RetentionInterval time.Duration `dw:"retention_interval" min:"1s" max:"8760h" doc:"time between background retention runs"`
 }
 
 // Retention is limits.retention; 0 means no bound for each.
 type Retention struct {
-	KeepLast      int           `dw:"keep_last" max:"1000000"`
-	KeepWithin    time.Duration `dw:"keep_within" max:"876000h"`
-	MaxTotalBytes sdk.Size      `dw:"max_total_bytes"`
+	KeepLast      int           `dw:"keep_last" max:"1000000" doc:"keep the N newest snapshots of each source; 0 is no bound"`
+	KeepWithin    time.Duration `dw:"keep_within" max:"876000h" doc:"keep the snapshots completed within this long; 0 is no bound"`
+	MaxTotalBytes sdk.Size      `dw:"max_total_bytes" doc:"then forget the oldest snapshots until the repository fits; 0 is no bound"`
 }
 
 // DefaultLimits are the limits of DESIGN.md.
@@ -91,17 +91,23 @@ var _ sdk.Validator = (*Limits)(nil)
 type Settings struct {
 	// Repository is the backup repository's folder (relative to data_dir
 	// unless absolute).
-	Repository string `dw:"repository"`
+	Repository string `dw:"repository" doc:"the backup repository folder, relative to data_dir unless absolute"`
 	// Sources name the folders that can be backed up.
-	Sources map[string]string `dw:"sources"`
+	Sources map[string]string `dw:"sources" doc:"folders that can be backed up, by source name (relative to data_dir unless absolute)"`
 	// RestoreRoot is the folder restores write into; a restore target is a
 	// path inside it.
-	RestoreRoot string `dw:"restore_root"`
+	RestoreRoot string `dw:"restore_root" doc:"folder restores write into; a restore target is a path inside it"`
 }
 
 func defaultSettings() Settings {
 	return Settings{Repository: "backups", Sources: map[string]string{}, RestoreRoot: "restores"}
 }
+
+// DefaultSettings declares the settings (sdk.SettingsDeclarer): the
+// defaults parseSettings decodes them onto.
+func (s *Service) DefaultSettings() any { return defaultSettings() }
+
+var _ sdk.SettingsDeclarer = (*Service)(nil)
 
 var sourceName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 

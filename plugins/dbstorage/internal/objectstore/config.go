@@ -17,15 +17,15 @@ type Limits struct {
 	// MaxBufferBytes bounds the object data the plugin holds in flight,
 	// over all requests (see package buffer). At least 1 MiB so that one
 	// chunk of the largest chunk size always fits.
-	MaxBufferBytes sdk.Size `dw:"max_buffer_bytes" min:"1MiB" max:"64GiB"`
+	MaxBufferBytes sdk.Size `dw:"max_buffer_bytes" min:"1MiB" max:"64GiB" doc:"object data held in flight over all requests; when it is spent, transfers wait"`
 	// HealthTimeout bounds each strategy's health check.
-	HealthTimeout time.Duration `dw:"health_timeout" min:"10ms" max:"5m"`
+	HealthTimeout time.Duration `dw:"health_timeout" min:"10ms" max:"5m" doc:"time bound of each strategy's health check; at most health_interval"`
 	// HealthInterval is the time between background health checks.
-	HealthInterval time.Duration `dw:"health_interval" min:"100ms" max:"24h"`
+	HealthInterval time.Duration `dw:"health_interval" min:"100ms" max:"24h" doc:"time between background health checks of all strategies"`
 	// DefaultPageSize is the page size of a listing without limit.
-	DefaultPageSize int `dw:"default_page_size" min:"1" max:"100000"`
+	DefaultPageSize int `dw:"default_page_size" min:"1" max:"100000" doc:"page size of a listing without limit; at most max_page_size"`
 	// MaxPageSize caps the limit of a listing.
-	MaxPageSize int `dw:"max_page_size" min:"1" max:"100000"`
+	MaxPageSize int `dw:"max_page_size" min:"1" max:"100000" doc:"largest page a listing may ask for (limit)"`
 }
 
 // DefaultLimits are the limits of DESIGN.md.
@@ -73,29 +73,29 @@ var _ sdk.Validator = (*Limits)(nil)
 type Settings struct {
 	// Strategies are the databases objects can live on. None given means
 	// one SQLite strategy "primary" at db/objects.sqlite under data_dir.
-	Strategies []StrategySettings `dw:"strategies"`
+	Strategies []StrategySettings `dw:"strategies" doc:"databases objects live on; none means one SQLite strategy primary at db/objects.sqlite"`
 	// DefaultStrategy is where a request without ?strategy= goes; empty
 	// means the first strategy.
-	DefaultStrategy string `dw:"default_strategy"`
+	DefaultStrategy string `dw:"default_strategy" doc:"strategy of a request without ?strategy=; empty means the first one"`
 }
 
 // StrategySettings configure one strategy.
 type StrategySettings struct {
 	// Name identifies the strategy in requests (?strategy=), health and
 	// metrics: 1–64 of [a-z0-9_-], starting with a letter or digit.
-	Name string `dw:"name"`
+	Name string `dw:"name" doc:"names the strategy in requests (?strategy=), health and metrics: 1–64 of a-z, 0-9, _ and -"`
 	// Driver is sqlite or postgres.
-	Driver string `dw:"driver" enum:"sqlite,postgres"`
+	Driver string `dw:"driver" enum:"sqlite,postgres" doc:"database driver"`
 	// DSN is, for sqlite, the database file (relative to data_dir unless
 	// absolute); for postgres, a libpq connection string or URL.
-	DSN string `dw:"dsn"`
+	DSN string `dw:"dsn" doc:"sqlite: the database file (relative to data_dir unless absolute); postgres: a connection string or URL"`
 	// DSNEnv names an environment variable holding the DSN instead, so
 	// that passwords stay out of the config file. Exactly one of dsn and
 	// dsn_env is set.
-	DSNEnv string `dw:"dsn_env"`
+	DSNEnv string `dw:"dsn_env" doc:"environment variable holding the DSN instead of dsn (keeps passwords out of the file); set one of the two"`
 	// ChunkSize is the size of the rows objects are cut into; 0 means the
 	// driver's default (1 MiB). It applies to objects written from now on.
-	ChunkSize sdk.Size `dw:"chunk_size" max:"4MiB"`
+	ChunkSize sdk.Size `dw:"chunk_size" max:"4MiB" doc:"size of the rows objects are cut into, at least 4KiB; 0 means 1MiB; applies to objects written from then on"`
 }
 
 var strategyName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
@@ -111,6 +111,12 @@ const minChunkSize = 4 * sdk.KiB
 func defaultStrategies() []StrategySettings {
 	return []StrategySettings{{Name: "primary", Driver: "sqlite", DSN: "db/objects.sqlite"}}
 }
+
+// DefaultSettings declares the settings (sdk.SettingsDeclarer): what
+// parseSettings decodes onto, with the strategies used when none are given.
+func (s *Service) DefaultSettings() any { return Settings{Strategies: defaultStrategies()} }
+
+var _ sdk.SettingsDeclarer = (*Service)(nil)
 
 // resolved is one strategy's settings ready to open.
 type resolved struct {

@@ -17,29 +17,29 @@ import (
 // Limits are fabric's live limits (subsystems.fabric.limits).
 type Limits struct {
 	// MaxNodes is the most nodes each topology admits.
-	MaxNodes MaxNodes `dw:"max_nodes"`
+	MaxNodes MaxNodes `dw:"max_nodes" doc:"most nodes each topology admits; a join past it is refused"`
 	// Topology is the configured topology; a change switches the fabric.
-	Topology string `dw:"topology" enum:"star,mesh,federated"`
+	Topology string `dw:"topology" enum:"star,mesh,federated" doc:"the topology in force; a change switches the whole fabric"`
 	// Switching says when and whether to move between topologies.
-	Switching Switching `dw:"switching"`
+	Switching Switching `dw:"switching" doc:"when and whether to move between topologies"`
 	// HeartbeatInterval is the time between a node's heartbeats.
-	HeartbeatInterval time.Duration `dw:"heartbeat_interval" min:"10ms" max:"1h"`
+	HeartbeatInterval time.Duration `dw:"heartbeat_interval" min:"10ms" max:"1h" doc:"time between a node's heartbeats"`
 	// MissedHeartbeats in a row make a node dead (fewer: suspect).
-	MissedHeartbeats int `dw:"missed_heartbeats" min:"1" max:"1000"`
+	MissedHeartbeats int `dw:"missed_heartbeats" min:"1" max:"1000" doc:"heartbeats missed in a row that make a node dead (fewer: suspect)"`
 }
 
 // MaxNodes is limits.max_nodes.
 type MaxNodes struct {
-	Star      int `dw:"star" min:"1" max:"1000000"`
-	Mesh      int `dw:"mesh" min:"1" max:"1000000"`
-	Federated int `dw:"federated" min:"1" max:"1000000"`
+	Star      int `dw:"star" min:"1" max:"1000000" doc:"most nodes in the star topology"`
+	Mesh      int `dw:"mesh" min:"1" max:"1000000" doc:"most nodes in the mesh topology"`
+	Federated int `dw:"federated" min:"1" max:"1000000" doc:"most nodes in the federated topology"`
 }
 
 // Switching is limits.switching.
 type Switching struct {
-	Mode   string  `dw:"mode" enum:"auto,recommend,off"`
-	UpAt   float64 `dw:"up_at" max:"1"`
-	DownAt float64 `dw:"down_at" max:"1"`
+	Mode   string  `dw:"mode" enum:"auto,recommend,off" doc:"auto switches the fabric, recommend only reports, off does neither"`
+	UpAt   float64 `dw:"up_at" max:"1" doc:"share of max_nodes at which to move up (star, mesh, federated); above 0"`
+	DownAt float64 `dw:"down_at" max:"1" doc:"share of the smaller topology's max_nodes below which to move down; below up_at"`
 }
 
 // DefaultLimits are the limits of DESIGN.md.
@@ -85,18 +85,24 @@ func (l Limits) node() node.Limits {
 // enabled and limits); a change restarts the plugin.
 type Settings struct {
 	// Bind is the gossip address, host:port (UDP and TCP).
-	Bind string `dw:"bind"`
+	Bind string `dw:"bind" doc:"gossip address, host:port (UDP and TCP); port 0 picks a free one"`
 	// Join lists seed nodes' gossip addresses.
-	Join []string `dw:"join"`
+	Join []string `dw:"join" doc:"seed nodes' gossip addresses (host:port), at most 256"`
 	// Federation is this node's group in the federated topology.
-	Federation string `dw:"federation"`
+	Federation string `dw:"federation" doc:"this node's group in the federated topology"`
 	// EncryptKeyEnv names the environment variable holding the gossip key.
-	EncryptKeyEnv string `dw:"encrypt_key_env"`
+	EncryptKeyEnv string `dw:"encrypt_key_env" doc:"environment variable holding the base64 gossip key (16, 24 or 32 bytes); empty: unencrypted"`
 }
 
 func defaultSettings() Settings {
 	return Settings{Bind: "127.0.0.1:7946", Join: []string{}, Federation: "default"}
 }
+
+// DefaultSettings declares the settings (sdk.SettingsDeclarer): the
+// defaults parseSettings decodes them onto.
+func (s *Service) DefaultSettings() any { return defaultSettings() }
+
+var _ sdk.SettingsDeclarer = (*Service)(nil)
 
 // maxJoin bounds the seed list.
 const maxJoin = 256

@@ -1,0 +1,136 @@
+package config
+
+import (
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
+)
+
+// JSONSchema returns the JSON Schema (draft 2020-12) of a config file, as a
+// value for encoding/json: the host's own keys (server, log, data_dir,
+// plugins, and enabled and limits of every subsystem), and for each plugin
+// in plugins the section subsystems.<name> its schema describes (a nil
+// schema, from a plugin of sdk 6.0, describes enabled and limits only). A
+// subsystem not in plugins may still be configured (a plugin not installed
+// yet): its section is checked for enabled and limits only.
+//
+// It describes a file as written, before the embedded defaults and the
+// environment are merged in: every key is optional, and a null section
+// keeps the defaults. Editors use it through yaml-language-server (a
+// "# yaml-language-server: $schema=<file>" line, see dw config schema).
+// What a schema cannot say (a token's environment variable must be set, a
+// listen address off loopback needs tokens, rules between a plugin's keys)
+// is checked by dw config validate.
+func JSONSchema(plugins map[string]*pluginhost.Schema) map[string]any {
+	nullable := func(t string) []any { return []any{t, "null"} }
+	str := func(desc string) map[string]any { return map[string]any{"type": "string", "description": desc} }
+
+	subsystems := map[string]any{}
+	for _, name := range slices.Sorted(maps.Keys(plugins)) {
+		sec := plugins[name].JSONSchema()
+		sec["description"] = "The " + name + " plugin's section: settings (a change restarts the plugin), enabled, and limits (applied live)."
+		subsystems[name] = sec
+	}
+	generic := map[string]any{
+		"type":        nullable("object"),
+		"description": "A subsystem whose plugin was not found: its settings and limits are checked by the plugin when it starts.",
+		"properties": map[string]any{
+			"enabled": map[string]any{"type": "boolean", "description": "Start the plugin; true when the section exists without it.", "default": true},
+			"limits":  map[string]any{"type": nullable("object"), "description": "Limits: applied live, without a restart."},
+		},
+	}
+
+	token := map[string]any{
+		"type":                 "object",
+		"additionalProperties": false,
+		"required":             []any{"name", "token_env"},
+		"properties": map[string]any{
+			"name":      map[string]any{"type": "string", "minLength": 1, "description": "The caller identity the token stands for."},
+			"token_env": map[string]any{"type": "string", "pattern": envNameRE.String(), "description": "The environment variable holding the token (which must be set)."},
+		},
+	}
+	return map[string]any{
+		"$schema":              pluginhost.JSONSchemaDialect,
+		"title":                "dw configuration",
+		"description":          "The dw host's config file. Every key is optional: what is left out keeps the embedded defaults (config/dw.yaml).",
+		"type":                 nullable("object"),
+		"additionalProperties": false,
+		"properties": map[string]any{
+			"server": map[string]any{
+				"type":                 nullable("object"),
+				"description":          "The HTTP API.",
+				"additionalProperties": false,
+				"properties": map[string]any{
+					"listen": map[string]any{"type": "string", "default": "127.0.0.1:7070",
+						"description": "host:port the API listens on; an address other than loopback needs server.auth.tokens."},
+					"auth": map[string]any{
+						"type":                 nullable("object"),
+						"description":          "Bearer-token authentication of the API.",
+						"additionalProperties": false,
+						"properties": map[string]any{
+							"tokens": map[string]any{"type": nullable("array"), "items": token,
+								"description": "Accepted tokens, each {name, token_env}; none means no authentication (loopback only)."},
+						},
+					},
+				},
+			},
+			"log": map[string]any{
+				"type":                 nullable("object"),
+				"description":          "The host's log output.",
+				"additionalProperties": false,
+				"properties": map[string]any{
+					"level":  map[string]any{"type": "string", "pattern": caseInsensitive(logLevels), "default": "info", "description": "One of " + strings.Join(logLevels, ", ") + " (any case)."},
+					"format": map[string]any{"type": "string", "pattern": caseInsensitive(logFormats), "default": "text", "description": "text or json (any case)."},
+				},
+			},
+			"data_dir": str("The folder the host and its plugins keep their data in; relative to the working directory. Relative paths in subsystem settings are resolved against it."),
+			"plugins": map[string]any{
+				"type":                 nullable("object"),
+				"description":          "Plugin discovery and launch.",
+				"additionalProperties": false,
+				"properties": map[string]any{
+					"dir": str("The folder searched for dw-plugin-<name> executables; relative to the working directory."),
+					"start_timeout": map[string]any{"type": "string", "pattern": pluginhost.DurationPattern, "default": "10s",
+						"description": "Bound of a plugin's handshake and each start-up call: a duration such as \"10s\", more than 0 and at most 10m."},
+					"checksums": map[string]any{
+						"type":                 nullable("object"),
+						"description":          "Optional pinning: dw-plugin-<name> to the SHA-256 its file must have.",
+						"propertyNames":        map[string]any{"pattern": checksumKeyRE.String()},
+						"additionalProperties": map[string]any{"type": "string", "pattern": sha256RE.String()},
+					},
+				},
+			},
+			"subsystems": map[string]any{
+				"type":                 nullable("object"),
+				"description":          "One section per subsystem (plugin) name.",
+				"propertyNames":        map[string]any{"pattern": subsystemNameRE.String()},
+				"properties":           subsystems,
+				"additionalProperties": generic,
+			},
+		},
+	}
+}
+
+// caseInsensitive returns a pattern matching exactly one of words, in any
+// letter case (JSON Schema patterns have no flags).
+func caseInsensitive(words []string) string {
+	var b strings.Builder
+	b.WriteString("^(")
+	for i, w := range words {
+		if i > 0 {
+			b.WriteString("|")
+		}
+		for _, r := range w {
+			lo, up := strings.ToLower(string(r)), strings.ToUpper(string(r))
+			if lo == up {
+				b.WriteString(lo)
+			} else {
+				b.WriteString("[" + lo + up + "]")
+			}
+		}
+	}
+	b.WriteString(")$")
+	return b.String()
+}
