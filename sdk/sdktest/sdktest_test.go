@@ -174,7 +174,7 @@ func TestKVCachePassesEverything(t *testing.T) {
 	}
 	expect(t, rep, map[string]want{
 		CheckGetInfo:        {"pass", []string{"kvcache 0.1.0 built with sdk 6.1.0", "dw.kvcache.v1.Cache"}},
-		CheckValidateLimits: {"pass", []string{"accepted 4 valid candidates", "rejected 7 invalid ones"}},
+		CheckValidateLimits: {"pass", []string{"accepted 4 valid candidates", "rejected 12 invalid ones"}},
 		CheckApplyLimits:    {"pass", []string{"applied 3 candidates twice"}},
 		CheckMetrics:        {"pass", []string{"backpressure none", "bytes, entries, evictions, hits, misses"}},
 		CheckHealth:         {"pass", []string{"serving"}},
