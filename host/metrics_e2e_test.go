@@ -181,6 +181,11 @@ func TestRequestLatencyHistograms(t *testing.T) {
 	if !found {
 		t.Error("GET /v1/subsystems/dbstorage/metrics has no request_duration_seconds")
 	}
+	// dw metrics shows a histogram's count and sum.
+	out, code := dwCLI(t, &runningHost{Host: h, addr: h.Addr}, nil, "metrics", "dbstorage")
+	if code != 0 || !regexpMatch(`request_duration_seconds\s+histogram\s+count=5 sum=[0-9.e+-]+\s+operation=put,strategy=primary\n`, out) {
+		t.Errorf("dw metrics dbstorage: exit %d\n%s", code, out)
+	}
 
 	t.Run("promtool", func(t *testing.T) { promtoolCheck(t, text, "request_duration_seconds") })
 }
