@@ -43,9 +43,11 @@ run: build
 # All tests, with the race detector. Fuzz targets run their checked-in
 # seed corpus as ordinary tests. PostgreSQL server binaries are installed
 # first if missing (scripts/ensure-postgres.sh; the tests start their own
-# throwaway servers).
+# throwaway servers), and promtool, which lints GET /metrics
+# (scripts/ensure-promtool.sh).
 test: check-modules
 	./scripts/ensure-postgres.sh
+	./scripts/ensure-promtool.sh
 	@for m in $(MODULES); do \
 		echo "(cd $$m && $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...)"; \
 		(cd $$m && $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...) || exit 1; \

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"sync/atomic"
 	"time"
+
+	"github.com/datawarehouse/dw/sdk/v6/internal/contract"
 )
 
 // LatencyBuckets are upper bounds, in seconds, for request latencies from
@@ -16,7 +18,7 @@ var LatencyBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 
 
 // maxHistogramBuckets bounds the buckets of one histogram: each is a time
 // series on the host.
-const maxHistogramBuckets = 64
+const maxHistogramBuckets = contract.MaxHistogramBuckets
 
 // Histogram counts observations (latencies, sizes) into fixed buckets. It is
 // safe for concurrent use, and Observe takes no lock. Report it from
@@ -114,16 +116,8 @@ func (m Metric) check() error {
 	if h == nil {
 		return fmt.Errorf("histogram %s has no buckets", m.Name)
 	}
-	if len(h.UpperBounds) != len(h.CumulativeCounts) || len(h.UpperBounds) > maxHistogramBuckets {
-		return fmt.Errorf("histogram %s has %d bounds and %d counts, want the same number, at most %d", m.Name, len(h.UpperBounds), len(h.CumulativeCounts), maxHistogramBuckets)
-	}
-	for i, b := range h.UpperBounds {
-		if math.IsNaN(b) || math.IsInf(b, 0) || (i > 0 && b <= h.UpperBounds[i-1]) {
-			return fmt.Errorf("histogram %s: bounds must be finite and strictly ascending, got %v", m.Name, h.UpperBounds)
-		}
-		if (i > 0 && h.CumulativeCounts[i] < h.CumulativeCounts[i-1]) || h.CumulativeCounts[i] > h.Count {
-			return fmt.Errorf("histogram %s: counts must be cumulative and at most count %d, got %v", m.Name, h.Count, h.CumulativeCounts)
-		}
+	if err := contract.CheckHistogram(h.UpperBounds, h.CumulativeCounts, h.Count); err != nil {
+		return fmt.Errorf("histogram %s: %w", m.Name, err)
 	}
 	return nil
 }

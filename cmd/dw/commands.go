@@ -205,6 +205,11 @@ func newMetricsCmd(g *globalFlags) *cobra.Command {
 					Kind   string            `json:"kind"`
 					Value  float64           `json:"value"`
 					Labels map[string]string `json:"labels"`
+					// Sum is a number, or "NaN", "+Inf", "-Inf".
+					Histogram *struct {
+						Count uint64 `json:"count"`
+						Sum   any    `json:"sum"`
+					} `json:"histogram"`
 				} `json:"metrics"`
 			}
 			raw, err := newAPIClient(g).getJSON("/v1/subsystems/"+url.PathEscape(args[0])+"/metrics", &v)
@@ -227,7 +232,11 @@ func newMetricsCmd(g *globalFlags) *cobra.Command {
 				for _, k := range slices.Sorted(maps.Keys(m.Labels)) {
 					labels = append(labels, k+"="+m.Labels[k])
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%g\t%s\n", m.Name, m.Kind, m.Value, dash(strings.Join(labels, ",")))
+				value := fmt.Sprintf("%g", m.Value)
+				if h := m.Histogram; h != nil {
+					value = fmt.Sprintf("count=%d sum=%v", h.Count, h.Sum)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.Name, m.Kind, value, dash(strings.Join(labels, ",")))
 			}
 			return tw.Flush()
 		},

@@ -229,6 +229,31 @@ type metricJSON struct {
 	Value  jsonFloat         `json:"value"`
 	Labels map[string]string `json:"labels"`
 	Help   string            `json:"help"`
+	// Histogram is set for kind "histogram" (whose value is 0).
+	Histogram *histogramJSON `json:"histogram,omitempty"`
+}
+
+// histogramJSON is a histogram as the plugin reported it: cumulative
+// counts per upper bound, the +Inf bucket being count.
+type histogramJSON struct {
+	UpperBounds      []jsonFloat `json:"upper_bounds"`
+	CumulativeCounts []uint64    `json:"cumulative_counts"`
+	Count            uint64      `json:"count"`
+	Sum              jsonFloat   `json:"sum"`
+}
+
+func toHistogramJSON(h *sdk.HistogramSnapshot) *histogramJSON {
+	if h == nil {
+		return nil
+	}
+	out := &histogramJSON{UpperBounds: make([]jsonFloat, len(h.UpperBounds)), CumulativeCounts: h.CumulativeCounts, Count: h.Count, Sum: jsonFloat(h.Sum)}
+	for i, b := range h.UpperBounds {
+		out.UpperBounds[i] = jsonFloat(b)
+	}
+	if out.CumulativeCounts == nil {
+		out.CumulativeCounts = []uint64{}
+	}
+	return out
 }
 
 // metricsBody is GET /v1/subsystems/{name}/metrics.
@@ -240,8 +265,11 @@ type metricsBody struct {
 }
 
 func kindName(k sdk.MetricKind) string {
-	if k == sdk.KindCounter {
+	switch k {
+	case sdk.KindCounter:
 		return "counter"
+	case sdk.KindHistogram:
+		return "histogram"
 	}
 	return "gauge"
 }
@@ -265,6 +293,9 @@ func (s *Server) subsystemMetrics(w http.ResponseWriter, r *http.Request) {
 			labels = map[string]string{}
 		}
 		out.Metrics[i] = metricJSON{Name: v.Name, Kind: kindName(v.Kind), Value: jsonFloat(v.Value), Labels: labels, Help: v.Help}
+		if v.Kind == sdk.KindHistogram {
+			out.Metrics[i].Histogram = toHistogramJSON(v.Histogram)
+		}
 	}
 	WriteJSON(w, http.StatusOK, out)
 }

@@ -2,7 +2,9 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"slices"
 	"strings"
@@ -43,7 +45,7 @@ var (
 	descScrapeDuration = prometheus.NewDesc("dw_plugin_scrape_duration_seconds",
 		"How long fetching the plugin's metrics took in the last scrape.", []string{"plugin"}, nil)
 	descDropped = prometheus.NewDesc("dw_plugin_metrics_dropped",
-		"Plugin metrics left out of the last scrape: invalid names, or colliding with another metric by name, labels or kind.", []string{"plugin"}, nil)
+		"Plugin metrics left out of the last scrape: invalid names or histograms, or colliding with another metric by name, labels or kind.", []string{"plugin"}, nil)
 )
 
 var reservedNames = map[string]bool{
@@ -202,7 +204,8 @@ type family struct {
 
 // exporter turns plugin metrics into Prometheus metrics for one scrape,
 // keeping the output consistent: one kind and help per name, no two metrics
-// with the same name and labels, no host metric names.
+// with the same name and labels, no host metric names, no metric named as
+// a histogram's series (x_bucket, x_sum, x_count of histogram x).
 type exporter struct {
 	ch       chan<- prometheus.Metric
 	families map[string]family
@@ -219,7 +222,10 @@ func newExporter(ch chan<- prometheus.Metric) *exporter {
 }
 
 // export sends the plugin's metrics as dw_<plugin>_<metric> and returns
-// the ones it left out and why.
+// the ones it left out and why. Histograms become classic Prometheus
+// histograms: dw_<plugin>_<metric>_bucket{le=…}, _sum and _count; an
+// inconsistent one (which sdk 6.1 never sends) is left out, never passed
+// on.
 func (e *exporter) export(plugin string, values []sdk.Metric) []droppedMetric {
 	var dropped []droppedMetric
 	prefix := "dw_" + sanitizeName(plugin) + "_"
@@ -239,6 +245,10 @@ func (e *exporter) export(plugin string, values []sdk.Metric) []droppedMetric {
 		}
 		fam, ok := e.families[name]
 		if !ok {
+			if reason := e.collision(name, v.Kind); reason != "" {
+				dropped = append(dropped, droppedMetric{v.Name, reason})
+				continue
+			}
 			fam = family{kind: v.Kind, help: help}
 			e.families[name] = fam
 		} else if fam.kind != v.Kind {
@@ -258,6 +268,9 @@ func (e *exporter) export(plugin string, values []sdk.Metric) []droppedMetric {
 			ln := sanitizeLabel(k)
 			if ln == "" {
 				continue
+			}
+			if ln == "le" && v.Kind == sdk.KindHistogram {
+				ln = "label_le" // le names a histogram's buckets
 			}
 			if _, dup := labelValues[ln]; dup {
 				// Two labels sanitized to one name: the first key in
@@ -280,11 +293,7 @@ func (e *exporter) export(plugin string, values []sdk.Metric) []droppedMetric {
 			continue
 		}
 		desc := prometheus.NewDesc(name, fam.help, labelNames, nil)
-		vt := prometheus.GaugeValue
-		if v.Kind == sdk.KindCounter {
-			vt = prometheus.CounterValue
-		}
-		m, err := prometheus.NewConstMetric(desc, vt, v.Value, values...)
+		m, err := constMetric(desc, v, values)
 		if err != nil {
 			dropped = append(dropped, droppedMetric{v.Name, err.Error()})
 			continue
@@ -293,6 +302,82 @@ func (e *exporter) export(plugin string, values []sdk.Metric) []droppedMetric {
 		e.ch <- m
 	}
 	return dropped
+}
+
+// constMetric is v as a Prometheus metric of desc with the label values
+// given, or an error when v cannot be exported.
+func constMetric(desc *prometheus.Desc, v sdk.Metric, labelValues []string) (prometheus.Metric, error) {
+	switch v.Kind {
+	case sdk.KindCounter:
+		return prometheus.NewConstMetric(desc, prometheus.CounterValue, v.Value, labelValues...)
+	case sdk.KindHistogram:
+		buckets, err := histogramBuckets(v.Histogram)
+		if err != nil {
+			return nil, err
+		}
+		return prometheus.NewConstHistogram(desc, v.Histogram.Count, v.Histogram.Sum, buckets, labelValues...)
+	}
+	return prometheus.NewConstMetric(desc, prometheus.GaugeValue, v.Value, labelValues...)
+}
+
+// maxHistogramBuckets bounds the buckets of a plugin histogram, as
+// sdk.NewHistogram does: each bucket is a time series.
+const maxHistogramBuckets = 64
+
+// histogramBuckets returns a plugin histogram's buckets as client_golang
+// takes them (upper bound → cumulative count; the +Inf bucket is Count).
+// The SDK refuses to send an inconsistent histogram, but the host does not
+// rely on every plugin's SDK: bounds must be finite and strictly
+// ascending, counts cumulative and at most Count, one count per bound.
+func histogramBuckets(h *sdk.HistogramSnapshot) (map[float64]uint64, error) {
+	if h == nil {
+		return nil, errors.New("the histogram has no buckets")
+	}
+	if len(h.UpperBounds) != len(h.CumulativeCounts) || len(h.UpperBounds) > maxHistogramBuckets {
+		return nil, fmt.Errorf("the histogram has %d bounds and %d counts, want the same number, at most %d",
+			len(h.UpperBounds), len(h.CumulativeCounts), maxHistogramBuckets)
+	}
+	buckets := make(map[float64]uint64, len(h.UpperBounds))
+	for i, b := range h.UpperBounds {
+		if math.IsNaN(b) || math.IsInf(b, 0) || (i > 0 && b <= h.UpperBounds[i-1]) {
+			return nil, fmt.Errorf("the histogram's bounds must be finite and strictly ascending, got %v", h.UpperBounds)
+		}
+		c := h.CumulativeCounts[i]
+		if (i > 0 && c < h.CumulativeCounts[i-1]) || c > h.Count {
+			return nil, fmt.Errorf("the histogram's counts must be cumulative and at most its count %d, got %v", h.Count, h.CumulativeCounts)
+		}
+		buckets[b] = c
+	}
+	return buckets, nil
+}
+
+// histogramSuffixes name the series of a histogram besides its buckets'
+// le label: name_bucket, name_sum and name_count.
+var histogramSuffixes = []string{"_bucket", "_sum", "_count"}
+
+// collision says why a new metric name of kind k cannot be exported
+// beside the histograms of the scrape (Prometheus refuses a scrape in
+// which x_count is both a series of histogram x and a metric of its own),
+// or "" when nothing collides.
+func (e *exporter) collision(name string, k sdk.MetricKind) string {
+	for _, suffix := range histogramSuffixes {
+		if base, ok := strings.CutSuffix(name, suffix); ok {
+			if f, ok := e.families[base]; ok && f.kind == sdk.KindHistogram {
+				return fmt.Sprintf("exported as %s, which is a series of histogram %s", name, base)
+			}
+		}
+		if k != sdk.KindHistogram {
+			continue
+		}
+		series := name + suffix
+		if reservedNames[series] {
+			return fmt.Sprintf("exported as histogram %s, whose series %s is a host metric", name, series)
+		}
+		if f, ok := e.families[series]; ok {
+			return fmt.Sprintf("exported as histogram %s, whose series %s is already a %s", name, series, kindName(f.kind))
+		}
+	}
+	return ""
 }
 
 // sanitizeName maps s onto the Prometheus metric name charset after a

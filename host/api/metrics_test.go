@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http/httptest"
 	"sort"
 	"strings"
 	"sync"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/datawarehouse/dw/host/supervisor"
 	"github.com/datawarehouse/dw/sdk/v6"
@@ -212,5 +215,137 @@ func TestJSONFloat(t *testing.T) {
 	}
 	if b, _ := jsonFloat(math.NaN()).MarshalJSON(); string(b) != `"NaN"` {
 		t.Errorf("NaN: %s", b)
+	}
+}
+
+// hist is a histogram metric with the given snapshot.
+func hist(name string, h *sdk.HistogramSnapshot, labels ...string) sdk.Metric {
+	m := sdk.Gauge(name, "Latency of "+name+".", 0, labels...)
+	m.Kind, m.Histogram = sdk.KindHistogram, h
+	return m
+}
+
+func TestPluginCollectorHistograms(t *testing.T) {
+	good := sdk.NewHistogram([]float64{0.1, 1})
+	for _, v := range []float64{0.05, 0.5, 0.5, 3} {
+		good.Observe(v)
+	}
+	p := &fakePlugins{StatusesFunc: func() []supervisor.Status {
+		return []supervisor.Status{{Name: "db", State: supervisor.StateServing}}
+	}}
+	c := newPluginCollector(p, time.Second, hclog.NewNullLogger())
+	c.fetch = func(context.Context, string) (sdk.Metrics, error) {
+		return sdk.Metrics{Values: []sdk.Metric{
+			good.Metric("latency_seconds", "Latency.", "operation", "get"),
+			sdk.NewHistogram([]float64{0.1, 1}).Metric("latency_seconds", "Latency.", "operation", "put"),
+			// le names the buckets: a plugin's own le label is renamed.
+			good.Metric("sizes", "Sizes.", "le", "x"),
+			// Inconsistent histograms (sdk 6.1 refuses to send them) are
+			// left out; the others stay.
+			hist("bad_counts", &sdk.HistogramSnapshot{UpperBounds: []float64{1, 2}, CumulativeCounts: []uint64{3, 1}, Count: 3}),
+			hist("bad_count", &sdk.HistogramSnapshot{UpperBounds: []float64{1}, CumulativeCounts: []uint64{5}, Count: 4}),
+			hist("bad_bounds", &sdk.HistogramSnapshot{UpperBounds: []float64{2, math.NaN()}, CumulativeCounts: []uint64{0, 0}}),
+			hist("bad_lengths", &sdk.HistogramSnapshot{UpperBounds: []float64{1, 2}, CumulativeCounts: []uint64{1}, Count: 1}),
+			hist("no_snapshot", nil),
+			// Names that collide with a histogram's series.
+			sdk.Gauge("latency_seconds_count", "Other.", 1),
+			sdk.Counter("latency_seconds_bucket", "Other.", 1),
+			sdk.Gauge("queue_sum", "A gauge first.", 2),
+			hist("queue", &sdk.HistogramSnapshot{}),
+			sdk.Counter("latency_seconds", "Same name, other kind.", 1, "operation", "stat"),
+		}}, nil
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c)
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	byName := map[string]*dto.MetricFamily{}
+	for _, f := range fams {
+		byName[f.GetName()] = f
+	}
+
+	f := byName["dw_db_latency_seconds"]
+	if f.GetType() != dto.MetricType_HISTOGRAM || f.GetHelp() != "Latency." || len(f.GetMetric()) != 2 {
+		t.Fatalf("dw_db_latency_seconds = %v", f)
+	}
+	for _, m := range f.GetMetric() {
+		h := m.GetHistogram()
+		var got []string
+		for _, b := range h.GetBucket() {
+			got = append(got, fmt.Sprintf("%g:%d", b.GetUpperBound(), b.GetCumulativeCount()))
+		}
+		switch op := m.GetLabel()[0].GetValue(); op {
+		case "get":
+			if fmt.Sprint(got) != "[0.1:1 1:3]" || h.GetSampleCount() != 4 || h.GetSampleSum() != 4.05 {
+				t.Errorf("get: buckets %v, count %d, sum %v", got, h.GetSampleCount(), h.GetSampleSum())
+			}
+		case "put":
+			if fmt.Sprint(got) != "[0.1:0 1:0]" || h.GetSampleCount() != 0 {
+				t.Errorf("put: buckets %v, count %d", got, h.GetSampleCount())
+			}
+		default:
+			t.Errorf("unexpected operation %q", op)
+		}
+	}
+	if l := byName["dw_db_sizes"].GetMetric()[0].GetLabel(); len(l) != 1 || l[0].GetName() != "label_le" || l[0].GetValue() != "x" {
+		t.Errorf("dw_db_sizes labels = %v", l)
+	}
+	if byName["dw_db_queue_sum"].GetType() != dto.MetricType_GAUGE {
+		t.Errorf("dw_db_queue_sum = %v", byName["dw_db_queue_sum"])
+	}
+	for _, name := range []string{"dw_db_bad_counts", "dw_db_bad_count", "dw_db_bad_bounds", "dw_db_bad_lengths", "dw_db_no_snapshot",
+		"dw_db_latency_seconds_count", "dw_db_latency_seconds_bucket", "dw_db_queue"} {
+		if byName[name] != nil {
+			t.Errorf("%s exported: %v", name, byName[name])
+		}
+	}
+	if d := byName["dw_plugin_metrics_dropped"].GetMetric()[0].GetGauge().GetValue(); d != 9 {
+		t.Errorf("dw_plugin_metrics_dropped = %v, want 9", d)
+	}
+
+	// The text format has the classic series, +Inf being the count.
+	rec := httptest.NewRecorder()
+	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{
+		"# TYPE dw_db_latency_seconds histogram",
+		`dw_db_latency_seconds_bucket{operation="get",le="0.1"} 1`,
+		`dw_db_latency_seconds_bucket{operation="get",le="1"} 3`,
+		`dw_db_latency_seconds_bucket{operation="get",le="+Inf"} 4`,
+		`dw_db_latency_seconds_sum{operation="get"} 4.05`,
+		`dw_db_latency_seconds_count{operation="get"} 4`,
+		`dw_db_latency_seconds_count{operation="put"} 0`,
+	} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("/metrics lacks %s:\n%s", want, rec.Body.String())
+		}
+	}
+}
+
+func TestHistogramBuckets(t *testing.T) {
+	b, err := histogramBuckets(&sdk.HistogramSnapshot{UpperBounds: []float64{-1, 0.5}, CumulativeCounts: []uint64{2, 2}, Count: 7})
+	if err != nil || len(b) != 2 || b[-1] != 2 || b[0.5] != 2 {
+		t.Fatalf("buckets = %v, %v", b, err)
+	}
+	if b, err := histogramBuckets(&sdk.HistogramSnapshot{Count: 3}); err != nil || len(b) != 0 {
+		t.Fatalf("only +Inf: %v, %v", b, err)
+	}
+	many := make([]float64, maxHistogramBuckets+1)
+	for i := range many {
+		many[i] = float64(i)
+	}
+	for name, h := range map[string]*sdk.HistogramSnapshot{
+		"nil":             nil,
+		"lengths":         {UpperBounds: []float64{1}, CumulativeCounts: nil},
+		"too many":        {UpperBounds: many, CumulativeCounts: make([]uint64, len(many))},
+		"+Inf bound":      {UpperBounds: []float64{math.Inf(1)}, CumulativeCounts: []uint64{0}},
+		"equal bounds":    {UpperBounds: []float64{1, 1}, CumulativeCounts: []uint64{0, 0}},
+		"not cumulative":  {UpperBounds: []float64{1, 2}, CumulativeCounts: []uint64{2, 1}, Count: 2},
+		"above the count": {UpperBounds: []float64{1}, CumulativeCounts: []uint64{2}, Count: 1},
+	} {
+		if _, err := histogramBuckets(h); err == nil {
+			t.Errorf("%s: no error", name)
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/datawarehouse/dw/sdk/v6"
+	"github.com/datawarehouse/dw/sdk/v6/internal/contract"
 	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
 	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
@@ -515,6 +516,7 @@ func (r *run) metrics() outcome {
 	kinds := map[string]dwv1.MetricKind{}
 	seen := map[string]bool{}
 	counters := map[string]float64{}
+	counts := map[string]uint64{} // of histograms
 	var names []string
 	for _, m := range first.GetMetrics() {
 		name := m.GetName()
@@ -533,13 +535,19 @@ func (r *run) metrics() outcome {
 		}
 		seen[id] = true
 		switch k := m.GetKind(); k {
-		case dwv1.MetricKind_METRIC_KIND_GAUGE, dwv1.MetricKind_METRIC_KIND_COUNTER:
+		case dwv1.MetricKind_METRIC_KIND_GAUGE, dwv1.MetricKind_METRIC_KIND_COUNTER, dwv1.MetricKind_METRIC_KIND_HISTOGRAM:
 			if prev, ok := kinds[name]; ok && prev != k {
-				problems = append(problems, fmt.Sprintf("metric %q is both a gauge and a counter", name))
+				problems = append(problems, fmt.Sprintf("metric %q is both a %s and a %s", name, kindText(prev), kindText(k)))
 			}
 			kinds[name] = k
 		default:
-			problems = append(problems, fmt.Sprintf("metric %s has kind %s; want a gauge or a counter (sdk.Gauge, sdk.Counter)", id, k))
+			problems = append(problems, fmt.Sprintf("metric %s has kind %s; want a gauge, a counter or a histogram (sdk.Gauge, sdk.Counter, (*sdk.Histogram).Metric)", id, k))
+		}
+		if m.GetKind() == dwv1.MetricKind_METRIC_KIND_HISTOGRAM {
+			if p := histogramProblem(m.GetHistogram()); p != "" {
+				problems = append(problems, fmt.Sprintf("histogram %s: %s", id, p))
+			}
+			counts[id] = m.GetHistogram().GetCount()
 		}
 		if m.GetKind() == dwv1.MetricKind_METRIC_KIND_COUNTER {
 			if v := m.GetValue(); v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
@@ -561,7 +569,11 @@ func (r *run) metrics() outcome {
 		if prev, ok := counters[id]; ok && m.GetKind() == dwv1.MetricKind_METRIC_KIND_COUNTER && m.GetValue() < prev {
 			problems = append(problems, fmt.Sprintf("counter %s went down from %v to %v between two GetMetrics calls", id, prev, m.GetValue()))
 		}
+		if prev, ok := counts[id]; ok && m.GetKind() == dwv1.MetricKind_METRIC_KIND_HISTOGRAM && m.GetHistogram().GetCount() < prev {
+			problems = append(problems, fmt.Sprintf("histogram %s: count went down from %d to %d between two GetMetrics calls", id, prev, m.GetHistogram().GetCount()))
+		}
 	}
+	problems = append(problems, seriesCollisions(kinds)...)
 	summary := fmt.Sprintf("backpressure %s", backpressureText(first.GetBackpressure()))
 	if reason := first.GetBackpressureReason(); reason != "" {
 		summary += " (" + reason + ")"
@@ -569,6 +581,49 @@ func (r *run) metrics() outcome {
 	sort.Strings(names)
 	summary += fmt.Sprintf("; %d metrics: %s", len(first.GetMetrics()), strings.Join(names, ", "))
 	return failList(problems, summary)
+}
+
+// histogramProblem says what is wrong with a histogram metric's data, or
+// "" when nothing is.
+func histogramProblem(h *dwv1.Histogram) string {
+	if h == nil {
+		return "no histogram data; report it with (*sdk.Histogram).Metric"
+	}
+	if err := contract.CheckHistogram(h.GetUpperBounds(), h.GetCumulativeCounts(), h.GetCount()); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// seriesCollisions lists the metric names that are also a series of a
+// histogram (x_bucket, x_sum, x_count of histogram x): the host exports
+// only the first of the two.
+func seriesCollisions(kinds map[string]dwv1.MetricKind) []string {
+	var problems []string
+	for name, k := range kinds {
+		if k != dwv1.MetricKind_METRIC_KIND_HISTOGRAM {
+			continue
+		}
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			if other, ok := kinds[name+suffix]; ok {
+				problems = append(problems, fmt.Sprintf("%s %q is also a series of histogram %q; rename one of them", kindText(other), name+suffix, name))
+			}
+		}
+	}
+	sort.Strings(problems)
+	return problems
+}
+
+func kindText(k dwv1.MetricKind) string {
+	switch k {
+	case dwv1.MetricKind_METRIC_KIND_GAUGE:
+		return "gauge"
+	case dwv1.MetricKind_METRIC_KIND_COUNTER:
+		return "counter"
+	case dwv1.MetricKind_METRIC_KIND_HISTOGRAM:
+		return "histogram"
+	}
+	return k.String()
 }
 
 func backpressureText(b dwv1.Backpressure) string {

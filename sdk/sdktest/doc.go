@@ -49,8 +49,11 @@
 //     and leave the limits in force unchanged.
 //   - metrics: GetMetrics answers with a known backpressure state; metric
 //     names and label names are snake_case; no name and label set appears
-//     twice; a name is always of one kind; counters are not negative and do
-//     not go down.
+//     twice; a name is always of one kind (gauge, counter or histogram);
+//     counters are not negative and do not go down; a histogram's buckets
+//     are consistent (finite ascending bounds, cumulative counts, at most
+//     64), its count does not go down, and no other metric is named as one
+//     of its series (x_bucket, x_sum, x_count).
 //   - health: CheckHealth answers with a known status, for the plugin and
 //     for each (named, unique) component.
 //   - shutdown: go-plugin's Kill returns and the process has exited by

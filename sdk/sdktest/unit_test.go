@@ -12,6 +12,7 @@ import (
 
 	"github.com/datawarehouse/dw/sdk/v6"
 	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
+	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
 func TestGenerateInvalid(t *testing.T) {
@@ -170,5 +171,44 @@ FAIL: 1 passed, 1 failed, 1 skipped
 	}
 	if (Report{}).Passed() || (Report{Checks: rep.Checks[2:]}).Passed() {
 		t.Error("a report without a passed check passed")
+	}
+}
+
+func TestHistogramProblem(t *testing.T) {
+	for _, tc := range []struct {
+		h    *dwv1.Histogram
+		want string // "" for none
+	}{
+		{&dwv1.Histogram{UpperBounds: []float64{0.1, 1}, CumulativeCounts: []uint64{1, 2}, Count: 3, Sum: 4}, ""},
+		{&dwv1.Histogram{Count: 3}, ""},
+		{nil, "no histogram data"},
+		{&dwv1.Histogram{UpperBounds: []float64{1}, CumulativeCounts: []uint64{1, 2}, Count: 2}, "1 bounds and 2 counts"},
+		{&dwv1.Histogram{UpperBounds: []float64{1, 1}, CumulativeCounts: []uint64{0, 0}}, "strictly ascending"},
+		{&dwv1.Histogram{UpperBounds: []float64{1, 2}, CumulativeCounts: []uint64{2, 1}, Count: 2}, "cumulative"},
+		{&dwv1.Histogram{UpperBounds: []float64{1}, CumulativeCounts: []uint64{3}, Count: 2}, "at most count 2"},
+	} {
+		got := histogramProblem(tc.h)
+		if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+			t.Errorf("histogramProblem(%v) = %q, want %q", tc.h, got, tc.want)
+		}
+	}
+}
+
+func TestSeriesCollisions(t *testing.T) {
+	got := seriesCollisions(map[string]dwv1.MetricKind{
+		"latency":        dwv1.MetricKind_METRIC_KIND_HISTOGRAM,
+		"latency_count":  dwv1.MetricKind_METRIC_KIND_COUNTER,
+		"latency_sum":    dwv1.MetricKind_METRIC_KIND_GAUGE,
+		"latency_total":  dwv1.MetricKind_METRIC_KIND_COUNTER,
+		"queue_count":    dwv1.MetricKind_METRIC_KIND_GAUGE, // no histogram queue
+		"sizes":          dwv1.MetricKind_METRIC_KIND_HISTOGRAM,
+		"sizes_bucket_x": dwv1.MetricKind_METRIC_KIND_GAUGE,
+	})
+	want := []string{
+		`counter "latency_count" is also a series of histogram "latency"; rename one of them`,
+		`gauge "latency_sum" is also a series of histogram "latency"; rename one of them`,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("seriesCollisions = %q, want %q", got, want)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 
@@ -187,4 +188,27 @@ func numbers(v any) (any, error) {
 		}
 	}
 	return v, nil
+}
+
+// MaxHistogramBuckets bounds the buckets of one histogram: each bucket is
+// a time series on the host.
+const MaxHistogramBuckets = 64
+
+// CheckHistogram reports what makes a histogram unexportable, as it
+// crosses the wire: one cumulative count per upper bound, at most
+// MaxHistogramBuckets of them, bounds finite and strictly ascending,
+// counts never decreasing and none above count (the +Inf bucket).
+func CheckHistogram(upperBounds []float64, cumulativeCounts []uint64, count uint64) error {
+	if len(upperBounds) != len(cumulativeCounts) || len(upperBounds) > MaxHistogramBuckets {
+		return fmt.Errorf("%d bounds and %d counts, want the same number, at most %d", len(upperBounds), len(cumulativeCounts), MaxHistogramBuckets)
+	}
+	for i, b := range upperBounds {
+		if math.IsNaN(b) || math.IsInf(b, 0) || (i > 0 && b <= upperBounds[i-1]) {
+			return fmt.Errorf("bounds must be finite and strictly ascending, got %v", upperBounds)
+		}
+		if c := cumulativeCounts[i]; (i > 0 && c < cumulativeCounts[i-1]) || c > count {
+			return fmt.Errorf("counts must be cumulative and at most count %d, got %v", count, cumulativeCounts)
+		}
+	}
+	return nil
 }

@@ -54,6 +54,19 @@
 // are logged (warn when a strategy becomes unhealthy, info when it
 // recovers) and exported as strategy_healthy{strategy}.
 //
+// # Metrics
+//
+// request_duration_seconds is a latency histogram (sdk.LatencyBuckets,
+// 0.5 ms to 10 s) of every request, by operation (put, get, stat, delete,
+// list, list_stream) and strategy: from the handler's start to its end,
+// refusals included, and for the streams (put, get, list_stream) until the
+// stream ends, so a large object's transfer is in it. A request that names
+// no configured strategy is counted with strategy "". The host exports it
+// as dw_dbstorage_request_duration_seconds_bucket{le}, _sum and _count,
+// from which histogram_quantile gives each operation's p99.
+// queries_total, query_errors_total and query_seconds_total time the
+// database operation alone (a get to its first byte, a put to its commit).
+//
 // # Limits
 //
 // max_buffer_bytes, health_timeout, health_interval, default_page_size and

@@ -88,13 +88,15 @@ func printable(s string) bool {
 // message plus the strategy's one chunk, and the chunk is reserved from the
 // buffer budget first (waiting while the budget is spent).
 func (s *Service) Put(stream dwv1.ObjectStore_PutServer) (err error) {
+	var h *dwv1.PutObjectHeader // the request's strategy, once received
+	defer func(start time.Time) { s.timeRequest(reqPut, h.GetStrategy(), start) }(time.Now())
 	ctx := stream.Context()
 	defer func() { err = sdk.ToStatus(err) }()
 	first, err := stream.Recv()
 	if err != nil {
 		return fmt.Errorf("put: receive header: %w", err)
 	}
-	h := first.GetHeader()
+	h = first.GetHeader()
 	if h == nil {
 		return fmt.Errorf("%w: put: the first message must be the header", sdk.ErrInvalidArgument)
 	}
@@ -175,6 +177,7 @@ func (s *Service) acquire(ctx context.Context, n int64) error {
 // Get streams an object: the header, then each piece as the strategy reads
 // it. Each piece is reserved from the buffer budget while it is held.
 func (s *Service) Get(req *dwv1.GetObjectRequest, stream dwv1.ObjectStore_GetServer) (err error) {
+	defer s.timeRequest(reqGet, req.GetStrategy(), time.Now())
 	ctx := stream.Context()
 	defer func() { err = sdk.ToStatus(err) }()
 	if err := store.ValidateKey(req.GetKey()); err != nil {
@@ -256,6 +259,7 @@ func (s *Service) Get(req *dwv1.GetObjectRequest, stream dwv1.ObjectStore_GetSer
 
 // Stat returns an object's info.
 func (s *Service) Stat(ctx context.Context, req *dwv1.StatObjectRequest) (*dwv1.StatObjectResponse, error) {
+	defer s.timeRequest(reqStat, req.GetStrategy(), time.Now())
 	if err := store.ValidateKey(req.GetKey()); err != nil {
 		return nil, sdk.ToStatus(fmt.Errorf("stat: %w", err))
 	}
@@ -275,6 +279,7 @@ func (s *Service) Stat(ctx context.Context, req *dwv1.StatObjectRequest) (*dwv1.
 
 // Delete removes an object; a missing one is no error.
 func (s *Service) Delete(ctx context.Context, req *dwv1.DeleteObjectRequest) (*dwv1.DeleteObjectResponse, error) {
+	defer s.timeRequest(reqDelete, req.GetStrategy(), time.Now())
 	if err := store.ValidateKey(req.GetKey()); err != nil {
 		return nil, sdk.ToStatus(fmt.Errorf("delete: %w", err))
 	}
@@ -306,6 +311,7 @@ func validatePrefix(p string) error {
 // when 0, capped at max_page_size. A page token gives keyset pagination;
 // offset skips matches (its cost grows with it); the two do not mix.
 func (s *Service) List(ctx context.Context, req *dwv1.ListObjectsRequest) (*dwv1.ListObjectsResponse, error) {
+	defer s.timeRequest(reqList, req.GetStrategy(), time.Now())
 	resp, err := s.list(ctx, req)
 	return resp, sdk.ToStatus(err)
 }
@@ -377,6 +383,7 @@ func (s *Service) list(ctx context.Context, req *dwv1.ListObjectsRequest) (*dwv1
 // and memory stays bounded by one batch. An object that exists for the
 // whole stream is sent exactly once.
 func (s *Service) ListStream(req *dwv1.ListObjectsStreamRequest, stream dwv1.ObjectStore_ListStreamServer) (err error) {
+	defer s.timeRequest(reqListStream, req.GetStrategy(), time.Now())
 	ctx := stream.Context()
 	defer func() { err = sdk.ToStatus(err) }()
 	if err := validatePrefix(req.GetPrefix()); err != nil {

@@ -22,12 +22,43 @@ const (
 
 var opNames = [numOps]string{"put", "get", "stat", "delete", "list", "count"}
 
+// Requests timed in request_duration_seconds, one per RPC of the
+// ObjectStore service.
+const (
+	reqPut = iota
+	reqGet
+	reqStat
+	reqDelete
+	reqList
+	reqListStream
+	numReqs
+)
+
+var requestNames = [numReqs]string{"put", "get", "stat", "delete", "list", "list_stream"}
+
+const requestDurationHelp = "Time to serve a request, from its start to its end (for put, get and list_stream the whole stream), " +
+	"by operation and strategy; strategy is empty for requests that named no configured strategy."
+
+// requestLatency holds one latency histogram per kind of request.
+type requestLatency [numReqs]*sdk.Histogram
+
+func newRequestLatency() *requestLatency {
+	var l requestLatency
+	for i := range l {
+		l[i] = sdk.NewHistogram(sdk.LatencyBuckets)
+	}
+	return &l
+}
+
 // stats are the plugin's counters; all atomic.
 type stats struct {
 	putStreams, getStreams, listStreams atomic.Int64
 	bytesIn, bytesOut                   atomic.Uint64
 	healthChecks                        atomic.Uint64
 	ops                                 [numOps]opStats
+	// unrouted times the requests that named no configured strategy (the
+	// others are timed by their strategy's latency).
+	unrouted *requestLatency
 }
 
 // opStats time one kind of database operation. The time of a put or get
@@ -48,6 +79,21 @@ func (s *stats) observe(op int, start time.Time, err error) {
 	}
 }
 
+// timeRequest records the time from start to now of a request of kind
+// req that named the strategy name ("": the default), under that strategy
+// if it is configured. Handlers defer it first thing, so that it times
+// the whole request, refusals included.
+func (s *Service) timeRequest(req int, name string, start time.Time) {
+	if name == "" {
+		name = s.defaultName
+	}
+	l := s.stats.unrouted
+	if st, ok := s.strategies[name]; ok {
+		l = st.latency
+	}
+	l[req].ObserveSince(start)
+}
+
 // streamStart counts a stream as active until the returned func is called.
 func (s *stats) streamStart(g *atomic.Int64) func() {
 	g.Add(1)
@@ -59,7 +105,8 @@ func (s *stats) streamStart(g *atomic.Int64) func() {
 const elevatedFill = 80
 
 // Metrics reports streams, bytes, the buffer budget and its backpressure,
-// query latency per operation and each strategy's health.
+// query latency per operation, request latency histograms per operation
+// and strategy, and each strategy's health.
 func (s *Service) Metrics(context.Context) (sdk.Metrics, error) {
 	b := s.budget.Stats()
 	st := &s.stats
@@ -98,6 +145,16 @@ func (s *Service) Metrics(context.Context) (sdk.Metrics, error) {
 			sdk.Gauge("strategy_healthy", "1 if the strategy passed its last health check, else 0.", healthy, "strategy", name, "driver", strat.driver),
 			sdk.Gauge("strategy_health_check_seconds", "Duration of the strategy's last health check.", took, "strategy", name),
 		)
+		for i, h := range strat.latency {
+			m.Values = append(m.Values, h.Metric("request_duration_seconds", requestDurationHelp, "operation", requestNames[i], "strategy", name))
+		}
+	}
+	// Requests that named no configured strategy: only the operations
+	// that had some, as a healthy deployment has none.
+	for i, h := range st.unrouted {
+		if v := h.Metric("request_duration_seconds", requestDurationHelp, "operation", requestNames[i], "strategy", ""); v.Histogram.Count > 0 {
+			m.Values = append(m.Values, v)
+		}
 	}
 	switch {
 	case b.Waiting > 0:

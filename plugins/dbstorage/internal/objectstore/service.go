@@ -89,6 +89,7 @@ type strategy struct {
 	chunkSize int64
 	store     store.Strategy
 	health    atomic.Pointer[strategyHealth]
+	latency   *requestLatency // of the requests that named it
 }
 
 // strategyHealth is the result of a strategy's last check.
@@ -111,6 +112,7 @@ func New() *Service {
 	l := DefaultLimits()
 	s.limits.Store(&l)
 	s.health = &healthChecker{s: s}
+	s.stats.unrouted = newRequestLatency()
 	return s
 }
 
@@ -147,7 +149,7 @@ func (s *Service) Configure(ctx context.Context, cfg sdk.Config) error {
 			s.closeStrategies()
 			return fmt.Errorf("open strategy %q (%s): %w", r.Name, r.Driver, err)
 		}
-		s.strategies[r.Name] = &strategy{name: r.Name, driver: r.Driver, chunkSize: int64(r.ChunkSize), store: st}
+		s.strategies[r.Name] = &strategy{name: r.Name, driver: r.Driver, chunkSize: int64(r.ChunkSize), store: st, latency: newRequestLatency()}
 		s.order = append(s.order, r.Name)
 		s.logger.Info("strategy opened", "strategy", r.Name, "driver", r.Driver)
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -72,6 +74,9 @@ func newTestService(t *testing.T, l Limits, strategies ...*strategy) *Service {
 	t.Helper()
 	s := New()
 	for _, st := range strategies {
+		if st.latency == nil {
+			st.latency = newRequestLatency()
+		}
 		s.strategies[st.name] = st
 		s.order = append(s.order, st.name)
 	}
@@ -359,6 +364,66 @@ func TestPutHeaderValidation(t *testing.T) {
 	}
 	if err := validateHeader(&dwv1.PutObjectHeader{Key: "ok/key", ContentType: "text/plain; charset=utf-8", Metadata: map[string]string{"owner": "alice"}, Size: -1}); err != nil {
 		t.Errorf("a good header: %v", err)
+	}
+}
+
+// TestRequestDuration checks request_duration_seconds: one histogram per
+// operation and configured strategy, requests timed to their end (a Get
+// to the end of its stream), failures included, and requests that name
+// no configured strategy under strategy "".
+func TestRequestDuration(t *testing.T) {
+	fs := &fakeStore{
+		ListFunc: func(context.Context, store.ListQuery) ([]store.Object, error) { return nil, nil },
+		GetFunc: func(_ context.Context, key string, _, _ int64) (store.Object, int64, int64, store.Reader, error) {
+			return store.Object{Key: key, Size: 2}, 0, 2, &pieces{p: [][]byte{{1}, {2}}}, nil
+		},
+	}
+	s := newTestService(t, DefaultLimits(),
+		&strategy{name: "primary", driver: "fake", chunkSize: 1 << 20, store: fs},
+		&strategy{name: "secondary", driver: "fake", chunkSize: 1 << 20, store: fs})
+	ctx := context.Background()
+	for _, req := range []*dwv1.ListObjectsRequest{{}, {Strategy: "primary"}, {Strategy: "secondary"}, {Strategy: "nope"}} {
+		_, _ = s.List(ctx, req)
+	}
+	if _, err := s.Stat(ctx, &dwv1.StatObjectRequest{Key: "a"}); err == nil {
+		t.Fatal("the fake's Stat fails")
+	}
+	// The stream's sends wait 30 ms: the Get is timed until it ends.
+	release := make(chan struct{})
+	time.AfterFunc(30*time.Millisecond, func() { close(release) })
+	if err := s.Get(&dwv1.GetObjectRequest{Key: "a"}, &blockingStream{ctx: ctx, sent: make(chan int, 2), release: release}); err != nil {
+		t.Fatal(err)
+	}
+
+	m, err := s.Metrics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]*sdk.HistogramSnapshot{}
+	for _, v := range m.Values {
+		if v.Name != "request_duration_seconds" {
+			continue
+		}
+		if v.Kind != sdk.KindHistogram || v.Histogram == nil || len(v.Labels) != 2 || v.Help != requestDurationHelp {
+			t.Fatalf("request_duration_seconds = %+v", v)
+		}
+		got[v.Labels["operation"]+"/"+v.Labels["strategy"]] = v.Histogram
+	}
+	// Every operation of each configured strategy, and only the list of
+	// the unconfigured one.
+	if len(got) != 2*numReqs+1 {
+		t.Errorf("%d histograms: %v", len(got), slices.Sorted(maps.Keys(got)))
+	}
+	for key, want := range map[string]uint64{
+		"list/primary": 2, "list/secondary": 1, "list/": 1, "stat/primary": 1, "get/primary": 1,
+		"put/primary": 0, "delete/secondary": 0, "list_stream/primary": 0,
+	} {
+		if h := got[key]; h == nil || h.Count != want {
+			t.Errorf("%s: %+v, want count %d", key, h, want)
+		}
+	}
+	if h := got["get/primary"]; h != nil && h.Sum < 0.03 {
+		t.Errorf("get timed %v s, want at least the 30 ms of its stream", h.Sum)
 	}
 }
 

@@ -90,6 +90,14 @@
 // and service time per class; in-flight; backpressure from queue fill;
 // quota admissions, throttles and refusals per caller; the device class
 // with how it was decided (device_info); each capability, the probe's time
-// and the path in use. Health has components root, device, io_uring,
-// o_direct and io_path, each saying what was found.
+// and the path in use; request_duration_seconds, a latency histogram
+// (sdk.LatencyBuckets, 0.5 ms to 10 s) of every request by operation (put,
+// get, stat, delete, list) and priority (high, normal, low; "" for a
+// priority that is none of them), timed from the handler's start to its
+// end: quota and queue waits, refusals and, for put and get, the whole
+// transfer included. The host exports it as
+// dw_filesystem_request_duration_seconds_bucket{le}, _sum and _count, from
+// which histogram_quantile gives each operation's p99. Health has
+// components root, device, io_uring, o_direct and io_path, each saying
+// what was found.
 package filestore

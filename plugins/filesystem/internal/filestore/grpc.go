@@ -72,6 +72,7 @@ func (t *transfer) finish(kind int, start time.Time, err error) {
 // one dispatch of the queue.
 func unary[R any](s *Service, ctx context.Context, kind int, p string, prio dwv1.Priority, fn func() (R, error)) (R, error) {
 	start := time.Now()
+	defer s.timeRequest(kind, prio, start)
 	var zero R
 	op := opNames[kind]
 	if err := s.checkPath(ctx, op, p, kind == opList); err != nil {
@@ -116,6 +117,7 @@ func (s *Service) List(ctx context.Context, req *dwv1.ListFilesRequest) (*dwv1.L
 // Get streams a file or a range of it.
 func (s *Service) Get(req *dwv1.GetFileRequest, stream dwv1.FileStore_GetServer) error {
 	start := time.Now()
+	defer s.timeRequest(opGet, req.GetPriority(), start)
 	ctx := stream.Context()
 	if err := s.checkPath(ctx, "get", req.GetPath(), false); err != nil {
 		return sdk.ToStatus(err)
@@ -144,12 +146,14 @@ func (s *Service) Get(req *dwv1.GetFileRequest, stream dwv1.FileStore_GetServer)
 // Put writes a file atomically.
 func (s *Service) Put(stream dwv1.FileStore_PutServer) error {
 	start := time.Now()
+	var hdr *dwv1.PutFileHeader // the request's priority, once received
+	defer func() { s.timeRequest(opPut, hdr.GetPriority(), start) }()
 	ctx := stream.Context()
 	msg, err := stream.Recv()
 	if err != nil {
 		return sdk.ToStatus(fmt.Errorf("put: receive header: %w", err))
 	}
-	hdr := msg.GetHeader()
+	hdr = msg.GetHeader()
 	if hdr == nil {
 		return sdk.ToStatus(fmt.Errorf("put: the first message must be the header: %w", sdk.ErrInvalidArgument))
 	}

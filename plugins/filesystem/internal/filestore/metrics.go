@@ -8,6 +8,7 @@ import (
 
 	"github.com/datawarehouse/dw/plugins/filesystem/internal/scheduler"
 	"github.com/datawarehouse/dw/sdk/v6"
+	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
 // Requests counted in the metrics.
@@ -21,6 +22,39 @@ const (
 )
 
 var opNames = [numOps]string{"put", "get", "stat", "delete", "list"}
+
+const requestDurationHelp = "Time to serve a request, from its start to its end (for put and get the whole transfer), " +
+	"by operation and priority; priority is empty for requests whose priority is none of high, normal, low."
+
+// requestLatency holds the request_duration_seconds histograms: one per
+// operation and priority class, and one per operation for requests whose
+// priority is not a class (refused at once).
+type requestLatency struct {
+	byClass    [numOps][len(scheduler.Classes)]*sdk.Histogram
+	noPriority [numOps]*sdk.Histogram
+}
+
+func newRequestLatency() *requestLatency {
+	l := &requestLatency{}
+	for op := range numOps {
+		for c := range l.byClass[op] {
+			l.byClass[op][c] = sdk.NewHistogram(sdk.LatencyBuckets)
+		}
+		l.noPriority[op] = sdk.NewHistogram(sdk.LatencyBuckets)
+	}
+	return l
+}
+
+// timeRequest records the time from start to now of a request of kind op
+// with priority prio. Handlers defer it first thing, so that it times the
+// whole request, refusals and waits for admission included.
+func (s *Service) timeRequest(op int, prio dwv1.Priority, start time.Time) {
+	h := s.latency.noPriority[op]
+	if c, err := classOf(prio); err == nil {
+		h = s.latency.byClass[op][c]
+	}
+	h.ObserveSince(start)
+}
 
 // stats are the plugin's counters; all atomic.
 type stats struct {
@@ -51,8 +85,8 @@ func b2f(b bool) float64 {
 
 // Metrics reports the queue (length, wait and service time per class,
 // in-flight, backpressure), the quotas per caller, the device class and how
-// it was decided, the probed capabilities and the I/O path, and the
-// transfers.
+// it was decided, the probed capabilities and the I/O path, the
+// transfers, and request latency histograms per operation and priority.
 func (s *Service) Metrics(context.Context) (sdk.Metrics, error) {
 	if !s.configured.Load() {
 		return sdk.Metrics{}, nil
@@ -125,6 +159,14 @@ func (s *Service) Metrics(context.Context) (sdk.Metrics, error) {
 			sdk.Counter("request_errors_total", "Requests that failed, by kind.", float64(st.requestErrors[i].Load()), "op", opNames[i]),
 			sdk.Counter("request_seconds_total", "Time of requests by kind, from admission to the end.", float64(st.requestNano[i].Load())/1e9, "op", opNames[i]),
 		)
+		for _, c := range scheduler.Classes {
+			add(s.latency.byClass[i][c].Metric("request_duration_seconds", requestDurationHelp, "operation", opNames[i], "priority", c.String()))
+		}
+		// Requests of no priority class: only the operations that had
+		// some, as the host sends none.
+		if v := s.latency.noPriority[i].Metric("request_duration_seconds", requestDurationHelp, "operation", opNames[i], "priority", ""); v.Histogram.Count > 0 {
+			add(v)
+		}
 	}
 	return m, nil
 }

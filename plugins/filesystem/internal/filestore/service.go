@@ -56,7 +56,8 @@ type Service struct {
 	bufs       *bufferPool
 	shutdown   bool
 
-	stats stats
+	stats   stats
+	latency *requestLatency
 }
 
 var (
@@ -75,7 +76,7 @@ func WithProbes(f probe.Funcs) Option { return func(s *Service) { s.probes = f }
 
 // New returns an unconfigured Service.
 func New(opts ...Option) *Service {
-	s := &Service{logger: hclog.NewNullLogger(), bufs: newBufferPool(maxBuffers)}
+	s := &Service{logger: hclog.NewNullLogger(), bufs: newBufferPool(maxBuffers), latency: newRequestLatency()}
 	l := DefaultLimits()
 	s.limits.Store(&l)
 	for _, o := range opts {

@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -762,5 +764,73 @@ func TestConfigureRefusesBadSettings(t *testing.T) {
 				t.Errorf("shutdown after a refused Configure: %v", err)
 			}
 		})
+	}
+}
+
+// TestRequestDuration checks request_duration_seconds: one histogram per
+// operation and priority class, each request timed from its start to its
+// end (a wait in the I/O queue included), refusals included, and a
+// priority that is no class counted with priority "".
+func TestRequestDuration(t *testing.T) {
+	l := DefaultLimits()
+	l.QueueDepth.SSD = 1
+	e := start(t, &l, false)
+	ctx := context.Background()
+	if _, err := e.put(t, "a", []byte("abc"), dwv1.Priority_PRIORITY_LOW); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.get(ctx, "a", 0, -1, dwv1.Priority_PRIORITY_HIGH); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.Stat(ctx, &dwv1.StatFileRequest{Path: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.Stat(ctx, &dwv1.StatFileRequest{Path: "a", Priority: 99}); !errors.Is(sdk.FromStatus(err), sdk.ErrInvalidArgument) {
+		t.Fatalf("stat with priority 99: %v", err)
+	}
+	if _, err := e.c.List(ctx, &dwv1.ListFilesRequest{Path: ""}); err != nil {
+		t.Fatal(err)
+	}
+	// A delete that waits 30 ms for the device is timed with its wait.
+	release := holdSlots(t, e.s, 1)
+	deleted := make(chan error, 1)
+	go func() {
+		_, err := e.c.Delete(ctx, &dwv1.DeleteFileRequest{Path: "a", Priority: dwv1.Priority_PRIORITY_NORMAL})
+		deleted <- err
+	}()
+	waitFor(t, "the delete to queue", func() bool { return e.s.sched.Stats().Waiting[scheduler.Normal] == 1 })
+	time.Sleep(30 * time.Millisecond)
+	release()
+	if err := <-deleted; err != nil {
+		t.Fatal(err)
+	}
+
+	m, err := e.s.Metrics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]*sdk.HistogramSnapshot{}
+	for _, v := range m.Values {
+		if v.Name != "request_duration_seconds" {
+			continue
+		}
+		if v.Kind != sdk.KindHistogram || v.Histogram == nil || len(v.Labels) != 2 || v.Help != requestDurationHelp {
+			t.Fatalf("request_duration_seconds = %+v", v)
+		}
+		got[v.Labels["operation"]+"/"+v.Labels["priority"]] = v.Histogram
+	}
+	// Every operation in each class, and only the stat without one.
+	if len(got) != numOps*len(scheduler.Classes)+1 {
+		t.Errorf("%d histograms: %v", len(got), slices.Sorted(maps.Keys(got)))
+	}
+	for key, want := range map[string]uint64{
+		"put/low": 1, "put/normal": 0, "get/high": 1, "stat/normal": 1, "stat/": 1, "list/normal": 1, "delete/normal": 1, "delete/high": 0,
+	} {
+		if h := got[key]; h == nil || h.Count != want {
+			t.Errorf("%s: %+v, want count %d", key, h, want)
+		}
+	}
+	if h := got["delete/normal"]; h != nil && h.Sum < 0.03 {
+		t.Errorf("delete timed %v s, want at least its 30 ms in the queue", h.Sum)
 	}
 }
