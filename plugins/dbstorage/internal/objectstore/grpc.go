@@ -87,9 +87,8 @@ func printable(s string) bool {
 // data is read message by message: the plugin holds at most one gRPC
 // message plus the strategy's one chunk, and the chunk is reserved from the
 // buffer budget first (waiting while the budget is spent).
-func (s *Service) Put(stream dwv1.ObjectStore_PutServer) (err error) {
+func (s *Service) Put(stream dwv1.ObjectStore_PutServer) error {
 	ctx := stream.Context()
-	defer func() { err = sdk.ToStatus(err) }()
 	first, err := stream.Recv()
 	if err != nil {
 		return fmt.Errorf("put: receive header: %w", err)
@@ -174,9 +173,8 @@ func (s *Service) acquire(ctx context.Context, n int64) error {
 
 // Get streams an object: the header, then each piece as the strategy reads
 // it. Each piece is reserved from the buffer budget while it is held.
-func (s *Service) Get(req *dwv1.GetObjectRequest, stream dwv1.ObjectStore_GetServer) (err error) {
+func (s *Service) Get(req *dwv1.GetObjectRequest, stream dwv1.ObjectStore_GetServer) error {
 	ctx := stream.Context()
-	defer func() { err = sdk.ToStatus(err) }()
 	if err := store.ValidateKey(req.GetKey()); err != nil {
 		return fmt.Errorf("get: %w", err)
 	}
@@ -257,18 +255,18 @@ func (s *Service) Get(req *dwv1.GetObjectRequest, stream dwv1.ObjectStore_GetSer
 // Stat returns an object's info.
 func (s *Service) Stat(ctx context.Context, req *dwv1.StatObjectRequest) (*dwv1.StatObjectResponse, error) {
 	if err := store.ValidateKey(req.GetKey()); err != nil {
-		return nil, sdk.ToStatus(fmt.Errorf("stat: %w", err))
+		return nil, fmt.Errorf("stat: %w", err)
 	}
 	st, err := s.pick(req.GetStrategy())
 	if err != nil {
-		return nil, sdk.ToStatus(fmt.Errorf("stat %q: %w", req.GetKey(), err))
+		return nil, fmt.Errorf("stat %q: %w", req.GetKey(), err)
 	}
 	start := time.Now()
 	obj, err := st.store.Stat(ctx, req.GetKey())
 	s.stats.observe(opStat, start, err)
 	if err != nil {
 		s.noteError(err)
-		return nil, sdk.ToStatus(fmt.Errorf("stat %q on strategy %q: %w", req.GetKey(), st.name, err))
+		return nil, fmt.Errorf("stat %q on strategy %q: %w", req.GetKey(), st.name, err)
 	}
 	return &dwv1.StatObjectResponse{Info: toProto(obj, st.name)}, nil
 }
@@ -276,18 +274,18 @@ func (s *Service) Stat(ctx context.Context, req *dwv1.StatObjectRequest) (*dwv1.
 // Delete removes an object; a missing one is no error.
 func (s *Service) Delete(ctx context.Context, req *dwv1.DeleteObjectRequest) (*dwv1.DeleteObjectResponse, error) {
 	if err := store.ValidateKey(req.GetKey()); err != nil {
-		return nil, sdk.ToStatus(fmt.Errorf("delete: %w", err))
+		return nil, fmt.Errorf("delete: %w", err)
 	}
 	st, err := s.pick(req.GetStrategy())
 	if err != nil {
-		return nil, sdk.ToStatus(fmt.Errorf("delete %q: %w", req.GetKey(), err))
+		return nil, fmt.Errorf("delete %q: %w", req.GetKey(), err)
 	}
 	start := time.Now()
 	existed, err := st.store.Delete(ctx, req.GetKey())
 	s.stats.observe(opDelete, start, err)
 	if err != nil {
 		s.noteError(err)
-		return nil, sdk.ToStatus(fmt.Errorf("delete %q on strategy %q: %w", req.GetKey(), st.name, err))
+		return nil, fmt.Errorf("delete %q on strategy %q: %w", req.GetKey(), st.name, err)
 	}
 	return &dwv1.DeleteObjectResponse{Existed: existed}, nil
 }
@@ -306,11 +304,6 @@ func validatePrefix(p string) error {
 // when 0, capped at max_page_size. A page token gives keyset pagination;
 // offset skips matches (its cost grows with it); the two do not mix.
 func (s *Service) List(ctx context.Context, req *dwv1.ListObjectsRequest) (*dwv1.ListObjectsResponse, error) {
-	resp, err := s.list(ctx, req)
-	return resp, sdk.ToStatus(err)
-}
-
-func (s *Service) list(ctx context.Context, req *dwv1.ListObjectsRequest) (*dwv1.ListObjectsResponse, error) {
 	l := s.currentLimits()
 	if err := validatePrefix(req.GetPrefix()); err != nil {
 		return nil, fmt.Errorf("list: %w", err)
@@ -376,9 +369,8 @@ func (s *Service) list(ctx context.Context, req *dwv1.ListObjectsRequest) (*dwv1
 // keyset batches so that no query holds a snapshot for the whole stream
 // and memory stays bounded by one batch. An object that exists for the
 // whole stream is sent exactly once.
-func (s *Service) ListStream(req *dwv1.ListObjectsStreamRequest, stream dwv1.ObjectStore_ListStreamServer) (err error) {
+func (s *Service) ListStream(req *dwv1.ListObjectsStreamRequest, stream dwv1.ObjectStore_ListStreamServer) error {
 	ctx := stream.Context()
-	defer func() { err = sdk.ToStatus(err) }()
 	if err := validatePrefix(req.GetPrefix()); err != nil {
 		return fmt.Errorf("list: %w", err)
 	}
