@@ -187,16 +187,26 @@ func isMajorVersion(s string) bool {
 // io.EOF, the end of a stream, stays io.EOF.
 func ClientErrors(fromStatus func(error) error) []grpc.DialOption {
 	return []grpc.DialOption{
-		grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-			return fromStatus(invoker(ctx, method, req, reply, cc, opts...))
-		}),
-		grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-			s, err := streamer(ctx, desc, cc, method, opts...)
-			if err != nil {
-				return nil, fromStatus(err)
-			}
-			return &clientStream{ClientStream: s, convert: fromStatus}, nil
-		}),
+		grpc.WithChainUnaryInterceptor(UnaryClientErrors(fromStatus)),
+		grpc.WithChainStreamInterceptor(StreamClientErrors(fromStatus)),
+	}
+}
+
+// UnaryClientErrors is the unary client interceptor of ClientErrors.
+func UnaryClientErrors(fromStatus func(error) error) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		return fromStatus(invoker(ctx, method, req, reply, cc, opts...))
+	}
+}
+
+// StreamClientErrors is the stream client interceptor of ClientErrors.
+func StreamClientErrors(fromStatus func(error) error) grpc.StreamClientInterceptor {
+	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		s, err := streamer(ctx, desc, cc, method, opts...)
+		if err != nil {
+			return nil, fromStatus(err)
+		}
+		return &clientStream{ClientStream: s, convert: fromStatus}, nil
 	}
 }
 
