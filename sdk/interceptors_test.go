@@ -40,12 +40,21 @@ func (f *fakeFileStore) Get(r *dwv1.GetFileRequest, s dwv1.FileStore_GetServer) 
 }
 func (f *fakeFileStore) Put(s dwv1.FileStore_PutServer) error { return f.PutFunc(s) }
 
-// domainSubsystem is testSubsystem serving a FileStore, whose ApplyLimits
-// panics on demand.
+// domainSubsystem is testSubsystem serving a FileStore, whose Configure
+// and ApplyLimits panic on demand.
 type domainSubsystem struct {
 	*testSubsystem
-	files      *fakeFileStore
-	applyPanic atomic.Bool
+	files          *fakeFileStore
+	applyPanic     atomic.Bool
+	configurePanic atomic.Bool
+}
+
+func (d *domainSubsystem) Configure(ctx context.Context, cfg Config) error {
+	if d.configurePanic.Load() {
+		markLine()
+		panic(fmt.Errorf("cannot open %s", cfg.DataDir))
+	}
+	return d.testSubsystem.Configure(ctx, cfg)
 }
 
 func (d *domainSubsystem) RegisterGRPC(s *grpc.Server) { dwv1.RegisterFileStoreServer(s, d.files) }
@@ -303,7 +312,8 @@ func TestPanicsAreRecovered(t *testing.T) {
 
 // TestDomainServicesWaitForConfigure: before Configure has succeeded, a
 // domain service answers ErrUnavailable without reaching the plugin; the
-// contract answers all along.
+// contract answers all along. A Configure that panicked (its host KV
+// connection released) may be called again.
 func TestDomainServicesWaitForConfigure(t *testing.T) {
 	ctx := context.Background()
 	d, c, fs, _ := startDomain(t, false)
@@ -344,6 +354,14 @@ func TestDomainServicesWaitForConfigure(t *testing.T) {
 		t.Fatalf("bad settings: %v", err)
 	}
 	refused("after a failed Configure")
+	// A panicking Configure fails the call, and another may follow.
+	d.configurePanic.Store(true)
+	err := c.Configure(ctx, Config{Subsystem: "testsub", DataDir: "/nowhere", KV: &memKV{}})
+	if !errors.Is(err, ErrPanicked) || err.Error() != "panicked in Configure: cannot open /nowhere (sdk/interceptors_test.go:"+panicLine.Load().(string)+")" {
+		t.Fatalf("panicking Configure: %v", err)
+	}
+	refused("after a panicking Configure")
+	d.configurePanic.Store(false)
 	if err := c.Configure(ctx, Config{Subsystem: "testsub"}); err != nil {
 		t.Fatal(err)
 	}
