@@ -87,18 +87,18 @@ const maxPanicValue = 1 << 10
 
 // recovered logs a recovered panic with its stack and returns the call's
 // error: "panicked in Method: value (file.go:line)". It must be called
-// from the deferred function that recovered (see PanicSite).
+// from the deferred function that recovered (see panicSite).
 func (h ServerErrors) recovered(fullMethod string, v any) error {
 	site := panicSite()
+	value := fmt.Sprint(v)
 	logger := h.Logger
 	if logger == nil {
 		logger = hclog.Default()
 	}
 	logger.Error("recovered a panic in a gRPC handler; the call fails and serving goes on",
-		"method", fullMethod, "panic", fmt.Sprint(v), "at", site, "stack", string(debug.Stack()))
-	value := fmt.Sprint(v)
+		"method", fullMethod, "panic", value, "at", site, "stack", string(debug.Stack()))
 	if len(value) > maxPanicValue {
-		value = value[:maxPanicValue] + "…"
+		value = strings.ToValidUTF8(value[:maxPanicValue], "") + "…"
 	}
 	return &panicError{msg: fmt.Sprintf("%s in %s: %s (%s)", h.Panicked, ShortMethod(fullMethod), value, site), sentinel: h.Panicked}
 }
