@@ -335,7 +335,7 @@ func TestCLIAgainstHostWithAuth(t *testing.T) {
 	}
 
 	out, code = dwCLI(t, h, auth, "status")
-	if code != 0 || !strings.Contains(out, "ready") || !regexpMatch(`kvcache\s+serving\s+0\.1\.0\s+6\.0\.0`, out) {
+	if code != 0 || !strings.Contains(out, "ready") || !regexpMatch(`kvcache\s+serving\s+0\.1\.0\s+6\.1\.0`, out) {
 		t.Fatalf("dw status: exit %d\n%s", code, out)
 	}
 	out, code = dwCLI(t, h, auth, "plugins", "-o", "json")
@@ -370,7 +370,7 @@ func TestCLIAgainstHostWithAuth(t *testing.T) {
 		t.Fatalf("bad -o: exit %d\n%s", code, out)
 	}
 	out, code = dwCLI(t, nil, nil, "version")
-	if code != 0 || !strings.Contains(out, "sdk 6.0.0") {
+	if code != 0 || !strings.Contains(out, "sdk 6.1.0") {
 		t.Fatalf("dw version: exit %d\n%s", code, out)
 	}
 }
