@@ -40,8 +40,10 @@ func newClient(conn *grpc.ClientConn, broker *plugin.GRPCBroker) *Client {
 }
 
 // NewClient returns a Client on an established plugin connection, for
-// tests that connect host and plugin without go-plugin's process handling.
-// broker may be nil: then Configure serves no host services.
+// tests that connect host and plugin without go-plugin's process handling
+// (sdktest.ServeInProcess makes such a connection). Dial conn with
+// DialOptions: the Client relies on its interceptors to turn errors into
+// sdk errors. broker may be nil: then Configure serves no host services.
 func NewClient(conn *grpc.ClientConn, broker *plugin.GRPCBroker) *Client {
 	return newClient(conn, broker)
 }
