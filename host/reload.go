@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -768,21 +767,21 @@ func (h *Host) validateLimits(ctx context.Context, p *reloadPlan) []Problem {
 			if err == nil {
 				return
 			}
-			var pr Problem
+			var prs []Problem
 			switch {
 			case errors.Is(err, sdk.ErrInvalidLimits), errors.Is(err, sdk.ErrInvalidArgument):
-				pr = limitsProblem(name, "refused the new limits", err)
+				prs = limitsProblems(name, "refused the new limits", err)
 			case errors.Is(ctx.Err(), context.DeadlineExceeded):
-				pr = Problem{Path: "subsystems." + name + ".limits", Plugin: name, Message: fmt.Sprintf(
-					"plugin %s did not answer ValidateLimits within %s: %v", name, ValidateTimeout, err)}
+				prs = []Problem{{Path: "subsystems." + name + ".limits", Plugin: name, Message: fmt.Sprintf(
+					"plugin %s did not answer ValidateLimits within %s: %v", name, ValidateTimeout, err)}}
 			case ctx.Err() != nil:
-				pr = Problem{Path: "subsystems." + name + ".limits", Plugin: name, Message: fmt.Sprintf(
-					"validating the limits of plugin %s was cancelled: %v", name, ctx.Err())}
+				prs = []Problem{{Path: "subsystems." + name + ".limits", Plugin: name, Message: fmt.Sprintf(
+					"validating the limits of plugin %s was cancelled: %v", name, ctx.Err())}}
 			default:
-				pr = limitsProblem(name, "could not validate the new limits", err)
+				prs = limitsProblems(name, "could not validate the new limits", err)
 			}
 			mu.Lock()
-			problems = append(problems, pr)
+			problems = append(problems, prs...)
 			mu.Unlock()
 		})
 	}
@@ -790,26 +789,42 @@ func (h *Host) validateLimits(ctx context.Context, p *reloadPlan) []Problem {
 	return problems
 }
 
-// limitsPathRE finds the key paths a plugin's limits error names
-// ("limits.max_items", "limits.quota.callers[\"a.b\"]"), not already under
-// a longer path.
-var limitsPathRE = regexp.MustCompile(`(^|[^.\w])limits((?:\.[A-Za-z0-9_-]+|\[[^\]]*\])+)`)
-
-// limitsProblem makes a problem of a plugin's limits error, naming the
-// full key path (subsystems.<name>.limits.<key>) the plugin complained
-// about.
-func limitsProblem(name, what string, err error) Problem {
-	prefix := "subsystems." + name + ".limits"
+// limitsProblems makes problems of a plugin's limits error: one per field
+// problem the plugin sent (structured, since sdk 6.1: errors.As finds the
+// *sdk.DecodeError), at its full key path (subsystems.<name>.limits.<key>),
+// or else one at subsystems.<name>.limits with the error's message (a
+// plugin of sdk 6.0, or a refusal that names no key).
+func limitsProblems(name, what string, err error) []Problem {
+	var de *sdk.DecodeError
+	if errors.As(err, &de) && len(de.Problems) > 0 {
+		out := make([]Problem, 0, len(de.Problems))
+		for _, fp := range de.Problems {
+			out = append(out, Problem{Path: limitsKeyPath(name, fp.Path), Plugin: name,
+				Message: fmt.Sprintf("plugin %s %s: %s", name, what, fp.Message)})
+		}
+		return out
+	}
 	msg := err.Error()
 	for _, p := range []string{"apply limits to " + name + ": ", "validate limits: ", "apply limits: "} {
 		msg = strings.TrimPrefix(msg, p)
 	}
-	path := prefix
-	if m := limitsPathRE.FindStringSubmatch(msg); m != nil {
-		path = prefix + m[2]
+	return []Problem{{Path: "subsystems." + name + ".limits", Plugin: name, Message: fmt.Sprintf("plugin %s %s: %s", name, what, msg)}}
+}
+
+// limitsKeyPath is the config key path of a field problem's path: the SDK
+// names limits keys under "limits" ("limits.max_items"); a path a plugin
+// wrote itself may leave that out ("max_items").
+func limitsKeyPath(name, p string) string {
+	prefix := "subsystems." + name + "."
+	switch {
+	case p == "" || p == "limits":
+		return prefix + "limits"
+	case strings.HasPrefix(p, "limits.") || strings.HasPrefix(p, "limits["):
+		return prefix + p
+	case strings.HasPrefix(p, "["):
+		return prefix + "limits" + p
 	}
-	msg = limitsPathRE.ReplaceAllString(msg, "${1}"+prefix+"${2}")
-	return Problem{Path: path, Plugin: name, Message: fmt.Sprintf("plugin %s %s: %s", name, what, msg)}
+	return prefix + "limits." + p
 }
 
 // specOf returns the supervisor spec of a subsystem's section in c, nil
@@ -953,13 +968,14 @@ func (h *Host) applyLimits(ctx context.Context, p *reloadPlan, names []string, c
 				// Gone from plugins.dir meanwhile: nothing runs; the
 				// section is recorded at commit.
 			default:
-				pr := limitsProblem(name, "failed to apply the new limits", err)
-				if pr.Path == "subsystems."+name+".limits" {
+				prs := limitsProblems(name, "failed to apply the new limits", err)
+				if len(prs) == 1 && prs[0].Path == "subsystems."+name+".limits" {
+					// No key named: the first changed one is the likeliest.
 					if s, ok := p.diff.Subsystem(name); ok && len(s.Limits) > 0 {
-						pr.Path = s.Limits[0]
+						prs[0].Path = s.Limits[0]
 					}
 				}
-				problems = append(problems, pr)
+				problems = append(problems, prs...)
 			}
 		})
 	}

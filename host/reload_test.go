@@ -347,17 +347,22 @@ func TestReloadLimitsLive(t *testing.T) {
 
 // One plugin refusing its new limits in ValidateLimits rejects the whole
 // reload: nothing is applied anywhere, the generation stays, and the error
-// names the plugin and the key path.
+// names the plugin and the key path: one problem per key, from the
+// structured field problems the plugin sends.
 func TestReloadValidateLimitsRefusal(t *testing.T) {
 	r := newReloadHost(t, []string{"alpha", "beta", "gamma", "delta"}, fourPlugins)
 	res := r.mustFail(r.reload(`subsystems:
   alpha: {limits: {max_items: 11}}
-  beta: {limits: {max_items: 0}}
+  beta: {limits: {max_items: 0, mode: ring}}
   gamma: {limits: {max_items: 31, bogus: 1}}
   delta: {limits: {max_items: 40}}
 `))
-	wantProblem(t, res, "subsystems.beta.limits.max_items", "beta", "plugin beta refused the new limits")
-	wantProblem(t, res, "subsystems.gamma.limits.bogus", "gamma", "plugin gamma refused the new limits")
+	wantProblem(t, res, "subsystems.beta.limits.max_items", "beta", "plugin beta refused the new limits: must be >= 1, got 0")
+	wantProblem(t, res, "subsystems.beta.limits.mode", "beta", `plugin beta refused the new limits: must be one of fast, safe, got "ring"`)
+	wantProblem(t, res, "subsystems.gamma.limits.bogus", "gamma", "plugin gamma refused the new limits: unknown key; allowed: max_items, mode")
+	if len(res.Problems) != 3 {
+		t.Errorf("problems %+v, want 3", res.Problems)
+	}
 	if res.Generation != 1 {
 		t.Errorf("generation %d after a rejected reload", res.Generation)
 	}

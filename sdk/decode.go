@@ -28,6 +28,10 @@ type FieldProblem struct {
 	Path string
 	// Message says what is wrong and what is allowed.
 	Message string
+	// Allowed lists the allowed values (of an enum) or keys (for an unknown
+	// key), when there is such a list; Message names them too. Since sdk
+	// 6.1.
+	Allowed []string
 }
 
 // Error returns "path: message", or the message alone when the path is empty.
@@ -147,7 +151,7 @@ func Decode(dst any, src map[string]any, root string) error {
 				var de *DecodeError
 				if errors.As(err, &de) {
 					for _, p := range de.Problems {
-						d.problems = append(d.problems, FieldProblem{Path: prefixPath(root, p.Path), Message: p.Message})
+						d.problems = append(d.problems, FieldProblem{Path: prefixPath(root, p.Path), Message: p.Message, Allowed: p.Allowed})
 					}
 				} else {
 					d.problems = append(d.problems, FieldProblem{Path: root, Message: err.Error()})
@@ -643,7 +647,7 @@ func (d *structDecoder) unknownKey(path, key string, info *structInfo) {
 	} else {
 		b.WriteString(strings.Join(info.keys, ", "))
 	}
-	d.addf(childPath(path, key), "%s", b.String())
+	d.problems = append(d.problems, FieldProblem{Path: childPath(path, key), Message: b.String(), Allowed: slices.Clone(info.keys)})
 }
 
 // decodeValue decodes raw (not nil) into v, of type t.
@@ -1108,7 +1112,8 @@ func (d *structDecoder) checkRules(v reflect.Value, k valueKind, r *fieldRules, 
 	switch k {
 	case vkString:
 		if len(r.enum) > 0 && !slices.Contains(r.enum, v.String()) {
-			d.addf(path, "must be one of %s, got %s%s", strings.Join(r.enum, ", "), quoteShort(v.String()), suffix)
+			d.problems = append(d.problems, FieldProblem{Path: path, Allowed: slices.Clone(r.enum),
+				Message: fmt.Sprintf("must be one of %s, got %s%s", strings.Join(r.enum, ", "), quoteShort(v.String()), suffix)})
 		}
 		return
 	case vkInt:

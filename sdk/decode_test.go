@@ -582,14 +582,17 @@ func TestDecodeRootPaths(t *testing.T) {
 
 func TestDecodeErrorShape(t *testing.T) {
 	l := defaultLimits()
-	err := Decode(&l, map[string]any{"topology": "ring", "max_entries": -5}, "limits")
+	allowedKeys := []string{"custom_key", "enabled", "health_timeout", "max_buffer_bytes", "max_bytes", "max_entries", "modes", "name",
+		"peers", "queue_depth", "quota", "ratio", "topology", "ttl"}
+	err := Decode(&l, map[string]any{"topology": "ring", "max_entries": -5, "max_entrys": 1}, "limits")
 	var de *DecodeError
 	if !errors.As(err, &de) {
 		t.Fatalf("got %T %v", err, err)
 	}
 	want := []FieldProblem{
 		{Path: "limits.max_entries", Message: "must be >= 1, got -5"},
-		{Path: "limits.topology", Message: `must be one of star, mesh, federated, got "ring"`},
+		{Path: "limits.max_entrys", Message: `unknown key (did you mean "max_entries"?); allowed: ` + strings.Join(allowedKeys, ", "), Allowed: allowedKeys},
+		{Path: "limits.topology", Message: `must be one of star, mesh, federated, got "ring"`, Allowed: []string{"star", "mesh", "federated"}},
 	}
 	if !reflect.DeepEqual(de.Problems, want) {
 		t.Errorf("problems = %#v", de.Problems)

@@ -33,9 +33,22 @@
 // `dw config validate` (checks a config file offline), `dw config schema`
 // (a JSON Schema for editors) and `dw plugin docs` (a Markdown reference).
 //
-// Errors cross the connection as gRPC status codes: return the sentinels of
-// this package (wrapped as you like) and the host sees them with errors.Is;
-// [WithRetryAfter] adds a retry hint that becomes an HTTP Retry-After.
+// Errors cross the connection as gRPC statuses, translated at the boundary
+// by gRPC interceptors that [Serve] installs, not by the plugin: a handler,
+// of the contract or of the plugin's own services, returns the sentinels of
+// this package wrapped as it likes ("stat %q: %w", ErrNotFound), and the
+// host sees them with errors.Is (an HTTP status: 404 for ErrNotFound).
+// [WithRetryAfter] adds a retry hint that becomes an HTTP Retry-After, and
+// the key paths of a [*DecodeError] (refused limits or settings) reach the
+// host as structured field problems. [ToStatus] and [FromStatus] are the
+// two conversions; the interceptors apply them on both sides, so a plugin
+// need not call them (one written for sdk 6.0 that does still works). The
+// same interceptors recover a panic in any handler: the call fails with
+// [ErrPanicked] ("panicked in Put: <value> (store/grpc.go:42)", HTTP 500),
+// the stack goes to the plugin's log, and the plugin keeps serving. Until
+// Configure has succeeded, the plugin's own services answer
+// [ErrUnavailable] without being called, so they need no "configured
+// yet?" guard.
 //
 // Compatibility: a plugin reports the SDK [Version] it was built with; the
 // host accepts it when [Compatible] says so (same major, minor not newer

@@ -11,6 +11,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
 // Sentinel errors. A plugin returns them (wrapped as it likes); they cross
@@ -44,6 +46,11 @@ var (
 	ErrUnavailable = errors.New("unavailable")
 	// ErrPluginShutdown: the plugin process is gone or shutting down.
 	ErrPluginShutdown = errors.New("plugin shut down")
+	// ErrPanicked: a handler of the plugin panicked. The SDK recovers the
+	// panic, fails that one call with "panicked in <Method>: <value>
+	// (<file>:<line>)", logs the stack and keeps serving; the host answers
+	// HTTP 500. A plugin does not return it itself. Since sdk 6.1.
+	ErrPanicked = errors.New("panicked")
 )
 
 // errorDomain is the ErrorInfo domain of dw's sentinel errors.
@@ -67,6 +74,7 @@ var sentinels = []struct {
 	{ErrOutOfRange, codes.OutOfRange, "OUT_OF_RANGE"},
 	{ErrPluginShutdown, codes.Unavailable, "PLUGIN_SHUTDOWN"},
 	{ErrUnavailable, codes.Unavailable, "UNAVAILABLE"},
+	{ErrPanicked, codes.Internal, "PANIC"},
 }
 
 // retryAfterError carries a retry hint with an error.
@@ -98,22 +106,36 @@ func RetryAfter(err error) (time.Duration, bool) {
 }
 
 // remoteError is an error that came over gRPC: its message is the remote
-// message and it unwraps to the matching sentinel.
+// message and it unwraps to the matching sentinel and, when the status
+// carried field problems, to the *DecodeError rebuilt from them.
 type remoteError struct {
 	msg      string
 	sentinel error
+	problems *DecodeError
 	st       *status.Status
 }
 
 func (e *remoteError) Error() string { return e.msg }
-func (e *remoteError) Unwrap() error { return e.sentinel }
+
+func (e *remoteError) Unwrap() []error {
+	if e.problems == nil {
+		return []error{e.sentinel}
+	}
+	return []error{e.sentinel, e.problems}
+}
 
 // GRPCStatus lets grpc-go send the same status on when the host forwards it.
 func (e *remoteError) GRPCStatus() *status.Status { return e.st }
 
-// ToStatus converts err into a gRPC status error, mapping sentinel errors to
-// codes and keeping the message and any retry hint. nil stays nil; an error
-// that already is a gRPC status is kept.
+// ToStatus converts err into a gRPC status error: sentinel errors become
+// codes with an ErrorInfo reason, a retry hint ([WithRetryAfter]) a
+// RetryInfo, and the problems of a [*DecodeError] a dw.sdk.v1.FieldProblems
+// detail; the message is err's. nil stays nil; an error that already is a
+// gRPC status is kept, so ToStatus may be applied twice.
+//
+// The SDK applies ToStatus to every error a handler served by [Serve]
+// returns (a gRPC interceptor does it), so a plugin need not call it;
+// plugins written for sdk 6.0 did, and still may.
 func ToStatus(err error) error {
 	if err == nil {
 		return nil
@@ -145,6 +167,14 @@ func ToStatus(err error) error {
 	if d, ok := RetryAfter(err); ok {
 		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(d)})
 	}
+	var de *DecodeError
+	if errors.As(err, &de) && len(de.Problems) > 0 {
+		fp := &dwv1.FieldProblems{Problems: make([]*dwv1.FieldProblem, len(de.Problems))}
+		for i, p := range de.Problems {
+			fp.Problems[i] = &dwv1.FieldProblem{Path: p.Path, Message: p.Message, Allowed: p.Allowed}
+		}
+		details = append(details, fp)
+	}
 	if len(details) > 0 {
 		if withDetails, derr := st.WithDetails(details...); derr == nil {
 			st = withDetails
@@ -154,11 +184,22 @@ func ToStatus(err error) error {
 }
 
 // FromStatus converts an error returned by a gRPC call back into an error
-// that matches the sdk sentinels with errors.Is. Errors of a dead or closed
-// connection become ErrPluginShutdown. nil stays nil.
+// that matches the sdk sentinels with errors.Is, keeps the retry hint for
+// [RetryAfter], and unwraps (errors.As) to a [*DecodeError] when the status
+// carried field problems. Errors of a dead or closed connection become
+// ErrPluginShutdown. nil stays nil, an error that is not a gRPC status is
+// returned as it is, and so is one FromStatus already converted.
+//
+// The host's connections to plugins, and a plugin's connection to the
+// host's services, apply FromStatus to every error (a gRPC interceptor
+// does it); code calling through them need not.
 func FromStatus(err error) error {
 	if err == nil {
 		return nil
+	}
+	var re *remoteError
+	if errors.As(err, &re) {
+		return err
 	}
 	st, ok := status.FromError(err)
 	if !ok {
@@ -167,6 +208,7 @@ func FromStatus(err error) error {
 	var sentinel error
 	var retry time.Duration
 	hasRetry := false
+	var problems *DecodeError
 	for _, d := range st.Details() {
 		switch d := d.(type) {
 		case *errdetails.ErrorInfo:
@@ -180,15 +222,23 @@ func FromStatus(err error) error {
 			}
 		case *errdetails.RetryInfo:
 			retry, hasRetry = d.GetRetryDelay().AsDuration(), true
+		case *dwv1.FieldProblems:
+			if len(d.GetProblems()) == 0 {
+				continue
+			}
+			problems = &DecodeError{Problems: make([]FieldProblem, len(d.GetProblems()))}
+			for i, p := range d.GetProblems() {
+				problems.Problems[i] = FieldProblem{Path: p.GetPath(), Message: p.GetMessage(), Allowed: p.GetAllowed()}
+			}
 		}
 	}
 	if sentinel == nil {
 		sentinel = sentinelForCode(st.Code(), st.Message())
 	}
-	var out error = &remoteError{msg: st.Message(), sentinel: sentinel, st: st}
 	if sentinel == nil {
-		out = &remoteError{msg: st.Message(), sentinel: err, st: st}
+		sentinel = err
 	}
+	var out error = &remoteError{msg: st.Message(), sentinel: sentinel, problems: problems, st: st}
 	if hasRetry {
 		out = WithRetryAfter(out, retry)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"testing"
 	"time"
 
@@ -109,5 +110,37 @@ func TestCallerMetadata(t *testing.T) {
 	in := metadata.NewIncomingContext(context.Background(), md)
 	if got := Caller(in); got != "alice" {
 		t.Fatalf("Caller = %q", got)
+	}
+}
+
+// TestConversionsAreIdempotent: ToStatus of a status and FromStatus of a
+// converted error keep them; a forwarded error keeps its problems.
+func TestConversionsAreIdempotent(t *testing.T) {
+	orig := fmt.Errorf("%w: %w", ErrInvalidLimits, &DecodeError{Problems: []FieldProblem{{Path: "limits.a", Message: "bad", Allowed: []string{"x"}}}})
+	st := ToStatus(orig)
+	if again := ToStatus(st); again != st {
+		t.Errorf("ToStatus(ToStatus(err)) = %v, want the same status", again)
+	}
+	back := FromStatus(st)
+	if again := FromStatus(back); again != back {
+		t.Errorf("FromStatus(FromStatus(err)) = %v, want the same error", again)
+	}
+	wrapped := fmt.Errorf("apply limits: %w", back)
+	if FromStatus(wrapped) != wrapped {
+		t.Error("FromStatus of a wrapped converted error must keep it")
+	}
+	// The host forwards it: code, reason and problems survive.
+	fwd := FromStatus(status.Convert(ToStatus(wrapped)).Err())
+	var de *DecodeError
+	if !errors.Is(fwd, ErrInvalidLimits) || !errors.As(fwd, &de) || de.Problems[0].Allowed[0] != "x" || fwd.Error() != "apply limits: invalid limits: limits.a: bad" {
+		t.Errorf("forwarded: %v %#v", fwd, de)
+	}
+	if FromStatus(io.EOF) != io.EOF { //nolint:errorlint // identity is the point
+		t.Error("io.EOF must pass through")
+	}
+	// A panic from the wire (a plugin of this SDK) is ErrPanicked.
+	p := FromStatus(status.Convert(ToStatus(fmt.Errorf("%w in Put: boom (x.go:1)", ErrPanicked))).Err())
+	if !errors.Is(p, ErrPanicked) || status.Code(p) != codes.Internal {
+		t.Errorf("panic: %v", p)
 	}
 }

@@ -31,7 +31,8 @@ func validateKVValue(key string, v []byte) error {
 	return nil
 }
 
-// kvClient is the plugin side of HostKV.
+// kvClient is the plugin side of HostKV. Its connection converts every
+// error with FromStatus (see clientOptions), so errors.Is works on them.
 type kvClient struct {
 	rpc dwv1.HostKVClient
 }
@@ -50,7 +51,7 @@ func (c *kvClient) Put(ctx context.Context, key string, value []byte) error {
 		return err
 	}
 	if _, err := c.rpc.Put(ctx, &dwv1.KVPutRequest{Key: key, Value: value}); err != nil {
-		return fmt.Errorf("kv put %q: %w", key, FromStatus(err))
+		return fmt.Errorf("kv put %q: %w", key, err)
 	}
 	return nil
 }
@@ -61,7 +62,7 @@ func (c *kvClient) Get(ctx context.Context, key string) ([]byte, error) {
 	}
 	r, err := c.rpc.Get(ctx, &dwv1.KVGetRequest{Key: key})
 	if err != nil {
-		return nil, fmt.Errorf("kv get %q: %w", key, FromStatus(err))
+		return nil, fmt.Errorf("kv get %q: %w", key, err)
 	}
 	return r.GetValue(), nil
 }
@@ -71,7 +72,7 @@ func (c *kvClient) Delete(ctx context.Context, key string) error {
 		return err
 	}
 	if _, err := c.rpc.Delete(ctx, &dwv1.KVDeleteRequest{Key: key}); err != nil {
-		return fmt.Errorf("kv delete %q: %w", key, FromStatus(err))
+		return fmt.Errorf("kv delete %q: %w", key, err)
 	}
 	return nil
 }
@@ -81,7 +82,7 @@ func (c *kvClient) List(ctx context.Context, prefix string, fn func(key string, 
 	defer cancel()
 	stream, err := c.rpc.List(ctx, &dwv1.KVListRequest{Prefix: prefix})
 	if err != nil {
-		return fmt.Errorf("kv list %q: %w", prefix, FromStatus(err))
+		return fmt.Errorf("kv list %q: %w", prefix, err)
 	}
 	for {
 		e, err := stream.Recv()
@@ -89,7 +90,7 @@ func (c *kvClient) List(ctx context.Context, prefix string, fn func(key string, 
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("kv list %q: %w", prefix, FromStatus(err))
+			return fmt.Errorf("kv list %q: %w", prefix, err)
 		}
 		if err := fn(e.GetKey(), e.GetValue()); err != nil {
 			return err

@@ -39,6 +39,11 @@ const (
 // pipes that go-plugin forwards to the host, and a write just before the
 // process exits can be lost: log through Config.Logger (it writes to the
 // real stderr) instead.
+//
+// Every handler Serve serves, the plugin's own services included, returns
+// its errors through [ToStatus] and has its panics recovered: the call fails
+// with [ErrPanicked] and the plugin keeps serving. Calls of the plugin's own
+// services fail with [ErrUnavailable] until Configure has succeeded.
 func Serve[L any](impl Subsystem[L]) {
 	info := impl.Info()
 	level := hclog.LevelFromString(os.Getenv(contract.EnvLogLevel))
@@ -98,7 +103,7 @@ func Serve[L any](impl Subsystem[L]) {
 			protocolVersionServed(): {contract.PluginName: p},
 		},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			s := grpc.NewServer(append(opts, contract.ServerOptions()...)...)
+			s := grpc.NewServer(append(opts, serverOptions(logger, info.Name, srv.isReady)...)...)
 			grpcMu.Lock()
 			grpcServer = s
 			if stopped {
@@ -135,7 +140,7 @@ func Serve[L any](impl Subsystem[L]) {
 func newServerPlugin[L any](impl Subsystem[L], srv *subsystemServer[L]) *grpcPlugin {
 	return &grpcPlugin{register: func(broker *plugin.GRPCBroker, s *grpc.Server) error {
 		srv.dialKV = func(id uint32) (KV, func() error, error) {
-			conn, err := broker.Dial(id)
+			conn, err := broker.DialWithOptions(id, clientOptions()...)
 			if err != nil {
 				return nil, nil, fmt.Errorf("dial host kv (broker id %d): %w", id, err)
 			}

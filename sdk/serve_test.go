@@ -12,11 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
 	"go.uber.org/goleak"
 
-	"github.com/datawarehouse/dw/sdk/v6/internal/contract"
 	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
@@ -132,21 +129,7 @@ func (k *memKV) List(_ context.Context, prefix string, fn func(string, []byte) e
 // and returns a host-side client.
 func connect(t *testing.T, impl *testSubsystem) *testClient {
 	t.Helper()
-	srv := newSubsystemServer[wireLimits](impl, hclog.NewNullLogger())
-	ps := map[string]plugin.Plugin{contract.PluginName: newServerPlugin[wireLimits](impl, srv)}
-	gc, _ := plugin.TestPluginGRPCConn(t, false, ps)
-	t.Cleanup(func() {
-		srv.close()
-		// Close asks the server to stop (go-plugin's controller Shutdown);
-		// calling the server's Stop as well races inside go-plugin.
-		gc.Close()
-	})
-	raw, err := gc.Dispense(contract.PluginName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := raw.(*dispensed)
-	return &testClient{conn: d.conn, rpc: dwv1.NewScalableSubsystemClient(d.conn), broker: d.broker}
+	return serveInProcess[wireLimits](t, impl, nil)
 }
 
 func TestLifecycleOverGRPC(t *testing.T) {
@@ -366,16 +349,7 @@ func (s *extremeSubsystem) Health(context.Context) Health            { return He
 func TestLimitsCrossTheWireExactly(t *testing.T) {
 	ctx := context.Background()
 	impl := &extremeSubsystem{}
-	srv := newSubsystemServer[extremeLimits](impl, hclog.NewNullLogger())
-	ps := map[string]plugin.Plugin{contract.PluginName: newServerPlugin[extremeLimits](impl, srv)}
-	gc, _ := plugin.TestPluginGRPCConn(t, false, ps)
-	t.Cleanup(func() { srv.close(); gc.Close() })
-	raw, err := gc.Dispense(contract.PluginName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := raw.(*dispensed)
-	c := &testClient{conn: d.conn, rpc: dwv1.NewScalableSubsystemClient(d.conn), broker: d.broker}
+	c := serveInProcess[extremeLimits](t, impl, nil)
 	if err := c.Configure(ctx, Config{Subsystem: "extreme"}); err != nil {
 		t.Fatal(err)
 	}

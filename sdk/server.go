@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -30,8 +31,14 @@ type subsystemServer[L any] struct {
 	dialKV  func(id uint32) (KV, func() error, error)
 	closeKV func() error
 
-	mu         sync.Mutex // serialises Configure and ApplyLimits
+	mu sync.Mutex // serialises Configure and ApplyLimits
+	// configured is set once the plugin's Configure has succeeded: then
+	// Configure may not run again and ApplyLimits may.
 	configured bool
+	// ready is set once the SDK's Configure has succeeded as a whole (the
+	// starting limits applied): the plugin's own services are served from
+	// then on.
+	ready      atomic.Bool
 	current    L
 	currentMap map[string]any
 	generation uint64
@@ -123,15 +130,15 @@ func (s *subsystemServer[L]) GetInfo(context.Context, *dwv1.GetInfoRequest) (*dw
 	info := s.impl.Info()
 	def, err := Encode(s.impl.DefaultLimits())
 	if err != nil {
-		return nil, ToStatus(fmt.Errorf("encode default limits: %w", err))
+		return nil, fmt.Errorf("encode default limits: %w", err)
 	}
 	defStruct, err := structOf(def)
 	if err != nil {
-		return nil, ToStatus(err)
+		return nil, err
 	}
 	defJSON, err := contract.EncodeJSON(def)
 	if err != nil {
-		return nil, ToStatus(err)
+		return nil, err
 	}
 	return &dwv1.GetInfoResponse{
 		Name:              info.Name,
@@ -149,7 +156,7 @@ func (s *subsystemServer[L]) Configure(ctx context.Context, req *dwv1.ConfigureR
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.configured {
-		return nil, ToStatus(fmt.Errorf("configure %s: %w: already configured; a settings change restarts the plugin", req.GetSubsystem(), ErrFailedPrecondition))
+		return nil, fmt.Errorf("configure %s: %w: already configured; a settings change restarts the plugin", req.GetSubsystem(), ErrFailedPrecondition)
 	}
 	cfg := Config{
 		Subsystem:      req.GetSubsystem(),
@@ -162,9 +169,18 @@ func (s *subsystemServer[L]) Configure(ctx context.Context, req *dwv1.ConfigureR
 	if id := req.GetHostServicesBrokerId(); id != 0 && s.dialKV != nil {
 		kv, closeKV, err := s.dialKV(id)
 		if err != nil {
-			return nil, ToStatus(fmt.Errorf("configure %s: connect to host services: %w", cfg.Subsystem, err))
+			return nil, fmt.Errorf("configure %s: connect to host services: %w", cfg.Subsystem, err)
 		}
 		cfg.KV, s.closeKV = kv, closeKV
+		defer func() {
+			// Unless the plugin took them (its Configure succeeded), the
+			// host services are released: a Configure that is retried
+			// dials them again.
+			if !s.configured && s.closeKV != nil {
+				_ = s.closeKV()
+				s.closeKV = nil
+			}
+		}()
 	}
 	// The limits to start with are checked before the plugin is
 	// configured: a host that sends bad ones learns it without side effects.
@@ -172,36 +188,37 @@ func (s *subsystemServer[L]) Configure(ctx context.Context, req *dwv1.ConfigureR
 	// Configure.
 	m, err := contract.DecodeJSON(req.GetLimitsJson())
 	if err != nil {
-		return nil, ToStatus(fmt.Errorf("configure %s: %w: %w", cfg.Subsystem, ErrInvalidLimits, err))
+		return nil, fmt.Errorf("configure %s: %w: %w", cfg.Subsystem, ErrInvalidLimits, err)
 	}
 	limits := s.impl.DefaultLimits()
 	if err := Decode(&limits, m, "limits"); err != nil {
-		return nil, ToStatus(invalid(ErrInvalidLimits, err))
+		return nil, invalid(ErrInvalidLimits, err)
 	}
 	if err := s.impl.Configure(ctx, cfg); err != nil {
-		return nil, ToStatus(err)
+		return nil, err
 	}
 	s.configured = true
 	l, enc, err := s.decodeLimits(ctx, m)
 	if err != nil {
-		return nil, ToStatus(fmt.Errorf("configure %s: %w", cfg.Subsystem, err))
+		return nil, fmt.Errorf("configure %s: %w", cfg.Subsystem, err)
 	}
 	// ApplyLimits runs once at start, with the limits the host configured.
 	if err := s.impl.ApplyLimits(ctx, l); err != nil {
-		return nil, ToStatus(fmt.Errorf("configure %s: apply limits: %w", cfg.Subsystem, err))
+		return nil, fmt.Errorf("configure %s: apply limits: %w", cfg.Subsystem, err)
 	}
 	s.current, s.currentMap, s.generation = l, enc, req.GetGeneration()
 	js, err := contract.EncodeJSON(enc)
 	if err != nil {
-		return nil, ToStatus(err)
+		return nil, err
 	}
+	s.ready.Store(true)
 	return &dwv1.ConfigureResponse{LimitsJson: js, Generation: s.generation}, nil
 }
 
 func (s *subsystemServer[L]) ValidateLimits(ctx context.Context, req *dwv1.ValidateLimitsRequest) (*dwv1.ValidateLimitsResponse, error) {
 	m, err := limitsIn(req.GetLimitsJson(), req.GetLimits())
 	if err != nil {
-		return nil, ToStatus(err)
+		return nil, err
 	}
 	var enc map[string]any
 	if s.isConfigured() {
@@ -213,11 +230,11 @@ func (s *subsystemServer[L]) ValidateLimits(ctx context.Context, req *dwv1.Valid
 		enc, err = s.decodeRules(m)
 	}
 	if err != nil {
-		return nil, ToStatus(err)
+		return nil, err
 	}
 	js, err := contract.EncodeJSON(enc)
 	if err != nil {
-		return nil, ToStatus(err)
+		return nil, err
 	}
 	return &dwv1.ValidateLimitsResponse{LimitsJson: js}, nil
 }
@@ -226,44 +243,57 @@ func (s *subsystemServer[L]) ApplyLimits(ctx context.Context, req *dwv1.ApplyLim
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.configured {
-		return nil, ToStatus(fmt.Errorf("apply limits: %w: Configure has not been called", ErrFailedPrecondition))
+		return nil, fmt.Errorf("apply limits: %w: Configure has not been called", ErrFailedPrecondition)
 	}
 	m, err := limitsIn(req.GetLimitsJson(), req.GetLimits())
 	if err != nil {
-		return nil, ToStatus(err)
+		return nil, err
 	}
 	l, enc, err := s.decodeLimits(ctx, m)
 	if err != nil {
-		return nil, ToStatus(err)
+		return nil, err
 	}
 	if err := s.impl.ApplyLimits(ctx, l); err != nil {
-		return nil, ToStatus(err)
+		return nil, err
 	}
 	s.current, s.currentMap, s.generation = l, enc, req.GetGeneration()
 	js, err := contract.EncodeJSON(enc)
 	if err != nil {
-		return nil, ToStatus(err)
+		return nil, err
 	}
 	return &dwv1.ApplyLimitsResponse{LimitsJson: js, Generation: s.generation}, nil
 }
 
 func (s *subsystemServer[L]) GetLimits(context.Context, *dwv1.GetLimitsRequest) (*dwv1.GetLimitsResponse, error) {
-	s.mu.Lock()
-	enc, gen := s.currentMap, s.generation
-	if enc == nil {
-		var err error
-		if enc, err = Encode(s.current); err != nil {
-			s.mu.Unlock()
-			return nil, ToStatus(fmt.Errorf("encode limits: %w", err))
-		}
+	enc, gen, err := s.limitsInForce()
+	if err != nil {
+		return nil, err
 	}
-	s.mu.Unlock()
 	js, err := contract.EncodeJSON(enc)
 	if err != nil {
-		return nil, ToStatus(err)
+		return nil, err
 	}
 	return &dwv1.GetLimitsResponse{LimitsJson: js, Generation: gen}, nil
 }
+
+// limitsInForce returns the limits in force, encoded, and their
+// generation. (Encode may run the plugin's MarshalText, which may panic:
+// the mutex is released by a defer.)
+func (s *subsystemServer[L]) limitsInForce() (map[string]any, uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.currentMap != nil {
+		return s.currentMap, s.generation, nil
+	}
+	enc, err := Encode(s.current)
+	if err != nil {
+		return nil, 0, fmt.Errorf("encode limits: %w", err)
+	}
+	return enc, s.generation, nil
+}
+
+// isReady reports whether Configure has succeeded.
+func (s *subsystemServer[L]) isReady() bool { return s.ready.Load() }
 
 // close releases the host-services connection.
 func (s *subsystemServer[L]) close() {
@@ -288,14 +318,14 @@ func (s *subsystemServer[L]) GetMetrics(ctx context.Context, _ *dwv1.GetMetricsR
 	}
 	m, err := s.impl.Metrics(ctx)
 	if err != nil {
-		return nil, ToStatus(err)
+		return nil, err
 	}
 	if m.Backpressure < BackpressureNone || m.Backpressure > BackpressureSaturated {
-		return nil, ToStatus(fmt.Errorf("plugin bug: backpressure %d is not none, elevated or saturated", m.Backpressure))
+		return nil, fmt.Errorf("plugin bug: backpressure %d is not none, elevated or saturated", m.Backpressure)
 	}
 	for _, v := range m.Values {
 		if err := v.check(); err != nil {
-			return nil, ToStatus(fmt.Errorf("plugin bug: %w", err))
+			return nil, fmt.Errorf("plugin bug: %w", err)
 		}
 	}
 	return metricsToProto(m), nil
@@ -307,11 +337,11 @@ func (s *subsystemServer[L]) CheckHealth(ctx context.Context, _ *dwv1.CheckHealt
 	}
 	h := s.impl.Health(ctx)
 	if !h.Status.valid() {
-		return nil, ToStatus(fmt.Errorf("plugin bug: health status %d is not serving, degraded or not_serving", h.Status))
+		return nil, fmt.Errorf("plugin bug: health status %d is not serving, degraded or not_serving", h.Status)
 	}
 	for _, c := range h.Components {
 		if !c.Status.valid() {
-			return nil, ToStatus(fmt.Errorf("plugin bug: component %q has health status %d, not serving, degraded or not_serving", c.Name, c.Status))
+			return nil, fmt.Errorf("plugin bug: component %q has health status %d, not serving, degraded or not_serving", c.Name, c.Status)
 		}
 	}
 	return healthToProto(h), nil

@@ -36,7 +36,13 @@ import (
 //     called if the plugin implements [Shutdowner].
 //
 // The SDK serialises Configure and ApplyLimits; Metrics and Health may run
-// concurrently with them and with each other.
+// concurrently with them and with each other. The plugin's own gRPC
+// services (see [GRPCRegistrar]) are served from the moment Configure
+// (step 3, the first ApplyLimits included) has succeeded; before, the SDK
+// answers their calls with ErrUnavailable. A panic in any method, or in a
+// handler of the plugin's services, fails that call with ErrPanicked; the
+// SDK releases its locks, a panicking ApplyLimits leaves the limits in
+// force as they were, and the plugin keeps serving.
 //
 // Optional interfaces, each found by type assertion: [LimitsValidator],
 // [SettingsDeclarer], [GRPCRegistrar], [Shutdowner].

@@ -13,7 +13,8 @@ import (
 
 // testClient is a minimal host side for the tests of this package, over
 // the generated client (the real one, pluginhost.Client, imports this
-// package and cannot be used here).
+// package and cannot be used here). Its connection has the host's
+// interceptors (see serveInProcess): its errors came through FromStatus.
 type testClient struct {
 	conn   *grpc.ClientConn
 	rpc    dwv1.ScalableSubsystemClient
@@ -29,7 +30,7 @@ type testInfo struct {
 func (c *testClient) Info(ctx context.Context) (testInfo, error) {
 	r, err := c.rpc.GetInfo(ctx, &dwv1.GetInfoRequest{})
 	if err != nil {
-		return testInfo{}, FromStatus(err)
+		return testInfo{}, err
 	}
 	def, err := contract.DecodeJSON(r.GetDefaultLimitsJson())
 	if err != nil {
@@ -58,14 +59,14 @@ func (c *testClient) ConfigureWith(ctx context.Context, cfg Config, limits map[s
 		req.HostServicesBrokerId = c.broker.NextId()
 		kv := cfg.KV
 		go c.broker.AcceptAndServe(req.HostServicesBrokerId, func(opts []grpc.ServerOption) *grpc.Server {
-			s := grpc.NewServer(opts...)
+			s := grpc.NewServer(append(opts, hostServerOptions()...)...)
 			dwv1.RegisterHostKVServer(s, &testKVServer{kv: kv})
 			return s
 		})
 	}
 	r, err := c.rpc.Configure(ctx, req)
 	if err != nil {
-		return nil, FromStatus(err)
+		return nil, err
 	}
 	return contract.DecodeJSON(r.GetLimitsJson())
 }
@@ -77,7 +78,7 @@ func (c *testClient) ValidateLimits(ctx context.Context, limits map[string]any) 
 	}
 	r, err := c.rpc.ValidateLimits(ctx, &dwv1.ValidateLimitsRequest{LimitsJson: js})
 	if err != nil {
-		return nil, FromStatus(err)
+		return nil, err
 	}
 	return contract.DecodeJSON(r.GetLimitsJson())
 }
@@ -89,7 +90,7 @@ func (c *testClient) ApplyLimits(ctx context.Context, limits map[string]any, gen
 	}
 	r, err := c.rpc.ApplyLimits(ctx, &dwv1.ApplyLimitsRequest{LimitsJson: js, Generation: gen})
 	if err != nil {
-		return nil, FromStatus(err)
+		return nil, err
 	}
 	return contract.DecodeJSON(r.GetLimitsJson())
 }
@@ -97,20 +98,18 @@ func (c *testClient) ApplyLimits(ctx context.Context, limits map[string]any, gen
 func (c *testClient) Limits(ctx context.Context) (map[string]any, uint64, error) {
 	r, err := c.rpc.GetLimits(ctx, &dwv1.GetLimitsRequest{})
 	if err != nil {
-		return nil, 0, FromStatus(err)
+		return nil, 0, err
 	}
 	m, err := contract.DecodeJSON(r.GetLimitsJson())
 	return m, r.GetGeneration(), err
 }
 
 func (c *testClient) Metrics(ctx context.Context) (*dwv1.GetMetricsResponse, error) {
-	r, err := c.rpc.GetMetrics(ctx, &dwv1.GetMetricsRequest{})
-	return r, FromStatus(err)
+	return c.rpc.GetMetrics(ctx, &dwv1.GetMetricsRequest{})
 }
 
 func (c *testClient) Health(ctx context.Context) (*dwv1.CheckHealthResponse, error) {
-	r, err := c.rpc.CheckHealth(ctx, &dwv1.CheckHealthRequest{})
-	return r, FromStatus(err)
+	return c.rpc.CheckHealth(ctx, &dwv1.CheckHealthRequest{})
 }
 
 // testKVServer serves a KV as HostKV (what the host does with
@@ -121,23 +120,23 @@ type testKVServer struct {
 }
 
 func (s *testKVServer) Put(ctx context.Context, r *dwv1.KVPutRequest) (*dwv1.KVPutResponse, error) {
-	return &dwv1.KVPutResponse{}, ToStatus(s.kv.Put(ctx, r.GetKey(), r.GetValue()))
+	return &dwv1.KVPutResponse{}, s.kv.Put(ctx, r.GetKey(), r.GetValue())
 }
 
 func (s *testKVServer) Get(ctx context.Context, r *dwv1.KVGetRequest) (*dwv1.KVGetResponse, error) {
 	v, err := s.kv.Get(ctx, r.GetKey())
 	if err != nil {
-		return nil, ToStatus(err)
+		return nil, err
 	}
 	return &dwv1.KVGetResponse{Value: v}, nil
 }
 
 func (s *testKVServer) Delete(ctx context.Context, r *dwv1.KVDeleteRequest) (*dwv1.KVDeleteResponse, error) {
-	return &dwv1.KVDeleteResponse{}, ToStatus(s.kv.Delete(ctx, r.GetKey()))
+	return &dwv1.KVDeleteResponse{}, s.kv.Delete(ctx, r.GetKey())
 }
 
 func (s *testKVServer) List(r *dwv1.KVListRequest, stream dwv1.HostKV_ListServer) error {
-	return ToStatus(s.kv.List(stream.Context(), r.GetPrefix(), func(k string, v []byte) error {
+	return s.kv.List(stream.Context(), r.GetPrefix(), func(k string, v []byte) error {
 		return stream.Send(&dwv1.KVEntry{Key: k, Value: v})
-	}))
+	})
 }

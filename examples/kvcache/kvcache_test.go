@@ -75,7 +75,7 @@ func TestCacheServiceThroughThePlugin(t *testing.T) {
 	}
 
 	_, err = cache.Get(ctx, &kvcachev1.GetRequest{Key: "nobody"})
-	if status.Code(err) != codes.NotFound || !errors.Is(sdk.FromStatus(err), sdk.ErrNotFound) {
+	if status.Code(err) != codes.NotFound || !errors.Is(err, sdk.ErrNotFound) {
 		t.Errorf("Get(missing) = %v, want NOT_FOUND matching sdk.ErrNotFound", err)
 	}
 	_, err = cache.Put(ctx, &kvcachev1.PutRequest{Key: ""})
@@ -132,7 +132,8 @@ func TestCacheServiceThroughThePlugin(t *testing.T) {
 }
 
 // TestImportsOnlyTheSDK keeps the example honest: of dw, it may import only
-// the SDK (and its own packages).
+// the SDK (with the SDK's own internal packages, which come with it) and
+// its own packages.
 func TestImportsOnlyTheSDK(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
 	if err != nil {

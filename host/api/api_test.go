@@ -211,6 +211,7 @@ func TestStatusOfEverySentinel(t *testing.T) {
 		{sdk.ErrOutOfRange, 416, "range_not_satisfiable"},
 		{sdk.ErrUnavailable, 503, "unavailable"},
 		{sdk.ErrPluginShutdown, 503, "plugin_shutdown"},
+		{sdk.ErrPanicked, 500, "plugin_panicked"},
 		{context.DeadlineExceeded, 504, "deadline_exceeded"},
 		{context.Canceled, 499, "canceled"},
 		{&http.MaxBytesError{Limit: 10}, 413, "payload_too_large"},
@@ -222,7 +223,7 @@ func TestStatusOfEverySentinel(t *testing.T) {
 			"wrapped": fmt.Errorf("subsystem x: call y: %w", tt.err),
 		}
 		// Sentinels also arrive over gRPC from a plugin.
-		if tt.status != 413 && tt.status != 500 && tt.status != 499 {
+		if tt.status != 413 && tt.code != "internal" && tt.status != 499 {
 			forms["over grpc"] = sdk.FromStatus(sdk.ToStatus(fmt.Errorf("in plugin: %w", tt.err)))
 		}
 		for form, err := range forms {

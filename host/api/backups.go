@@ -213,7 +213,7 @@ func serveBackup[T any](s *Server, w http.ResponseWriter, r *http.Request, what 
 	}
 	resp, err := call(ctx, dwv1.NewBackupClient(conn))
 	if err != nil {
-		WriteError(w, pluginError(r, fmt.Errorf("%s: %w", what, sdk.FromStatus(err))))
+		WriteError(w, pluginError(r, fmt.Errorf("%s: %w", what, err)))
 		return
 	}
 	answer(resp)

@@ -128,7 +128,7 @@ func (f *fakeBackup) StartBackup(ctx context.Context, req *dwv1.StartBackupReque
 		return f.StartBackupFunc(req)
 	}
 	if !slices.Contains(f.sources, req.GetSource()) {
-		return nil, grpcErr(fmt.Errorf("source %q: %w", req.GetSource(), sdk.ErrNotFound))
+		return nil, fmt.Errorf("source %q: %w", req.GetSource(), sdk.ErrNotFound)
 	}
 	return f.newJob(&dwv1.Job{Kind: dwv1.JobKind_JOB_KIND_BACKUP, Source: req.GetSource(), BackupKind: req.GetKind()}), nil
 }
@@ -142,7 +142,7 @@ func (f *fakeBackup) StartRestore(ctx context.Context, req *dwv1.StartRestoreReq
 	found := slices.ContainsFunc(f.snapshots, func(s *dwv1.Snapshot) bool { return s.GetId() == req.GetSnapshot() })
 	f.mu.Unlock()
 	if !found {
-		return nil, grpcErr(fmt.Errorf("snapshot %q: %w", req.GetSnapshot(), sdk.ErrNotFound))
+		return nil, fmt.Errorf("snapshot %q: %w", req.GetSnapshot(), sdk.ErrNotFound)
 	}
 	return f.newJob(&dwv1.Job{Kind: dwv1.JobKind_JOB_KIND_RESTORE, Snapshot: req.GetSnapshot(), Target: req.GetTarget()}), nil
 }
@@ -157,7 +157,7 @@ func (f *fakeBackup) GetJob(ctx context.Context, req *dwv1.GetJobRequest) (*dwv1
 	if j, ok := f.job(req.GetId()); ok {
 		return proto.Clone(j).(*dwv1.Job), nil
 	}
-	return nil, grpcErr(fmt.Errorf("job %q: %w", req.GetId(), sdk.ErrNotFound))
+	return nil, fmt.Errorf("job %q: %w", req.GetId(), sdk.ErrNotFound)
 }
 
 func (f *fakeBackup) ListJobs(ctx context.Context, req *dwv1.ListJobsRequest) (*dwv1.ListJobsResponse, error) {
@@ -184,9 +184,9 @@ func (f *fakeBackup) CancelJob(ctx context.Context, req *dwv1.CancelJobRequest) 
 	j, ok := f.job(req.GetId())
 	switch {
 	case !ok:
-		return nil, grpcErr(fmt.Errorf("job %q: %w", req.GetId(), sdk.ErrNotFound))
+		return nil, fmt.Errorf("job %q: %w", req.GetId(), sdk.ErrNotFound)
 	case j.GetState() != dwv1.JobState_JOB_STATE_QUEUED && j.GetState() != dwv1.JobState_JOB_STATE_RUNNING:
-		return nil, grpcErr(fmt.Errorf("cancel job %q: %w: it is %s", req.GetId(), sdk.ErrFailedPrecondition, j.GetState()))
+		return nil, fmt.Errorf("cancel job %q: %w: it is %s", req.GetId(), sdk.ErrFailedPrecondition, j.GetState())
 	}
 	j.State = dwv1.JobState_JOB_STATE_CANCELLED
 	j.FinishedAt = timestamppb.New(fakeEpoch.Add(time.Hour))
@@ -201,7 +201,7 @@ func (f *fakeBackup) ListSnapshots(ctx context.Context, req *dwv1.ListSnapshotsR
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if req.GetSource() != "" && !slices.Contains(f.sources, req.GetSource()) {
-		return nil, grpcErr(fmt.Errorf("source %q: %w", req.GetSource(), sdk.ErrNotFound))
+		return nil, fmt.Errorf("source %q: %w", req.GetSource(), sdk.ErrNotFound)
 	}
 	resp := &dwv1.ListSnapshotsResponse{}
 	byChain := map[string]*dwv1.Chain{}
@@ -229,7 +229,7 @@ func (f *fakeBackup) ForgetSnapshot(ctx context.Context, req *dwv1.ForgetSnapsho
 	defer f.mu.Unlock()
 	i := slices.IndexFunc(f.snapshots, func(s *dwv1.Snapshot) bool { return s.GetId() == req.GetId() })
 	if i < 0 {
-		return nil, grpcErr(fmt.Errorf("snapshot %q: %w", req.GetId(), sdk.ErrNotFound))
+		return nil, fmt.Errorf("snapshot %q: %w", req.GetId(), sdk.ErrNotFound)
 	}
 	gone := f.snapshots[i]
 	f.snapshots = slices.Delete(f.snapshots, i, i+1)
@@ -367,7 +367,7 @@ func TestBackupRestore(t *testing.T) {
 	wantError(t, e.call(t, "POST", "/v1/backups/restores", `{"snapshot":"zz","target":"x"}`, nil), 404, `snapshot "zz"`)
 	// The plugin's own refusal of a target (outside its restore root).
 	e.fake.StartRestoreFunc = func(*dwv1.StartRestoreRequest) (*dwv1.Job, error) {
-		return nil, grpcErr(fmt.Errorf("restore target %q: %w: a symlink out of the restore root", "link", sdk.ErrInvalidArgument))
+		return nil, fmt.Errorf("restore target %q: %w: a symlink out of the restore root", "link", sdk.ErrInvalidArgument)
 	}
 	wantError(t, e.call(t, "POST", "/v1/backups/restores", `{"snapshot":"s1","target":"link"}`, nil), 400, "restore root")
 }
@@ -711,7 +711,7 @@ func TestBackupErrorMapping(t *testing.T) {
 	}
 	f := e.fake
 	for _, tt := range tests {
-		fail := grpcErr(tt.err)
+		fail := tt.err
 		f.StartBackupFunc = func(*dwv1.StartBackupRequest) (*dwv1.Job, error) { return nil, fail }
 		f.StartRestoreFunc = func(*dwv1.StartRestoreRequest) (*dwv1.Job, error) { return nil, fail }
 		f.GetJobFunc = func(*dwv1.GetJobRequest) (*dwv1.Job, error) { return nil, fail }

@@ -56,6 +56,9 @@ var errorStatuses = []struct {
 	{sdk.ErrOutOfRange, http.StatusRequestedRangeNotSatisfiable, "range_not_satisfiable"},
 	{sdk.ErrPluginShutdown, http.StatusServiceUnavailable, "plugin_shutdown"},
 	{sdk.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
+	// A plugin's handler panicked (the SDK recovered it): a bug, so a 500,
+	// but named, so that it is not taken for the host's own failure.
+	{sdk.ErrPanicked, http.StatusInternalServerError, "plugin_panicked"},
 	{context.DeadlineExceeded, http.StatusGatewayTimeout, "deadline_exceeded"},
 	// The client went away; nobody reads this, but metrics and logs do.
 	{context.Canceled, 499, "canceled"},
@@ -75,6 +78,7 @@ var errorStatuses = []struct {
 //	sdk.ErrBackpressure, sdk.ErrQuotaExceeded     429 backpressure, quota_exceeded
 //	sdk.ErrOutOfRange                             416 range_not_satisfiable
 //	sdk.ErrUnavailable, sdk.ErrPluginShutdown     503 unavailable, plugin_shutdown
+//	sdk.ErrPanicked                               500 plugin_panicked
 //	context.DeadlineExceeded                      504 deadline_exceeded
 //	context.Canceled                              499 canceled
 //	missing or wrong bearer token                 401 unauthenticated

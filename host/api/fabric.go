@@ -73,7 +73,7 @@ func serveFabric[T any](s *Server, w http.ResponseWriter, r *http.Request, what 
 	defer cancel()
 	resp, err := call(ctx, dwv1.NewFabricClient(conn))
 	if err != nil {
-		WriteError(w, pluginError(r, fmt.Errorf("%s: %w", what, sdk.FromStatus(err))))
+		WriteError(w, pluginError(r, fmt.Errorf("%s: %w", what, err)))
 		return
 	}
 	answer(resp)

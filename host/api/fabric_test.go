@@ -67,7 +67,7 @@ func (f *fakeFabric) ListNodes(ctx context.Context, req *dwv1.ListNodesRequest) 
 	}
 	after := req.GetPageToken()
 	if after != "" && !slices.ContainsFunc(f.nodes, func(n *dwv1.FabricNode) bool { return n.GetId() == after }) {
-		return nil, grpcErr(fmt.Errorf("page_token %q: %w: not a token of this fabric", after, sdk.ErrInvalidArgument))
+		return nil, fmt.Errorf("page_token %q: %w: not a token of this fabric", after, sdk.ErrInvalidArgument)
 	}
 	page, more := pageAfter(f.nodes, (*dwv1.FabricNode).GetId, after, size)
 	resp := &dwv1.ListNodesResponse{}
@@ -295,15 +295,15 @@ func TestFabricErrorMapping(t *testing.T) {
 		word    string
 		message string
 	}{
-		{"sdk invalid", grpcErr(fmt.Errorf("page_token: %w", sdk.ErrInvalidArgument)), 400, "invalid_argument", "page_token: invalid argument"},
+		{"sdk invalid", fmt.Errorf("page_token: %w", sdk.ErrInvalidArgument), 400, "invalid_argument", "page_token: invalid argument"},
 		{"grpc INVALID_ARGUMENT", status.Error(codes.InvalidArgument, "bad token"), 400, "invalid_argument", "bad token"},
 		// A bare UNAVAILABLE (no dw error detail) reads as the plugin's
 		// transport gone (sdk.FromStatus): 503 all the same.
 		{"grpc UNAVAILABLE", status.Error(codes.Unavailable, "memberlist is shutting down"), 503, "plugin_shutdown", "memberlist is shutting down"},
-		{"sdk unavailable", grpcErr(fmt.Errorf("fabric: %w", sdk.ErrUnavailable)), 503, "unavailable", "fabric: unavailable"},
-		{"not found", grpcErr(fmt.Errorf("thing: %w", sdk.ErrNotFound)), 404, "not_found", "thing"},
-		{"busy", grpcErr(sdk.WithRetryAfter(fmt.Errorf("thing: %w", sdk.ErrBackpressure), 3*time.Second)), 429, "backpressure", "thing"},
-		{"shutting down", grpcErr(fmt.Errorf("plugin: %w", sdk.ErrPluginShutdown)), 503, "plugin_shutdown", "plugin"},
+		{"sdk unavailable", fmt.Errorf("fabric: %w", sdk.ErrUnavailable), 503, "unavailable", "fabric: unavailable"},
+		{"not found", fmt.Errorf("thing: %w", sdk.ErrNotFound), 404, "not_found", "thing"},
+		{"busy", sdk.WithRetryAfter(fmt.Errorf("thing: %w", sdk.ErrBackpressure), 3*time.Second), 429, "backpressure", "thing"},
+		{"shutting down", fmt.Errorf("plugin: %w", sdk.ErrPluginShutdown), 503, "plugin_shutdown", "plugin"},
 		{"grpc UNIMPLEMENTED", status.Error(codes.Unimplemented, "no Fabric here"), 501, "unimplemented", "no Fabric here"},
 		{"grpc INTERNAL", status.Error(codes.Internal, "boom"), 500, "internal", "boom"},
 	}

@@ -373,7 +373,7 @@ func (s *Server) listFolder(w http.ResponseWriter, r *http.Request, q fileReques
 		if req.GetPath() != "" {
 			where = "folder " + shown(req.GetPath())
 		}
-		WriteError(w, pluginError(r, fmt.Errorf("list %s: %w", where, sdk.FromStatus(err))))
+		WriteError(w, pluginError(r, fmt.Errorf("list %s: %w", where, err)))
 		return
 	}
 	out := FileList{Items: make([]File, len(resp.GetItems())), HasMore: resp.GetHasMore(), NextPageToken: resp.GetNextPageToken()}

@@ -118,7 +118,7 @@ func (f *fakeFileStore) Put(stream dwv1.FileStore_PutServer) error {
 	}
 	hdr := first.GetHeader()
 	if hdr == nil {
-		return grpcErr(fmt.Errorf("put: %w: first message is not a header", sdk.ErrInvalidArgument))
+		return fmt.Errorf("put: %w: first message is not a header", sdk.ErrInvalidArgument)
 	}
 	f.record(stream.Context(), "Put", hdr.GetPath(), hdr.GetPriority())
 	body, err := receiveBody(func() ([]byte, error) { m, err := stream.Recv(); return m.GetData(), err }, true)
@@ -132,7 +132,7 @@ func (f *fakeFileStore) Put(stream dwv1.FileStore_PutServer) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.dirs[hdr.GetPath()] {
-		return grpcErr(fmt.Errorf("put %q: %w: a folder", hdr.GetPath(), sdk.ErrInvalidArgument))
+		return fmt.Errorf("put %q: %w: a folder", hdr.GetPath(), sdk.ErrInvalidArgument)
 	}
 	for p := hdr.GetPath(); strings.Contains(p, "/"); {
 		p = p[:strings.LastIndexByte(p, '/')]
@@ -153,9 +153,9 @@ func (f *fakeFileStore) Get(req *dwv1.GetFileRequest, stream dwv1.FileStore_GetS
 	o, ok := f.file(req.GetPath())
 	if !ok {
 		if f.isDir(req.GetPath()) {
-			return grpcErr(fmt.Errorf("file %q: %w: a folder; list it", req.GetPath(), sdk.ErrInvalidArgument))
+			return fmt.Errorf("file %q: %w: a folder; list it", req.GetPath(), sdk.ErrInvalidArgument)
 		}
-		return grpcErr(fmt.Errorf("file %q: %w", req.GetPath(), sdk.ErrNotFound))
+		return fmt.Errorf("file %q: %w", req.GetPath(), sdk.ErrNotFound)
 	}
 	return sendPart(fmt.Sprintf("file %q", req.GetPath()), o.data, req.GetOffset(), req.Length, f.chunk,
 		func(off, n int64) error {
@@ -189,7 +189,7 @@ func (f *fakeFileStore) Stat(ctx context.Context, req *dwv1.StatFileRequest) (*d
 	if f.isDir(req.GetPath()) {
 		return &dwv1.StatFileResponse{Info: dirInfo(req.GetPath())}, nil
 	}
-	return nil, grpcErr(fmt.Errorf("file %q: %w", req.GetPath(), sdk.ErrNotFound))
+	return nil, fmt.Errorf("file %q: %w", req.GetPath(), sdk.ErrNotFound)
 }
 
 // children returns the entries of folder dir ("" is the root) by name.
@@ -227,7 +227,7 @@ func (f *fakeFileStore) Delete(ctx context.Context, req *dwv1.DeleteFileRequest)
 	p := req.GetPath()
 	if f.isDir(p) {
 		if len(f.children(p)) > 0 {
-			return nil, grpcErr(fmt.Errorf("delete %q: %w: the folder is not empty", p, sdk.ErrFailedPrecondition))
+			return nil, fmt.Errorf("delete %q: %w: the folder is not empty", p, sdk.ErrFailedPrecondition)
 		}
 		f.mu.Lock()
 		delete(f.dirs, p)
@@ -249,9 +249,9 @@ func (f *fakeFileStore) List(ctx context.Context, req *dwv1.ListFilesRequest) (*
 	dir := req.GetPath()
 	if dir != "" && !f.isDir(dir) {
 		if _, ok := f.file(dir); ok {
-			return nil, grpcErr(fmt.Errorf("list %q: %w: a file", dir, sdk.ErrInvalidArgument))
+			return nil, fmt.Errorf("list %q: %w: a file", dir, sdk.ErrInvalidArgument)
 		}
-		return nil, grpcErr(fmt.Errorf("folder %q: %w", dir, sdk.ErrNotFound))
+		return nil, fmt.Errorf("folder %q: %w", dir, sdk.ErrNotFound)
 	}
 	limit := int(req.GetLimit())
 	if limit == 0 {
@@ -262,7 +262,7 @@ func (f *fakeFileStore) List(ctx context.Context, req *dwv1.ListFilesRequest) (*
 		raw, err := base64.RawURLEncoding.DecodeString(t)
 		d, last, ok := strings.Cut(string(raw), "\x00")
 		if err != nil || !ok || d != dir {
-			return nil, grpcErr(fmt.Errorf("page token: %w: not a token of folder %q", sdk.ErrInvalidArgument, dir))
+			return nil, fmt.Errorf("page token: %w: not a token of folder %q", sdk.ErrInvalidArgument, dir)
 		}
 		after = last
 	}
@@ -838,7 +838,7 @@ func TestFileStoreErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fail := grpcErr(tt.err)
+			fail := tt.err
 			e.store.PutFunc = func(s dwv1.FileStore_PutServer) error { _, _ = s.Recv(); return fail }
 			e.store.GetFunc = func(*dwv1.GetFileRequest, dwv1.FileStore_GetServer) error { return fail }
 			e.store.StatFunc = func(*dwv1.StatFileRequest) (*dwv1.StatFileResponse, error) { return nil, fail }

@@ -98,6 +98,7 @@ func startEcho(t testing.TB, opts Options) *echoEnv {
 		Cmd:              exec.Command(bin),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
+		GRPCDialOptions:  pluginhost.DialOptions(),
 		Logger:           hclog.NewNullLogger(),
 		StartTimeout:     30 * time.Second,
 	})
@@ -561,6 +562,17 @@ func TestIntegrationRPCPluginErrors(t *testing.T) {
 			!strings.Contains(er.Message, "fail as asked") {
 			t.Errorf("%s: %d %+v Retry-After=%q", tt.body, r.code, er, r.header.Get("Retry-After"))
 		}
+	}
+
+	// A panic in the plugin's handler is a 500 that says where; the plugin
+	// keeps serving.
+	r := e.call(t, "POST", "/v1/subsystems/echo/rpc/dw.echo.v1.Echo/Fail", `{"kind":"panic"}`)
+	if er := errorOf(t, r); r.code != 500 || er.Code != "plugin_panicked" ||
+		!strings.Contains(er.Message, "panicked in Fail: echo asked to panic (echoplugin/main.go:") {
+		t.Errorf("panic: %d %+v", r.code, er)
+	}
+	if r := e.call(t, "POST", "/v1/subsystems/echo/rpc/dw.echo.v1.Echo/Echo", `{"message":"still here"}`); r.code != 200 {
+		t.Errorf("echo after the panic: %d %s", r.code, r.body)
 	}
 }
 

@@ -284,7 +284,7 @@ func storeError(r *http.Request, op, key string, err error) error {
 // callError turns an error of a store's call on the item what ("object",
 // "file") named name into one that maps to its status.
 func callError(r *http.Request, op, what, name string, err error) error {
-	return pluginError(r, fmt.Errorf("%s %s %s: %w", op, what, shown(name), sdk.FromStatus(err)))
+	return pluginError(r, fmt.Errorf("%s %s %s: %w", op, what, shown(name), err))
 }
 
 // Object is an object's info in every /v1/objects answer (and each line of
@@ -542,7 +542,7 @@ func sendObject(ctx context.Context, cancel context.CancelFunc, store dwv1.Objec
 // data returns the data message holding a piece of the body. A body that
 // fails cancels the call (cancel), so that the plugin sees an aborted
 // stream, never a normal end; the error then wraps errBody. Other errors
-// are the plugin's, not yet through FromStatus.
+// are the plugin's (sdk errors: the connection converts them).
 func sendBody[Req, Resp any](ctx context.Context, cancel context.CancelFunc,
 	put func(context.Context, ...grpc.CallOption) (grpc.ClientStreamingClient[Req, Resp], error),
 	header *Req, size int64, body io.Reader, data func([]byte) *Req) (*Resp, error) {
@@ -1244,7 +1244,7 @@ func (s *Server) listObjects(w http.ResponseWriter, r *http.Request) {
 		Strategy: q.strategy, Prefix: q.prefix, Limit: q.limit, Offset: q.offset, PageToken: q.pageToken, Count: q.count,
 	})
 	if err != nil {
-		WriteError(w, pluginError(r, fmt.Errorf("list objects with prefix %s: %w", shown(q.prefix), sdk.FromStatus(err))))
+		WriteError(w, pluginError(r, fmt.Errorf("list objects with prefix %s: %w", shown(q.prefix), err)))
 		return
 	}
 	out := ObjectList{Items: make([]Object, len(resp.GetItems())), HasMore: resp.GetHasMore(), NextPageToken: resp.GetNextPageToken()}
@@ -1266,7 +1266,7 @@ func (s *Server) streamList(w http.ResponseWriter, r *http.Request, store dwv1.O
 	defer cancel()
 	stream, err := store.ListStream(ctx, &dwv1.ListObjectsStreamRequest{Strategy: q.strategy, Prefix: q.prefix})
 	listErr := func(err error) error {
-		return pluginError(r, fmt.Errorf("list objects with prefix %s: %w", shown(q.prefix), sdk.FromStatus(err)))
+		return pluginError(r, fmt.Errorf("list objects with prefix %s: %w", shown(q.prefix), err))
 	}
 	if err != nil {
 		WriteError(w, listErr(err))

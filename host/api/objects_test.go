@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -32,6 +31,7 @@ import (
 	"github.com/datawarehouse/dw/sdk/v6"
 	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
 	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
+	"github.com/datawarehouse/dw/sdk/v6/sdktest"
 )
 
 // fakeObject is one object of fakeObjectStore.
@@ -72,9 +72,6 @@ var _ dwv1.ObjectStoreServer = (*fakeObjectStore)(nil)
 func newFakeObjectStore() *fakeObjectStore {
 	return &fakeObjectStore{chunk: 64 << 10, puts: make(chan putRecord, 64), objects: map[string]*fakeObject{}}
 }
-
-// grpcErr is what a plugin built on the sdk returns for err.
-func grpcErr(err error) error { return sdk.ToStatus(err) }
 
 // nextPut returns the record of the next Put of key.
 func (f *fakeObjectStore) nextPut(t testing.TB, key string) putRecord {
@@ -125,7 +122,7 @@ func (f *fakeObjectStore) Put(stream dwv1.ObjectStore_PutServer) error {
 	}
 	hdr := first.GetHeader()
 	if hdr == nil {
-		return grpcErr(fmt.Errorf("put: %w: first message is not a header", sdk.ErrInvalidArgument))
+		return fmt.Errorf("put: %w: first message is not a header", sdk.ErrInvalidArgument)
 	}
 	rec.header = hdr
 	f.record(stream.Context(), "Put", hdr.GetKey(), hdr.GetStrategy())
@@ -163,7 +160,7 @@ func (f *fakeObjectStore) Get(req *dwv1.GetObjectRequest, stream dwv1.ObjectStor
 	}
 	o, ok := f.object(req.GetKey())
 	if !ok {
-		return grpcErr(fmt.Errorf("object %q: %w", req.GetKey(), sdk.ErrNotFound))
+		return fmt.Errorf("object %q: %w", req.GetKey(), sdk.ErrNotFound)
 	}
 	return sendPart(fmt.Sprintf("object %q", req.GetKey()), o.data, req.GetOffset(), req.Length, f.chunk,
 		func(off, n int64) error {
@@ -214,10 +211,10 @@ func receiveBody(recv func() ([]byte, error), keep bool) (fakeBody, error) {
 // (empty: none) its Put announced, as the contract asks.
 func (b fakeBody) check(name string, size int64, sum string) error {
 	if size >= 0 && size != b.bytes {
-		return grpcErr(fmt.Errorf("put %q: %w: announced %d bytes, got %d", name, sdk.ErrInvalidArgument, size, b.bytes))
+		return fmt.Errorf("put %q: %w: announced %d bytes, got %d", name, sdk.ErrInvalidArgument, size, b.bytes)
 	}
 	if sum != "" && sum != b.sum {
-		return grpcErr(fmt.Errorf("put %q: %w: sha256 mismatch", name, sdk.ErrInvalidArgument))
+		return fmt.Errorf("put %q: %w: sha256 mismatch", name, sdk.ErrInvalidArgument)
 	}
 	return nil
 }
@@ -228,7 +225,7 @@ func (b fakeBody) check(name string, size int64, sum string) error {
 func sendPart(what string, data []byte, off int64, length *int64, chunk int, header func(off, n int64) error, send func([]byte) error) error {
 	size := int64(len(data))
 	if off < 0 || off > size || off == size && size > 0 {
-		return grpcErr(fmt.Errorf("%s: offset %d: %w: size %d", what, off, sdk.ErrOutOfRange, size))
+		return fmt.Errorf("%s: offset %d: %w: size %d", what, off, sdk.ErrOutOfRange, size)
 	}
 	n := size - off
 	if length != nil && *length < n {
@@ -262,7 +259,7 @@ func (f *fakeObjectStore) Stat(ctx context.Context, req *dwv1.StatObjectRequest)
 	f.record(ctx, "Stat", req.GetKey(), req.GetStrategy())
 	o, ok := f.object(req.GetKey())
 	if !ok {
-		return nil, grpcErr(fmt.Errorf("object %q: %w", req.GetKey(), sdk.ErrNotFound))
+		return nil, fmt.Errorf("object %q: %w", req.GetKey(), sdk.ErrNotFound)
 	}
 	return &dwv1.StatObjectResponse{Info: o.info}, nil
 }
@@ -300,7 +297,7 @@ func (f *fakeObjectStore) List(ctx context.Context, req *dwv1.ListObjectsRequest
 	limit = min(limit, 1000)
 	after, err := base64.RawURLEncoding.DecodeString(req.GetPageToken())
 	if err != nil {
-		return nil, grpcErr(fmt.Errorf("page token: %w: tampered", sdk.ErrInvalidArgument))
+		return nil, fmt.Errorf("page token: %w: tampered", sdk.ErrInvalidArgument)
 	}
 	items, _ := pageAfter(all, (*dwv1.ObjectInfo).GetKey, string(after), len(all))
 	items = items[min(int(req.GetOffset()), len(items)):]
@@ -331,35 +328,13 @@ func (f *fakeObjectStore) ListStream(req *dwv1.ListObjectsStreamRequest, stream 
 	return nil
 }
 
-// storePlugin serves the gRPC services register adds on go-plugin's
-// in-process test connection; its host side is the sdk's own glue, which
-// builds the *pluginhost.Client (the sdk has no exported constructor for it).
-type storePlugin struct {
-	plugin.NetRPCUnsupportedPlugin
-	register func(*grpc.Server)
-}
-
-func (p *storePlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	p.register(s)
-	return nil
-}
-
-func (p *storePlugin) GRPCClient(ctx context.Context, b *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
-	return pluginhost.VersionedPlugins()[pluginhost.ProtocolVersion][pluginhost.PluginName].(plugin.GRPCPlugin).GRPCClient(ctx, b, c)
-}
-
-// connectStore serves what register adds over a real gRPC connection and
-// returns the host-side client.
+// connectStore serves what register adds in process, as sdk.Serve serves
+// a plugin's services (errors become statuses, panics are recovered), and
+// returns the host-side client over a connection made as the host makes it
+// (pluginhost.DialOptions).
 func connectStore(t testing.TB, register func(*grpc.Server)) *pluginhost.Client {
 	t.Helper()
-	gc, gs := plugin.TestPluginGRPCConn(t, false, map[string]plugin.Plugin{pluginhost.PluginName: &storePlugin{register: register}})
-	_ = gs // gc.Close stops it (its Shutdown call); stopping it here too races in go-plugin
-	t.Cleanup(func() { _ = gc.Close() })
-	raw, err := gc.Dispense(pluginhost.PluginName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return raw.(*pluginhost.Client)
+	return pluginhost.NewClient(sdktest.ServeInProcess(t, register), nil)
 }
 
 // connectObjectStore serves store over a real gRPC connection and returns
@@ -1000,7 +975,7 @@ func playGet(steps []int, header func() error, data func([]byte) error) error {
 		var err error
 		switch {
 		case n == stepFail:
-			return grpcErr(fmt.Errorf("disk on fire: %w", sdk.ErrUnavailable))
+			return fmt.Errorf("disk on fire: %w", sdk.ErrUnavailable)
 		case n == stepHeader:
 			err = header()
 		default:
@@ -1375,7 +1350,7 @@ func TestObjectListStream(t *testing.T) {
 
 	// An error before the first line is a normal error answer.
 	e.store.ListStreamFunc = func(*dwv1.ListObjectsStreamRequest, dwv1.ObjectStore_ListStreamServer) error {
-		return grpcErr(fmt.Errorf("strategy nope: %w: unknown", sdk.ErrInvalidArgument))
+		return fmt.Errorf("strategy nope: %w: unknown", sdk.ErrInvalidArgument)
 	}
 	wantError(t, e.call(t, "GET", "/v1/objects?stream=true", "", nil), 400, "strategy nope")
 
@@ -1393,7 +1368,7 @@ func TestObjectListStream(t *testing.T) {
 		case <-s.Context().Done():
 			return s.Context().Err()
 		}
-		return grpcErr(fmt.Errorf("strategy primary: %w: database went away", sdk.ErrUnavailable))
+		return fmt.Errorf("strategy primary: %w: database went away", sdk.ErrUnavailable)
 	}
 	// A guard against hanging forever if lines are not flushed: not a
 	// timing assertion, the stall flush takes milliseconds.

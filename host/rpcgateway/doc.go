@@ -21,8 +21,9 @@
 //
 // Errors wrap the sdk sentinels (sdk.ErrNotFound, sdk.ErrPermissionDenied,
 // sdk.ErrInvalidArgument, sdk.ErrUnimplemented, and whatever the plugin
-// returned, through sdk.FromStatus), so the HTTP layer maps them to statuses
-// in one place.
+// returned, which the connection's interceptors — pluginhost.DialOptions —
+// have passed through sdk.FromStatus), so the HTTP layer maps them to
+// statuses in one place.
 //
 // Descriptors are cached per *grpc.ClientConn, in a bounded LRU: a restarted
 // plugin has a new connection and so is resolved afresh.

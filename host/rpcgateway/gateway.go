@@ -246,15 +246,16 @@ func (m *Method) EncodeReply(msg proto.Message) ([]byte, error) {
 	return b, nil
 }
 
-// Call invokes a unary method. Errors from the plugin come back through
-// sdk.FromStatus, so they match the sdk sentinels.
+// Call invokes a unary method. Errors from the plugin match the sdk
+// sentinels: the connection (made with pluginhost.DialOptions) passes them
+// through sdk.FromStatus.
 func (m *Method) Call(ctx context.Context, req proto.Message) (proto.Message, error) {
 	if m.desc.IsStreamingServer() {
 		return nil, fmt.Errorf("call %s: %w: it is server-streaming; use Stream", m.path, sdk.ErrInvalidArgument)
 	}
 	reply := dynamicpb.NewMessage(m.desc.Output())
 	if err := m.conn.Invoke(ctx, m.path, req, reply); err != nil {
-		return nil, fmt.Errorf("call %s: %w", m.path, sdk.FromStatus(err))
+		return nil, fmt.Errorf("call %s: %w", m.path, err)
 	}
 	return reply, nil
 }
@@ -270,13 +271,13 @@ func (m *Method) Stream(ctx context.Context, req proto.Message, fn func(msg prot
 	defer cancel()
 	cs, err := m.conn.NewStream(ctx, &grpc.StreamDesc{StreamName: string(m.desc.Name()), ServerStreams: true}, m.path)
 	if err != nil {
-		return fmt.Errorf("stream %s: %w", m.path, sdk.FromStatus(err))
+		return fmt.Errorf("stream %s: %w", m.path, err)
 	}
 	if err := cs.SendMsg(req); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("stream %s: send request: %w", m.path, sdk.FromStatus(err))
+		return fmt.Errorf("stream %s: send request: %w", m.path, err)
 	}
 	if err := cs.CloseSend(); err != nil {
-		return fmt.Errorf("stream %s: close send: %w", m.path, sdk.FromStatus(err))
+		return fmt.Errorf("stream %s: close send: %w", m.path, err)
 	}
 	reply := dynamicpb.NewMessage(m.desc.Output())
 	for {
@@ -286,7 +287,7 @@ func (m *Method) Stream(ctx context.Context, req proto.Message, fn func(msg prot
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("stream %s: %w", m.path, sdk.FromStatus(err))
+			return fmt.Errorf("stream %s: %w", m.path, err)
 		}
 		if err := fn(reply); err != nil {
 			return err

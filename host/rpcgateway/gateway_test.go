@@ -26,6 +26,7 @@ import (
 
 	echov1 "github.com/datawarehouse/dw/host/api/testdata/echoplugin/proto/dw/echo/v1"
 	"github.com/datawarehouse/dw/sdk/v6"
+	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
 	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
@@ -44,7 +45,7 @@ func (echoServer) Echo(ctx context.Context, req *echov1.EchoRequest) (*echov1.Ec
 func (echoServer) Repeat(req *echov1.RepeatRequest, stream grpc.ServerStreamingServer[echov1.RepeatResponse]) error {
 	for i := range int(req.GetTimes()) {
 		if fa := int(req.GetFailAfter()); fa > 0 && i == fa {
-			return sdk.ToStatus(fmt.Errorf("%w: failing after %d", sdk.ErrUnavailable, fa))
+			return fmt.Errorf("%w: failing after %d", sdk.ErrUnavailable, fa)
 		}
 		if err := stream.Send(&echov1.RepeatResponse{Message: req.GetMessage(), Index: int32(i)}); err != nil {
 			return err
@@ -54,7 +55,7 @@ func (echoServer) Repeat(req *echov1.RepeatRequest, stream grpc.ServerStreamingS
 }
 
 func (echoServer) Fail(_ context.Context, req *echov1.FailRequest) (*echov1.FailResponse, error) {
-	return nil, sdk.ToStatus(sdk.WithRetryAfter(fmt.Errorf("busy: %w", sdk.ErrBackpressure), 1500*time.Millisecond))
+	return nil, sdk.WithRetryAfter(fmt.Errorf("busy: %w", sdk.ErrBackpressure), 1500*time.Millisecond)
 }
 
 type reflectionMode int
@@ -80,12 +81,14 @@ func startServer(t testing.TB, mode reflectionMode) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	// Errors cross as they do between host and plugin: through the
+	// interceptors of pluginhost.ServerOptions and DialOptions.
+	srv := grpc.NewServer(append(pluginhost.ServerOptions(nil), grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		if strings.Contains(info.FullMethod, "ServerReflection") {
 			ts.reflections.Add(1)
 		}
 		return handler(srv, ss)
-	}))
+	}))...)
 	echov1.RegisterEchoServer(srv, echoServer{})
 	switch mode {
 	case reflectBoth:
@@ -97,7 +100,7 @@ func startServer(t testing.TB, mode reflectionMode) *testServer {
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(lis) }()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(lis.Addr().String(), append(pluginhost.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,7 +336,7 @@ func TestServerStreaming(t *testing.T) {
 		}
 	}
 
-	// An error in the middle of the stream comes back through FromStatus.
+	// An error in the middle of the stream comes back as an sdk error.
 	req, _ = m.DecodeRequest([]byte(`{"message":"m","times":5,"fail_after":2}`))
 	n := 0
 	err = m.Stream(ctx, req, func(proto.Message) error { n++; return nil })

@@ -131,7 +131,7 @@ func resolveService(ctx context.Context, conn *grpc.ClientConn, name string) (*s
 	defer r.close()
 
 	fail := func(err error) (*service, error) {
-		return nil, fmt.Errorf("resolve service %s over reflection: %w", name, sdk.FromStatus(err))
+		return nil, fmt.Errorf("resolve service %s over reflection: %w", name, err)
 	}
 
 	protos := make(map[string]*descriptorpb.FileDescriptorProto)

@@ -18,8 +18,11 @@ import (
 // Client is the host side of a plugin connection: the ScalableSubsystem
 // calls in Go types, plus the raw connection for domain services. It is what
 // dispensing PluginName from a go-plugin client returns. Every error it
-// returns has been through sdk.FromStatus, so errors.Is works with the sdk
-// sentinels and a dead plugin reads as sdk.ErrPluginShutdown.
+// returns has been through sdk.FromStatus (the interceptors of DialOptions
+// apply it to every call on the connection, Conn's included), so errors.Is
+// works with the sdk sentinels, errors.As finds the *sdk.DecodeError of
+// refused limits or settings, and a dead plugin reads as
+// sdk.ErrPluginShutdown.
 //
 // Call Info first: it learns the plugin's SDK version, and with it the wire
 // encoding of limits the plugin speaks.
@@ -37,8 +40,10 @@ func newClient(conn *grpc.ClientConn, broker *plugin.GRPCBroker) *Client {
 }
 
 // NewClient returns a Client on an established plugin connection, for
-// tests that connect host and plugin without go-plugin's process handling.
-// broker may be nil: then Configure serves no host services.
+// tests that connect host and plugin without go-plugin's process handling
+// (sdktest.ServeInProcess makes such a connection). Dial conn with
+// DialOptions: the Client relies on its interceptors to turn errors into
+// sdk errors. broker may be nil: then Configure serves no host services.
 func NewClient(conn *grpc.ClientConn, broker *plugin.GRPCBroker) *Client {
 	return newClient(conn, broker)
 }
@@ -68,7 +73,7 @@ type Info struct {
 func (c *Client) Info(ctx context.Context) (Info, error) {
 	r, err := c.rpc.GetInfo(ctx, &dwv1.GetInfoRequest{})
 	if err != nil {
-		return Info{}, fmt.Errorf("get info: %w", sdk.FromStatus(err))
+		return Info{}, fmt.Errorf("get info: %w", err)
 	}
 	info := Info{
 		Info:       sdk.Info{Name: r.GetName(), Version: r.GetPluginVersion(), Capabilities: r.GetCapabilities()},
@@ -88,8 +93,8 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 	return info, nil
 }
 
-// Configure hands the plugin cfg (its settings; cfg.Logger is the plugin's
-// own business and not sent) with the limits to start with, for config
+// Configure hands the plugin cfg (its settings; cfg.Logger is not sent: it
+// logs the panics the host key-value service recovers) with the limits to start with, for config
 // generation gen, and returns the limits in force afterwards. If cfg.KV is
 // set, it is served to the plugin over the go-plugin broker as its host
 // key-value store: pass a store bound to this plugin's key space, as the
@@ -120,15 +125,16 @@ func (c *Client) Configure(ctx context.Context, cfg sdk.Config, limits map[strin
 	if cfg.KV != nil && c.broker != nil {
 		req.HostServicesBrokerId = c.broker.NextId()
 		kv := cfg.KV
+		logger := cfg.Logger
 		go c.broker.AcceptAndServe(req.HostServicesBrokerId, func(opts []grpc.ServerOption) *grpc.Server {
-			s := grpc.NewServer(opts...)
+			s := grpc.NewServer(append(opts, ServerOptions(logger)...)...)
 			RegisterHostKV(s, kv)
 			return s
 		})
 	}
 	r, err := c.rpc.Configure(ctx, req)
 	if err != nil {
-		return nil, fmt.Errorf("configure: %w", sdk.FromStatus(err))
+		return nil, fmt.Errorf("configure: %w", err)
 	}
 	if legacy {
 		applied, err := c.ApplyLimits(ctx, limits, gen)
@@ -155,7 +161,7 @@ func (c *Client) ValidateLimits(ctx context.Context, limits map[string]any) (map
 	}
 	r, err := c.rpc.ValidateLimits(ctx, req)
 	if err != nil {
-		return nil, fmt.Errorf("validate limits: %w", sdk.FromStatus(err))
+		return nil, fmt.Errorf("validate limits: %w", err)
 	}
 	out, err := decode(r.GetLimitsJson(), r.GetLimits())
 	if err != nil {
@@ -173,7 +179,7 @@ func (c *Client) ApplyLimits(ctx context.Context, limits map[string]any, gen uin
 	}
 	r, err := c.rpc.ApplyLimits(ctx, req)
 	if err != nil {
-		return nil, fmt.Errorf("apply limits: %w", sdk.FromStatus(err))
+		return nil, fmt.Errorf("apply limits: %w", err)
 	}
 	out, err := decode(r.GetLimitsJson(), r.GetLimits())
 	if err != nil {
@@ -186,7 +192,7 @@ func (c *Client) ApplyLimits(ctx context.Context, limits map[string]any, gen uin
 func (c *Client) Limits(ctx context.Context) (map[string]any, uint64, error) {
 	r, err := c.rpc.GetLimits(ctx, &dwv1.GetLimitsRequest{})
 	if err != nil {
-		return nil, 0, fmt.Errorf("get limits: %w", sdk.FromStatus(err))
+		return nil, 0, fmt.Errorf("get limits: %w", err)
 	}
 	out, err := decode(r.GetLimitsJson(), r.GetLimits())
 	if err != nil {
@@ -199,7 +205,7 @@ func (c *Client) Limits(ctx context.Context) (map[string]any, uint64, error) {
 func (c *Client) Metrics(ctx context.Context) (sdk.Metrics, error) {
 	r, err := c.rpc.GetMetrics(ctx, &dwv1.GetMetricsRequest{})
 	if err != nil {
-		return sdk.Metrics{}, fmt.Errorf("get metrics: %w", sdk.FromStatus(err))
+		return sdk.Metrics{}, fmt.Errorf("get metrics: %w", err)
 	}
 	return metricsFromProto(r), nil
 }
@@ -208,7 +214,7 @@ func (c *Client) Metrics(ctx context.Context) (sdk.Metrics, error) {
 func (c *Client) Health(ctx context.Context) (sdk.Health, error) {
 	r, err := c.rpc.CheckHealth(ctx, &dwv1.CheckHealthRequest{})
 	if err != nil {
-		return sdk.Health{}, fmt.Errorf("check health: %w", sdk.FromStatus(err))
+		return sdk.Health{}, fmt.Errorf("check health: %w", err)
 	}
 	return healthFromProto(r), nil
 }

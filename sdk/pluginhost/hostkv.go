@@ -18,43 +18,44 @@ type kvServer struct {
 	kv sdk.KV
 }
 
-// RegisterHostKV serves kv as the HostKV service on s. The host calls it
-// with a store bound to one plugin's key space, on a server only that plugin
-// reaches, so that no plugin can name another's keys.
+// RegisterHostKV serves kv as the HostKV service on s, a server made with
+// ServerOptions (which turn its errors into gRPC statuses). The host calls
+// it with a store bound to one plugin's key space, on a server only that
+// plugin reaches, so that no plugin can name another's keys.
 func RegisterHostKV(s *grpc.Server, kv sdk.KV) {
 	dwv1.RegisterHostKVServer(s, &kvServer{kv: kv})
 }
 
 func (s *kvServer) Put(ctx context.Context, r *dwv1.KVPutRequest) (*dwv1.KVPutResponse, error) {
 	if err := sdk.ValidateKVKey(r.GetKey()); err != nil {
-		return nil, sdk.ToStatus(err)
+		return nil, err
 	}
 	if len(r.GetValue()) > sdk.MaxKVValueBytes {
-		return nil, sdk.ToStatus(fmt.Errorf("kv put %q: %w: value is %d bytes, at most %d allowed", r.GetKey(), sdk.ErrInvalidArgument, len(r.GetValue()), sdk.MaxKVValueBytes))
+		return nil, fmt.Errorf("kv put %q: %w: value is %d bytes, at most %d allowed", r.GetKey(), sdk.ErrInvalidArgument, len(r.GetValue()), sdk.MaxKVValueBytes)
 	}
 	if err := s.kv.Put(ctx, r.GetKey(), r.GetValue()); err != nil {
-		return nil, sdk.ToStatus(err)
+		return nil, err
 	}
 	return &dwv1.KVPutResponse{}, nil
 }
 
 func (s *kvServer) Get(ctx context.Context, r *dwv1.KVGetRequest) (*dwv1.KVGetResponse, error) {
 	if err := sdk.ValidateKVKey(r.GetKey()); err != nil {
-		return nil, sdk.ToStatus(err)
+		return nil, err
 	}
 	v, err := s.kv.Get(ctx, r.GetKey())
 	if err != nil {
-		return nil, sdk.ToStatus(err)
+		return nil, err
 	}
 	return &dwv1.KVGetResponse{Value: v}, nil
 }
 
 func (s *kvServer) Delete(ctx context.Context, r *dwv1.KVDeleteRequest) (*dwv1.KVDeleteResponse, error) {
 	if err := sdk.ValidateKVKey(r.GetKey()); err != nil {
-		return nil, sdk.ToStatus(err)
+		return nil, err
 	}
 	if err := s.kv.Delete(ctx, r.GetKey()); err != nil {
-		return nil, sdk.ToStatus(err)
+		return nil, err
 	}
 	return &dwv1.KVDeleteResponse{}, nil
 }
@@ -73,7 +74,7 @@ func (s *kvServer) List(r *dwv1.KVListRequest, stream dwv1.HostKV_ListServer) er
 		return stream.Send(&dwv1.KVEntry{Key: key, Value: value})
 	})
 	if err != nil && !errors.Is(err, errLimit) {
-		return sdk.ToStatus(err)
+		return err
 	}
 	return nil
 }

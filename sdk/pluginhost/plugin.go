@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/datawarehouse/dw/sdk/v6"
 	"github.com/datawarehouse/dw/sdk/v6/internal/contract"
 )
 
@@ -49,10 +51,24 @@ func VersionedPlugins() map[int]plugin.PluginSet {
 	}
 }
 
-// DialOptions are the gRPC dial options of plugin connections (flow-control
-// windows and buffers matching the plugin's server): pass them as
-// go-plugin's ClientConfig.GRPCDialOptions.
-func DialOptions() []grpc.DialOption { return contract.DialOptions() }
+// DialOptions are the gRPC dial options of plugin connections: flow-control
+// windows and buffers matching the plugin's server, and interceptors that
+// pass every error of a call (unary, or a stream's Recv, Send, Header and
+// CloseSend; io.EOF stays io.EOF) through sdk.FromStatus, so that errors.Is
+// works with the sdk sentinels on whatever the connection returns. Pass
+// them as go-plugin's ClientConfig.GRPCDialOptions.
+func DialOptions() []grpc.DialOption {
+	return append(contract.DialOptions(), contract.ClientErrors(sdk.FromStatus)...)
+}
+
+// ServerOptions are the options of a gRPC server the host offers to a
+// plugin (the host key-value service): interceptors that turn every error a
+// handler returns into a gRPC status with sdk.ToStatus, and recover a
+// handler's panic (the call fails with sdk.ErrPanicked; the stack goes to
+// logger, or hclog's default logger if nil).
+func ServerOptions(logger hclog.Logger) []grpc.ServerOption {
+	return contract.ServerErrors{ToStatus: sdk.ToStatus, Panicked: sdk.ErrPanicked, Logger: logger}.Options()
+}
 
 // WithCaller returns a context whose outgoing gRPC calls carry caller as the
 // identity of the API caller; plugins read it with sdk.Caller.

@@ -97,6 +97,21 @@ func rpcError(err error) string {
 	return err.Error()
 }
 
+// namesPath reports whether a rejection names the key path (or a path
+// under it, for a path ending in "."): among its field problems, which a
+// plugin of sdk 6.1 sends, or in its message.
+func namesPath(err error, path string) bool {
+	var de *sdk.DecodeError
+	if errors.As(err, &de) {
+		for _, p := range de.Problems {
+			if p.Path == path || strings.HasSuffix(path, ".") && strings.HasPrefix(p.Path, path) {
+				return true
+			}
+		}
+	}
+	return strings.Contains(err.Error(), path)
+}
+
 // client returns the sdk client, or a skip outcome when there is none.
 func (r *run) client() (*pluginhost.Client, *outcome) {
 	if r.proc == nil || r.proc.sdk == nil {
@@ -385,7 +400,7 @@ func (r *run) validateLimits() outcome {
 			problems = append(problems, fmt.Sprintf("accepted invalid limits %s", cand))
 		case !errors.Is(err, sdk.ErrInvalidLimits):
 			problems = append(problems, fmt.Sprintf("rejected %s, but not with sdk.ErrInvalidLimits (gRPC INVALID_ARGUMENT with reason INVALID_LIMITS): %v", cand, err))
-		case !strings.Contains(err.Error(), cand.path):
+		case !namesPath(err, cand.path):
 			problems = append(problems, fmt.Sprintf("rejected %s, but the error does not name the key path %q: %v", cand, cand.path, err))
 		default:
 			rejected++
@@ -500,11 +515,11 @@ func (r *run) metrics() outcome {
 	defer cancel()
 	first, err := rpc.GetMetrics(ctx, &dwv1.GetMetricsRequest{})
 	if err != nil {
-		return fail("GetMetrics: %s%s", rpcError(sdk.FromStatus(err)), r.stderr())
+		return fail("GetMetrics: %s%s", rpcError(err), r.stderr())
 	}
 	second, err := rpc.GetMetrics(ctx, &dwv1.GetMetricsRequest{})
 	if err != nil {
-		return fail("second GetMetrics: %s%s", rpcError(sdk.FromStatus(err)), r.stderr())
+		return fail("second GetMetrics: %s%s", rpcError(err), r.stderr())
 	}
 
 	var problems []string
@@ -685,7 +700,7 @@ func (r *run) health() outcome {
 	defer cancel()
 	h, err := rpc.CheckHealth(ctx, &dwv1.CheckHealthRequest{})
 	if err != nil {
-		return fail("CheckHealth: %s%s", rpcError(sdk.FromStatus(err)), r.stderr())
+		return fail("CheckHealth: %s%s", rpcError(err), r.stderr())
 	}
 	var problems []string
 	if !knownHealth(h.GetStatus()) {

@@ -25,6 +25,12 @@
 // [Check] is what both use: it returns a [Report] that [Report.WriteText]
 // prints, one line per check.
 //
+// For fast unit tests of a plugin's own gRPC services, without building a
+// binary, [ServeInProcess] serves them in the test's process behind the
+// same interceptors as sdk.Serve (errors become statuses, panics are
+// recovered) and connects with the host's dial options, so the test sees
+// what the host sees: errors.Is(err, sdk.ErrNotFound) on a call's error.
+//
 // # The checks
 //
 // In order, on one plugin process (and a second one for the last check):

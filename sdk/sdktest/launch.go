@@ -68,6 +68,7 @@ func launch(path, socketDir string, startTimeout time.Duration) (*started, error
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		StartTimeout:     startTimeout,
+		GRPCDialOptions:  pluginhost.DialOptions(),
 		Stderr:           s.stderr,
 		Logger: hclog.New(&hclog.LoggerOptions{
 			Name:   "sdktest",

@@ -128,12 +128,12 @@ func (e *echo) Repeat(req *echov1.RepeatRequest, stream grpc.ServerStreamingServ
 	defer e.streams.Add(-1)
 	times := int(req.GetTimes())
 	if max := e.current().MaxRepeat; times > max {
-		return sdk.ToStatus(fmt.Errorf("repeat: %w: times %d is over max_repeat %d", sdk.ErrInvalidArgument, times, max))
+		return fmt.Errorf("repeat: %w: times %d is over max_repeat %d", sdk.ErrInvalidArgument, times, max)
 	}
 	pad := make([]byte, max(0, int(req.GetPad())))
 	for i := range times {
 		if fa := int(req.GetFailAfter()); fa > 0 && i == fa {
-			return sdk.ToStatus(fmt.Errorf("repeat: %w: failing after %d replies as asked", sdk.ErrUnavailable, fa))
+			return fmt.Errorf("repeat: %w: failing after %d replies as asked", sdk.ErrUnavailable, fa)
 		}
 		if err := stream.Send(&echov1.RepeatResponse{Message: req.GetMessage(), Index: int32(i), Pad: pad}); err != nil {
 			return err
@@ -161,6 +161,8 @@ func (e *echo) Fail(_ context.Context, req *echov1.FailRequest) (*echov1.FailRes
 		err = sdk.ErrUnavailable
 	case "permission_denied":
 		err = sdk.ErrPermissionDenied
+	case "panic":
+		panic("echo asked to panic")
 	default:
 		err = fmt.Errorf("internal failure %q", req.GetKind())
 	}
@@ -168,7 +170,7 @@ func (e *echo) Fail(_ context.Context, req *echov1.FailRequest) (*echov1.FailRes
 	if ms := req.GetRetryAfterMs(); ms > 0 {
 		err = sdk.WithRetryAfter(err, time.Duration(ms)*time.Millisecond)
 	}
-	return nil, sdk.ToStatus(err)
+	return nil, err
 }
 
 func main() { sdk.Serve[Limits](&echo{}) }

@@ -18,52 +18,38 @@ import (
 	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
-// ready fails a call that comes before Configure.
-func (s *Service) ready(op string) error {
-	if !s.configured.Load() {
-		return fmt.Errorf("%s: %w: the dataprotection plugin is not configured yet", op, sdk.ErrUnavailable)
-	}
-	return nil
-}
-
 // StartBackup starts a backup job.
 func (s *Service) StartBackup(ctx context.Context, req *dwv1.StartBackupRequest) (*dwv1.Job, error) {
-	if err := s.ready("start backup"); err != nil {
-		return nil, sdk.ToStatus(err)
-	}
 	if _, ok := s.settings.sources[req.GetSource()]; !ok {
-		return nil, sdk.ToStatus(fmt.Errorf("start backup: source %.80q: %w: the sources are %s (subsystems.dataprotection.sources)",
-			req.GetSource(), sdk.ErrNotFound, strings.Join(s.sourceNames(), ", ")))
+		return nil, fmt.Errorf("start backup: source %.80q: %w: the sources are %s (subsystems.dataprotection.sources)",
+			req.GetSource(), sdk.ErrNotFound, strings.Join(s.sourceNames(), ", "))
 	}
 	kind := req.GetKind()
 	if kind != "full" && kind != "incremental" {
-		return nil, sdk.ToStatus(fmt.Errorf("start backup: kind %.40q: %w: full or incremental", kind, sdk.ErrInvalidArgument))
+		return nil, fmt.Errorf("start backup: kind %.40q: %w: full or incremental", kind, sdk.ErrInvalidArgument)
 	}
 	rec, err := s.jobs.submit(ctx, jobRecord{ID: newJobID(), Kind: kindBackup, Source: req.GetSource(), BackupKind: kind, Snapshot: repo.NewSnapshotID()})
 	if err != nil {
-		return nil, sdk.ToStatus(fmt.Errorf("start backup: %w", err))
+		return nil, fmt.Errorf("start backup: %w", err)
 	}
 	return s.jobProto(rec), nil
 }
 
 // StartRestore starts a restore job.
 func (s *Service) StartRestore(ctx context.Context, req *dwv1.StartRestoreRequest) (*dwv1.Job, error) {
-	if err := s.ready("start restore"); err != nil {
-		return nil, sdk.ToStatus(err)
-	}
 	if err := sdk.ValidateID("snapshot id", req.GetSnapshot()); err != nil {
-		return nil, sdk.ToStatus(fmt.Errorf("start restore: %w", err))
+		return nil, fmt.Errorf("start restore: %w", err)
 	}
 	if _, err := s.repo.LoadSnapshot(req.GetSnapshot()); err != nil {
-		return nil, sdk.ToStatus(fmt.Errorf("start restore: snapshot %s: %w", req.GetSnapshot(), err))
+		return nil, fmt.Errorf("start restore: snapshot %s: %w", req.GetSnapshot(), err)
 	}
 	target, err := s.restoreTarget(req.GetTarget())
 	if err != nil {
-		return nil, sdk.ToStatus(fmt.Errorf("start restore: %w", err))
+		return nil, fmt.Errorf("start restore: %w", err)
 	}
 	rec, err := s.jobs.submit(ctx, jobRecord{ID: newJobID(), Kind: kindRestore, Snapshot: req.GetSnapshot(), Target: target})
 	if err != nil {
-		return nil, sdk.ToStatus(fmt.Errorf("start restore: %w", err))
+		return nil, fmt.Errorf("start restore: %w", err)
 	}
 	return s.jobProto(rec), nil
 }
@@ -106,23 +92,17 @@ func (s *Service) restoreTarget(t string) (string, error) {
 // GetJob returns one job.
 func (s *Service) GetJob(ctx context.Context, req *dwv1.GetJobRequest) (*dwv1.Job, error) {
 	if err := sdk.ValidateID("job id", req.GetId()); err != nil {
-		return nil, sdk.ToStatus(err)
-	}
-	if err := s.ready("get job"); err != nil {
-		return nil, sdk.ToStatus(err)
+		return nil, err
 	}
 	rec, err := s.jobs.get(req.GetId())
 	if err != nil {
-		return nil, sdk.ToStatus(err)
+		return nil, err
 	}
 	return s.jobProto(rec), nil
 }
 
 // ListJobs returns the jobs, newest first.
 func (s *Service) ListJobs(ctx context.Context, _ *dwv1.ListJobsRequest) (*dwv1.ListJobsResponse, error) {
-	if err := s.ready("list jobs"); err != nil {
-		return nil, sdk.ToStatus(err)
-	}
 	resp := &dwv1.ListJobsResponse{}
 	for _, rec := range s.jobs.list() {
 		resp.Jobs = append(resp.Jobs, s.jobProto(rec))
@@ -133,14 +113,11 @@ func (s *Service) ListJobs(ctx context.Context, _ *dwv1.ListJobsRequest) (*dwv1.
 // CancelJob cancels a queued or running job.
 func (s *Service) CancelJob(ctx context.Context, req *dwv1.CancelJobRequest) (*dwv1.Job, error) {
 	if err := sdk.ValidateID("job id", req.GetId()); err != nil {
-		return nil, sdk.ToStatus(err)
-	}
-	if err := s.ready("cancel job"); err != nil {
-		return nil, sdk.ToStatus(err)
+		return nil, err
 	}
 	rec, err := s.jobs.cancelJob(req.GetId())
 	if err != nil {
-		return nil, sdk.ToStatus(err)
+		return nil, err
 	}
 	return s.jobProto(rec), nil
 }
@@ -200,12 +177,9 @@ func snapshotProto(sn repo.Snapshot) *dwv1.Snapshot {
 // ListSnapshots returns the complete snapshots grouped by chain, chains in
 // order of their start, snapshots oldest first.
 func (s *Service) ListSnapshots(ctx context.Context, req *dwv1.ListSnapshotsRequest) (*dwv1.ListSnapshotsResponse, error) {
-	if err := s.ready("list snapshots"); err != nil {
-		return nil, sdk.ToStatus(err)
-	}
 	snaps, err := s.repo.Snapshots()
 	if err != nil {
-		return nil, sdk.ToStatus(fmt.Errorf("list snapshots: %w", err))
+		return nil, fmt.Errorf("list snapshots: %w", err)
 	}
 	resp := &dwv1.ListSnapshotsResponse{}
 	byChain := map[string]*dwv1.Chain{}

@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/datawarehouse/dw/sdk/v6"
 	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
@@ -208,7 +206,7 @@ func TestRPCsRefuseMalformedIDs(t *testing.T) {
 			}},
 		} {
 			err := tc.call()
-			if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.what) {
+			if !errors.Is(err, sdk.ErrInvalidArgument) || !strings.Contains(err.Error(), tc.what) {
 				t.Errorf("%s(%.20q) = %v, want InvalidArgument naming the %s", tc.name, id, err, tc.what)
 			}
 		}

@@ -191,12 +191,9 @@ func (s *Service) applyRetention(ctx context.Context, dryRun bool) (*dwv1.PruneR
 
 // Prune applies retention now, or says what it would do.
 func (s *Service) Prune(ctx context.Context, req *dwv1.PruneRequest) (*dwv1.PruneResponse, error) {
-	if err := s.ready("prune"); err != nil {
-		return nil, sdk.ToStatus(err)
-	}
 	resp, err := s.applyRetention(ctx, req.GetDryRun())
 	if err != nil {
-		return nil, sdk.ToStatus(err)
+		return nil, err
 	}
 	return resp, nil
 }
@@ -205,24 +202,21 @@ func (s *Service) Prune(ctx context.Context, req *dwv1.PruneRequest) (*dwv1.Prun
 // it as parent or chain start; its data goes at the next prune.
 func (s *Service) ForgetSnapshot(ctx context.Context, req *dwv1.ForgetSnapshotRequest) (*dwv1.ForgetSnapshotResponse, error) {
 	if err := sdk.ValidateID("snapshot id", req.GetId()); err != nil {
-		return nil, sdk.ToStatus(err)
-	}
-	if err := s.ready("forget snapshot"); err != nil {
-		return nil, sdk.ToStatus(err)
+		return nil, err
 	}
 	s.repoLock.Lock()
 	defer s.repoLock.Unlock()
 	snaps, err := s.repo.Snapshots()
 	if err != nil {
-		return nil, sdk.ToStatus(fmt.Errorf("forget snapshot %s: %w", req.GetId(), err))
+		return nil, fmt.Errorf("forget snapshot %s: %w", req.GetId(), err)
 	}
 	plan, err := retention.Forget(retentionSnapshots(snaps), req.GetId(), nil)
 	if err != nil {
-		return nil, sdk.ToStatus(fmt.Errorf("forget snapshot %s: %w", req.GetId(), err))
+		return nil, fmt.Errorf("forget snapshot %s: %w", req.GetId(), err)
 	}
 	rebased, err := s.applyPlan(plan)
 	if err != nil {
-		return nil, sdk.ToStatus(err)
+		return nil, err
 	}
 	s.kickRetention()
 	return &dwv1.ForgetSnapshotResponse{Rebased: rebased}, nil
@@ -237,9 +231,6 @@ func (s *Service) ForgetSnapshot(ctx context.Context, req *dwv1.ForgetSnapshotRe
 // The response lists the first 1000 lines; verify_problems_total counts
 // them all.
 func (s *Service) Verify(ctx context.Context, _ *dwv1.VerifyRequest) (*dwv1.VerifyResponse, error) {
-	if err := s.ready("verify"); err != nil {
-		return nil, sdk.ToStatus(err)
-	}
 	s.repoLock.RLock()
 	defer s.repoLock.RUnlock()
 	resp := &dwv1.VerifyResponse{}
@@ -250,7 +241,7 @@ func (s *Service) Verify(ctx context.Context, _ *dwv1.VerifyRequest) (*dwv1.Veri
 		}
 	})
 	if err != nil {
-		return nil, sdk.ToStatus(fmt.Errorf("verify: %w", err))
+		return nil, fmt.Errorf("verify: %w", err)
 	}
 	s.stats.verifyRuns.Add(1)
 	s.stats.verifyProblems.Add(uint64(report.Problems))

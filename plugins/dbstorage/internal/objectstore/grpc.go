@@ -91,7 +91,6 @@ func (s *Service) Put(stream dwv1.ObjectStore_PutServer) (err error) {
 	var h *dwv1.PutObjectHeader // the request's strategy, once received
 	defer func(start time.Time) { s.timeRequest(reqPut, h.GetStrategy(), start) }(time.Now())
 	ctx := stream.Context()
-	defer func() { err = sdk.ToStatus(err) }()
 	first, err := stream.Recv()
 	if err != nil {
 		return fmt.Errorf("put: receive header: %w", err)
@@ -179,7 +178,6 @@ func (s *Service) acquire(ctx context.Context, n int64) error {
 func (s *Service) Get(req *dwv1.GetObjectRequest, stream dwv1.ObjectStore_GetServer) (err error) {
 	defer s.timeRequest(reqGet, req.GetStrategy(), time.Now())
 	ctx := stream.Context()
-	defer func() { err = sdk.ToStatus(err) }()
 	if err := store.ValidateKey(req.GetKey()); err != nil {
 		return fmt.Errorf("get: %w", err)
 	}
@@ -261,18 +259,18 @@ func (s *Service) Get(req *dwv1.GetObjectRequest, stream dwv1.ObjectStore_GetSer
 func (s *Service) Stat(ctx context.Context, req *dwv1.StatObjectRequest) (*dwv1.StatObjectResponse, error) {
 	defer s.timeRequest(reqStat, req.GetStrategy(), time.Now())
 	if err := store.ValidateKey(req.GetKey()); err != nil {
-		return nil, sdk.ToStatus(fmt.Errorf("stat: %w", err))
+		return nil, fmt.Errorf("stat: %w", err)
 	}
 	st, err := s.pick(req.GetStrategy())
 	if err != nil {
-		return nil, sdk.ToStatus(fmt.Errorf("stat %q: %w", req.GetKey(), err))
+		return nil, fmt.Errorf("stat %q: %w", req.GetKey(), err)
 	}
 	start := time.Now()
 	obj, err := st.store.Stat(ctx, req.GetKey())
 	s.stats.observe(opStat, start, err)
 	if err != nil {
 		s.noteError(err)
-		return nil, sdk.ToStatus(fmt.Errorf("stat %q on strategy %q: %w", req.GetKey(), st.name, err))
+		return nil, fmt.Errorf("stat %q on strategy %q: %w", req.GetKey(), st.name, err)
 	}
 	return &dwv1.StatObjectResponse{Info: toProto(obj, st.name)}, nil
 }
@@ -281,18 +279,18 @@ func (s *Service) Stat(ctx context.Context, req *dwv1.StatObjectRequest) (*dwv1.
 func (s *Service) Delete(ctx context.Context, req *dwv1.DeleteObjectRequest) (*dwv1.DeleteObjectResponse, error) {
 	defer s.timeRequest(reqDelete, req.GetStrategy(), time.Now())
 	if err := store.ValidateKey(req.GetKey()); err != nil {
-		return nil, sdk.ToStatus(fmt.Errorf("delete: %w", err))
+		return nil, fmt.Errorf("delete: %w", err)
 	}
 	st, err := s.pick(req.GetStrategy())
 	if err != nil {
-		return nil, sdk.ToStatus(fmt.Errorf("delete %q: %w", req.GetKey(), err))
+		return nil, fmt.Errorf("delete %q: %w", req.GetKey(), err)
 	}
 	start := time.Now()
 	existed, err := st.store.Delete(ctx, req.GetKey())
 	s.stats.observe(opDelete, start, err)
 	if err != nil {
 		s.noteError(err)
-		return nil, sdk.ToStatus(fmt.Errorf("delete %q on strategy %q: %w", req.GetKey(), st.name, err))
+		return nil, fmt.Errorf("delete %q on strategy %q: %w", req.GetKey(), st.name, err)
 	}
 	return &dwv1.DeleteObjectResponse{Existed: existed}, nil
 }
@@ -312,11 +310,6 @@ func validatePrefix(p string) error {
 // offset skips matches (its cost grows with it); the two do not mix.
 func (s *Service) List(ctx context.Context, req *dwv1.ListObjectsRequest) (*dwv1.ListObjectsResponse, error) {
 	defer s.timeRequest(reqList, req.GetStrategy(), time.Now())
-	resp, err := s.list(ctx, req)
-	return resp, sdk.ToStatus(err)
-}
-
-func (s *Service) list(ctx context.Context, req *dwv1.ListObjectsRequest) (*dwv1.ListObjectsResponse, error) {
 	l := s.currentLimits()
 	if err := validatePrefix(req.GetPrefix()); err != nil {
 		return nil, fmt.Errorf("list: %w", err)
@@ -385,7 +378,6 @@ func (s *Service) list(ctx context.Context, req *dwv1.ListObjectsRequest) (*dwv1
 func (s *Service) ListStream(req *dwv1.ListObjectsStreamRequest, stream dwv1.ObjectStore_ListStreamServer) (err error) {
 	defer s.timeRequest(reqListStream, req.GetStrategy(), time.Now())
 	ctx := stream.Context()
-	defer func() { err = sdk.ToStatus(err) }()
 	if err := validatePrefix(req.GetPrefix()); err != nil {
 		return fmt.Errorf("list: %w", err)
 	}

@@ -256,9 +256,6 @@ func (s *Service) pick(name string) (*strategy, error) {
 	if !ok {
 		names := append([]string(nil), s.order...)
 		sort.Strings(names)
-		if len(names) == 0 {
-			return nil, fmt.Errorf("%w: dbstorage is not configured yet", sdk.ErrUnavailable)
-		}
 		return nil, fmt.Errorf("%w: unknown strategy %q; configured strategies: %s", sdk.ErrInvalidArgument, name, strings.Join(names, ", "))
 	}
 	if h := st.health.Load(); h != nil && !h.ok {

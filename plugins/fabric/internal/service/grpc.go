@@ -27,7 +27,7 @@ const (
 func (s *Service) GetStatus(context.Context, *dwv1.GetStatusRequest) (*dwv1.FabricStatus, error) {
 	n, err := s.running("fabric status")
 	if err != nil {
-		return nil, sdk.ToStatus(err)
+		return nil, err
 	}
 	return statusProto(n.Status()), nil
 }
@@ -80,11 +80,11 @@ func ts(t time.Time) *timestamppb.Timestamp {
 func (s *Service) ListNodes(_ context.Context, req *dwv1.ListNodesRequest) (*dwv1.ListNodesResponse, error) {
 	size, after, err := pageRequest(req)
 	if err != nil {
-		return nil, sdk.ToStatus(err)
+		return nil, err
 	}
 	n, err := s.running("list fabric nodes")
 	if err != nil {
-		return nil, sdk.ToStatus(err)
+		return nil, err
 	}
 	nodes, more := n.NodesPage(after, size)
 	out := &dwv1.ListNodesResponse{Nodes: make([]*dwv1.FabricNode, 0, len(nodes))}

@@ -9,9 +9,10 @@ import (
 )
 
 // BenchmarkPaths compares the direct and the buffered I/O path for a
-// 256 MiB file over the plugin's gRPC service on loopback (no host): PUT,
-// then GET (with the page cache as the PUT left it: the direct path never
-// fills it, the buffered one does).
+// 256 MiB file over the plugin's gRPC service on a unix socket, behind
+// the SDK's interceptors (sdktest.ServeInProcess; no host): PUT, then GET
+// (with the page cache as the PUT left it: the direct path never fills
+// it, the buffered one does).
 //
 //	go test -run '^$' -bench BenchmarkPaths -benchtime 3x ./plugins/filesystem/internal/filestore/
 func BenchmarkPaths(b *testing.B) {

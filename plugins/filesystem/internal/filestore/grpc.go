@@ -29,11 +29,9 @@ func classOf(p dwv1.Priority) (scheduler.Class, error) {
 // firstBytes bytes, waiting up to max_throttle_wait), then a place in the
 // I/O queue (refused at once when the queue is full). Quota waits happen
 // before the queue, so that a throttled caller holds no place in it. The
-// returned transfer's finish must be called.
+// returned transfer's finish must be called. (The SDK calls the service
+// only once Configure has succeeded: the queue and the quotas exist.)
 func (s *Service) admit(ctx context.Context, op string, prio dwv1.Priority, firstBytes int64) (*transfer, error) {
-	if !s.configured.Load() {
-		return nil, fmt.Errorf("%s: %w: the filesystem plugin is not configured yet", op, sdk.ErrUnavailable)
-	}
 	class, err := classOf(prio)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
@@ -76,17 +74,17 @@ func unary[R any](s *Service, ctx context.Context, kind int, p string, prio dwv1
 	var zero R
 	op := opNames[kind]
 	if err := s.checkPath(ctx, op, p, kind == opList); err != nil {
-		return zero, sdk.ToStatus(err)
+		return zero, err
 	}
 	t, err := s.admit(ctx, op, prio, 0)
 	if err != nil {
-		return zero, sdk.ToStatus(err)
+		return zero, err
 	}
 	var out R
 	err = t.run(ctx, func() (err error) { out, err = fn(); return err })
 	t.finish(kind, start, err)
 	if err != nil {
-		return zero, sdk.ToStatus(err)
+		return zero, err
 	}
 	return out, nil
 }
@@ -120,27 +118,27 @@ func (s *Service) Get(req *dwv1.GetFileRequest, stream dwv1.FileStore_GetServer)
 	defer s.timeRequest(opGet, req.GetPriority(), start)
 	ctx := stream.Context()
 	if err := s.checkPath(ctx, "get", req.GetPath(), false); err != nil {
-		return sdk.ToStatus(err)
+		return err
 	}
 	length := int64(-1)
 	if req.Length != nil {
 		if req.GetLength() < 0 {
-			return sdk.ToStatus(fmt.Errorf("get %q: length %d is negative: %w", req.GetPath(), req.GetLength(), sdk.ErrInvalidArgument))
+			return fmt.Errorf("get %q: length %d is negative: %w", req.GetPath(), req.GetLength(), sdk.ErrInvalidArgument)
 		}
 		length = req.GetLength()
 	}
 	if req.GetOffset() < 0 {
-		return sdk.ToStatus(fmt.Errorf("get %q: offset %d is negative: %w", req.GetPath(), req.GetOffset(), sdk.ErrInvalidArgument))
+		return fmt.Errorf("get %q: offset %d is negative: %w", req.GetPath(), req.GetOffset(), sdk.ErrInvalidArgument)
 	}
 	t, err := s.admit(ctx, "get", req.GetPriority(), admissionBytes(length))
 	if err != nil {
-		return sdk.ToStatus(err)
+		return err
 	}
 	s.stats.activeGets.Add(1)
 	err = s.getFile(ctx, t, req.GetPath(), req.GetOffset(), length, stream.Send)
 	s.stats.activeGets.Add(-1)
 	t.finish(opGet, start, err)
-	return sdk.ToStatus(err)
+	return err
 }
 
 // Put writes a file atomically.
@@ -151,32 +149,32 @@ func (s *Service) Put(stream dwv1.FileStore_PutServer) error {
 	ctx := stream.Context()
 	msg, err := stream.Recv()
 	if err != nil {
-		return sdk.ToStatus(fmt.Errorf("put: receive header: %w", err))
+		return fmt.Errorf("put: receive header: %w", err)
 	}
 	hdr = msg.GetHeader()
 	if hdr == nil {
-		return sdk.ToStatus(fmt.Errorf("put: the first message must be the header: %w", sdk.ErrInvalidArgument))
+		return fmt.Errorf("put: the first message must be the header: %w", sdk.ErrInvalidArgument)
 	}
 	p := hdr.GetPath()
 	if err := s.checkPath(ctx, "put", p, false); err != nil {
-		return sdk.ToStatus(err)
+		return err
 	}
 	if hdr.GetSize() < -1 {
-		return sdk.ToStatus(fmt.Errorf("put %q: size %d is invalid; announce the size or -1 for unknown: %w", p, hdr.GetSize(), sdk.ErrInvalidArgument))
+		return fmt.Errorf("put %q: size %d is invalid; announce the size or -1 for unknown: %w", p, hdr.GetSize(), sdk.ErrInvalidArgument)
 	}
 	if sum := hdr.GetSha256(); sum != "" && !isSHA256Hex(sum) {
-		return sdk.ToStatus(fmt.Errorf("put %q: sha256 %.80q is not 64 lowercase hex digits: %w", p, sum, sdk.ErrInvalidArgument))
+		return fmt.Errorf("put %q: sha256 %.80q is not 64 lowercase hex digits: %w", p, sum, sdk.ErrInvalidArgument)
 	}
 	t, err := s.admit(ctx, "put", hdr.GetPriority(), admissionBytes(hdr.GetSize()))
 	if err != nil {
-		return sdk.ToStatus(err)
+		return err
 	}
 	s.stats.activePuts.Add(1)
 	defer s.stats.activePuts.Add(-1)
 	resp, err := s.receive(ctx, t, p, hdr, stream)
 	t.finish(opPut, start, err)
 	if err != nil {
-		return sdk.ToStatus(err)
+		return err
 	}
 	return stream.SendAndClose(resp)
 }

@@ -10,7 +10,6 @@ import (
 	"io"
 	"maps"
 	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,13 +21,12 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"go.uber.org/goleak"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/datawarehouse/dw/plugins/filesystem/internal/probe"
 	"github.com/datawarehouse/dw/plugins/filesystem/internal/scheduler"
 	"github.com/datawarehouse/dw/sdk/v6"
 	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
+	"github.com/datawarehouse/dw/sdk/v6/sdktest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -52,7 +50,8 @@ func (f *fakeProbes) funcs() probe.Funcs {
 	}
 }
 
-// env is a configured Service behind a real gRPC server on loopback.
+// env is a configured Service behind a real gRPC server (on a unix socket,
+// with the SDK's interceptors: sdktest.ServeInProcess), as the host calls it.
 type env struct {
 	s       *Service
 	c       dwv1.FileStoreClient
@@ -88,27 +87,13 @@ func start(t testing.TB, l *Limits, direct bool) *env {
 	if err := e.s.ApplyLimits(ctx, lim); err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer()
-	e.s.RegisterGRPC(g)
-	served := make(chan struct{})
-	go func() { defer close(served); _ = g.Serve(lis) }()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.c = dwv1.NewFileStoreClient(conn)
+	// Registered first, so that it runs after the server has stopped.
 	t.Cleanup(func() {
-		conn.Close()
-		g.Stop()
-		<-served
 		if err := e.s.Shutdown(context.Background()); err != nil {
 			t.Errorf("shutdown: %v", err)
 		}
 	})
+	e.c = dwv1.NewFileStoreClient(sdktest.ServeInProcess(t, e.s.RegisterGRPC))
 	return e
 }
 
@@ -134,7 +119,7 @@ func (e *env) putHeader(t testing.TB, hdr *dwv1.PutFileHeader, data []byte) (*dw
 		data = data[n:]
 	}
 	resp, err := st.CloseAndRecv()
-	return resp, sdk.FromStatus(err)
+	return resp, err
 }
 
 // get reads p's range; length < 0 means to the end.
@@ -145,7 +130,7 @@ func (e *env) get(ctx context.Context, p string, offset, length int64, prio dwv1
 	}
 	st, err := e.c.Get(ctx, req)
 	if err != nil {
-		return nil, nil, sdk.FromStatus(err)
+		return nil, nil, err
 	}
 	var hdr *dwv1.GetFileHeader
 	var buf bytes.Buffer
@@ -155,7 +140,7 @@ func (e *env) get(ctx context.Context, p string, offset, length int64, prio dwv1
 			return buf.Bytes(), hdr, nil
 		}
 		if err != nil {
-			return nil, nil, sdk.FromStatus(err)
+			return nil, nil, err
 		}
 		if h := m.GetHeader(); h != nil {
 			hdr = h
@@ -386,7 +371,7 @@ func TestTraversalBattery(t *testing.T) {
 		} else if !errors.Is(err, sdk.ErrInvalidArgument) {
 			t.Errorf("get %.60q: %v, want ErrInvalidArgument", p, err)
 		}
-		if _, err := e.c.Stat(ctx, &dwv1.StatFileRequest{Path: p}); !errors.Is(sdk.FromStatus(err), sdk.ErrInvalidArgument) {
+		if _, err := e.c.Stat(ctx, &dwv1.StatFileRequest{Path: p}); !errors.Is(err, sdk.ErrInvalidArgument) {
 			t.Errorf("stat %.60q: %v, want ErrInvalidArgument", p, err)
 		}
 		if _, err := e.put(t, p, []byte("pwned"), 0); replaces[p] {
@@ -398,7 +383,7 @@ func TestTraversalBattery(t *testing.T) {
 		} else if !errors.Is(err, sdk.ErrInvalidArgument) {
 			t.Errorf("put %.60q: %v, want ErrInvalidArgument", p, err)
 		}
-		if _, err := e.c.Delete(ctx, &dwv1.DeleteFileRequest{Path: p}); p != "" && !errors.Is(sdk.FromStatus(err), sdk.ErrInvalidArgument) {
+		if _, err := e.c.Delete(ctx, &dwv1.DeleteFileRequest{Path: p}); p != "" && !errors.Is(err, sdk.ErrInvalidArgument) {
 			// Deleting a symlink itself is inside the root and allowed;
 			// deleting through one that points out is not.
 			if !strings.Contains(p, "/") && err == nil {
@@ -408,7 +393,7 @@ func TestTraversalBattery(t *testing.T) {
 		}
 	}
 	for _, p := range []string{"abs-out", "rel-out/", "in/deep-out", "../outside"} {
-		if _, err := e.c.List(ctx, &dwv1.ListFilesRequest{Path: strings.TrimSuffix(p, "/")}); !errors.Is(sdk.FromStatus(err), sdk.ErrInvalidArgument) {
+		if _, err := e.c.List(ctx, &dwv1.ListFilesRequest{Path: strings.TrimSuffix(p, "/")}); !errors.Is(err, sdk.ErrInvalidArgument) {
 			t.Errorf("list %q: %v, want ErrInvalidArgument", p, err)
 		}
 	}
@@ -488,7 +473,7 @@ func TestListPages(t *testing.T) {
 		{&dwv1.ListFilesRequest{Path: "many/f001"}, sdk.ErrInvalidArgument},
 		{&dwv1.ListFilesRequest{Path: "missing"}, sdk.ErrNotFound},
 	} {
-		if _, err := e.c.List(ctx, tc.req); !errors.Is(sdk.FromStatus(err), tc.want) {
+		if _, err := e.c.List(ctx, tc.req); !errors.Is(err, tc.want) {
 			t.Errorf("list %v: %v, want %v", tc.req, err, tc.want)
 		}
 	}
@@ -498,7 +483,7 @@ func TestDelete(t *testing.T) {
 	e := start(t, nil, false)
 	ctx := context.Background()
 	e.put(t, "d/f", []byte("x"), 0)
-	if _, err := e.c.Delete(ctx, &dwv1.DeleteFileRequest{Path: "d"}); !errors.Is(sdk.FromStatus(err), sdk.ErrFailedPrecondition) {
+	if _, err := e.c.Delete(ctx, &dwv1.DeleteFileRequest{Path: "d"}); !errors.Is(err, sdk.ErrFailedPrecondition) {
 		t.Errorf("delete a folder that is not empty: %v", err)
 	}
 	if r, err := e.c.Delete(ctx, &dwv1.DeleteFileRequest{Path: "d/f"}); err != nil || !r.GetExisted() {
@@ -507,7 +492,7 @@ func TestDelete(t *testing.T) {
 	if r, err := e.c.Delete(ctx, &dwv1.DeleteFileRequest{Path: "d/f"}); err != nil || r.GetExisted() {
 		t.Errorf("delete again: %v %v", r, err)
 	}
-	if _, err := e.c.Stat(ctx, &dwv1.StatFileRequest{Path: "d/f"}); !errors.Is(sdk.FromStatus(err), sdk.ErrNotFound) {
+	if _, err := e.c.Stat(ctx, &dwv1.StatFileRequest{Path: "d/f"}); !errors.Is(err, sdk.ErrNotFound) {
 		t.Errorf("stat deleted: %v", err)
 	}
 	if r, err := e.c.Stat(ctx, &dwv1.StatFileRequest{Path: "d"}); err != nil || !r.GetInfo().GetIsDir() {
@@ -592,7 +577,6 @@ func TestQueueFullRefusesAtOnce(t *testing.T) {
 	}
 	waitFor(t, "three queued stats", func() bool { return e.s.sched.Stats().Waiting[scheduler.Normal] == 3 })
 	_, err := e.c.Stat(context.Background(), &dwv1.StatFileRequest{Path: "f"})
-	err = sdk.FromStatus(err)
 	if !errors.Is(err, sdk.ErrBackpressure) {
 		t.Fatalf("stat over the queue bound: %v, want ErrBackpressure", err)
 	}
