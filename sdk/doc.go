@@ -50,10 +50,14 @@
 // [ErrUnavailable] without being called, so they need no "configured
 // yet?" guard.
 //
-// Compatibility: a plugin reports the SDK [Version] it was built with; the
-// host accepts it when [Compatible] says so (same major, minor not newer
-// than the host's). The go-plugin protocol version ([ProtocolVersion]) is
-// negotiated separately in the handshake.
+// Module and compatibility: this package is github.com/datawarehouse/dw/sdk/v6
+// (go get github.com/datawarehouse/dw/sdk/v6@v6.1.0); the module's version
+// is the contract's, [Version]. A plugin reports the SDK version it was
+// built with, and a host accepts it when the majors are equal and the
+// plugin's minor is not newer than the host's; a plugin built with sdk
+// 6.0 loads on a 6.1 host. The go-plugin protocol version is negotiated
+// separately in the handshake. See the module's README.md for what 6.1
+// changed.
 //
 // A plugin served by Serve exits promptly when its host dies, even by
 // kill -9: see watchHost in orphan_linux.go.

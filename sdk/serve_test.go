@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"go.uber.org/goleak"
 
 	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
@@ -384,5 +385,30 @@ func TestLimitsCrossTheWireExactly(t *testing.T) {
 		if _, err := c.ApplyLimits(ctx, bad, 9); !errors.Is(err, ErrInvalidLimits) {
 			t.Errorf("ApplyLimits(%v) = %v, want ErrInvalidLimits", bad, err)
 		}
+	}
+}
+
+// panicAtStart panics in ApplyLimits when max_items is 13.
+type panicAtStart struct{ testSubsystem }
+
+func (s *panicAtStart) ApplyLimits(ctx context.Context, l wireLimits) error {
+	if l.MaxItems == 13 {
+		panic("unlucky pool size")
+	}
+	return s.testSubsystem.ApplyLimits(ctx, l)
+}
+
+// TestPanicInApplyLimitsAtStartNamesApplyLimits: the ApplyLimits that
+// Configure runs is the plugin code that failed, and the error says so.
+func TestPanicInApplyLimitsAtStartNamesApplyLimits(t *testing.T) {
+	ctx := context.Background()
+	c := serveInProcess[wireLimits](t, &panicAtStart{}, hclog.NewNullLogger())
+	_, err := c.ConfigureWith(ctx, Config{Subsystem: "testsub"}, map[string]any{"max_items": 13}, 1)
+	if !errors.Is(err, ErrPanicked) || !strings.Contains(err.Error(), "panicked in ApplyLimits: unlucky pool size (sdk/serve_test.go:") {
+		t.Fatalf("Configure with limits that make ApplyLimits panic: %v", err)
+	}
+	// The plugin is not ready: its services stay refused.
+	if _, err := c.Health(ctx); err != nil {
+		t.Fatalf("the plugin stopped serving the contract: %v", err)
 	}
 }

@@ -203,7 +203,7 @@ func (s *subsystemServer[L]) Configure(ctx context.Context, req *dwv1.ConfigureR
 		return nil, fmt.Errorf("configure %s: %w", cfg.Subsystem, err)
 	}
 	// ApplyLimits runs once at start, with the limits the host configured.
-	if err := s.impl.ApplyLimits(ctx, l); err != nil {
+	if err := s.applyAtStart(ctx, l); err != nil {
 		return nil, fmt.Errorf("configure %s: apply limits: %w", cfg.Subsystem, err)
 	}
 	s.current, s.currentMap, s.generation = l, enc, req.GetGeneration()
@@ -385,4 +385,17 @@ func healthToProto(h Health) *dwv1.CheckHealthResponse {
 		out.Components = append(out.Components, pc)
 	}
 	return out
+}
+
+// applyAtStart runs the plugin's ApplyLimits inside Configure. A panic in
+// it is recovered here, so that the error names ApplyLimits, where the
+// plugin's code failed, rather than the Configure call that ran it.
+func (s *subsystemServer[L]) applyAtStart(ctx context.Context, l L) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			h := contract.ServerErrors{ToStatus: ToStatus, Panicked: ErrPanicked, Logger: s.logger}
+			err = h.Recovered(dwv1.ScalableSubsystem_ApplyLimits_FullMethodName, v)
+		}
+	}()
+	return s.impl.ApplyLimits(ctx, l)
 }

@@ -363,3 +363,23 @@ func TestCrashyPluginIsReportedAsACrash(t *testing.T) {
 		CheckHostDeath:      {hostDeathState(), nil},
 	})
 }
+
+// TestPanickyPluginIsReportedWithItsPanic: a panic in ApplyLimits is
+// recovered by the SDK; the check fails quoting it, with the source line,
+// and the plugin keeps serving the checks after it.
+func TestPanickyPluginIsReportedWithItsPanic(t *testing.T) {
+	rep := check(t, testPlugin(t, "panicky"), Options{
+		ValidLimits: []map[string]any{{}, {"workers": 500}},
+	})
+	if rep.Passed() {
+		t.Fatal("a plugin that panics in ApplyLimits passed")
+	}
+	expect(t, rep, map[string]want{
+		CheckConfigure:      {"pass", nil},
+		CheckValidateLimits: {"pass", nil},
+		CheckApplyLimits:    {"fail", []string{"panicked in ApplyLimits: pool of 500 workers does not fit (dw-plugin-panicky/main.go:"}},
+		CheckMetrics:        {"pass", nil},
+		CheckHealth:         {"pass", nil},
+		CheckShutdown:       {"pass", nil},
+	})
+}

@@ -85,6 +85,15 @@ func (h ServerErrors) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 // error; the log has all of it.
 const maxPanicValue = 1 << 10
 
+// Recovered is recovered for a panic the SDK catches itself inside a
+// call, to name the plugin method that panicked rather than the RPC (a
+// panic in ApplyLimits during Configure reads "panicked in ApplyLimits").
+// Like recovered, it must be called from the deferred function that
+// recovered.
+func (h ServerErrors) Recovered(fullMethod string, v any) error {
+	return h.recovered(fullMethod, v)
+}
+
 // recovered logs a recovered panic with its stack and returns the call's
 // error: "panicked in Method: value (file.go:line)". It must be called
 // from the deferred function that recovered (see panicSite).
