@@ -47,6 +47,7 @@ type domainSubsystem struct {
 	files          *fakeFileStore
 	applyPanic     atomic.Bool
 	configurePanic atomic.Bool
+	pool           map[string]int // never made: ApplyLimits's bug
 }
 
 func (d *domainSubsystem) Configure(ctx context.Context, cfg Config) error {
@@ -61,9 +62,8 @@ func (d *domainSubsystem) RegisterGRPC(s *grpc.Server) { dwv1.RegisterFileStoreS
 
 func (d *domainSubsystem) ApplyLimits(ctx context.Context, l wireLimits) error {
 	if d.applyPanic.Load() {
-		var m map[string]int
 		markLine()
-		m["boom"]++ // a plugin bug: assignment to a nil map
+		d.pool["boom"]++ // a plugin bug: assignment to a nil map
 	}
 	return d.testSubsystem.ApplyLimits(ctx, l)
 }

@@ -45,10 +45,16 @@
 //     folder and an in-memory host key-value store succeeds, and the limits
 //     in force afterwards are the defaults GetInfo reports.
 //   - validate_limits: every valid candidate is accepted; every invalid one
-//     — an unknown key, a value of the wrong type for each default key, and
-//     Options.InvalidLimits — is rejected with sdk.ErrInvalidLimits and an
-//     error naming the key path (limits.<key>); and validating changes
-//     nothing.
+//     — an unknown key, a value of the wrong type for each default key, the
+//     edges of every limit of the plugin's schema (below its min, above its
+//     max or past the range of its integer type, outside its enum, a wrong
+//     type; keys of maps probed with a made-up key, keys inside lists not
+//     probed), and Options.InvalidLimits — is rejected with
+//     sdk.ErrInvalidLimits and an error naming the key path (limits.<key>);
+//     and validating changes nothing. An accepted one is reported with the
+//     limit and the value ("accepted invalid limits limits.rate = 0 (below
+//     its minimum 1)"), so the checks need no hand-written InvalidLimits for
+//     the rules the struct tags state.
 //   - apply_limits: applying each valid candidate twice gives the same
 //     result both times and the result ValidateLimits announced; GetLimits
 //     then echoes it with its generation; invalid candidates are refused
@@ -68,6 +74,15 @@
 //   - host_death: the plugin is started under an intermediate parent that is
 //     then killed with SIGKILL, as if the host crashed; the plugin must be
 //     gone within OrphanWithin (Linux only; skipped elsewhere).
+//
+// A panic in a method or handler is recovered by sdk.Serve and fails only
+// that call, which the check reports as it reads ("panicked in ApplyLimits:
+// <value> (main.go:42)"); the plugin keeps serving the next checks. A
+// plugin process that dies during a check (a panic in a goroutine of its
+// own, an os.Exit) is reported as a crash with the panic's first line and
+// the plugin's source line that raised it, read from its stderr, and the
+// later checks of that process are skipped rather than failed with the
+// connection errors the crash causes.
 //
 // Checks run even when an earlier one failed, as far as they can; those
 // that cannot are skipped with the reason.
