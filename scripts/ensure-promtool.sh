@@ -17,25 +17,11 @@ if have; then
 	exit 0
 fi
 
-fail() {
-	if [ "${CI:-}" = "true" ]; then
-		echo "ensure-promtool: $*" >&2
-		exit 1
-	fi
-	echo "ensure-promtool: $* — the promtool check will skip (install with: apt-get install prometheus)" >&2
-	exit 0
-}
-
-command -v apt-get >/dev/null 2>&1 || fail "promtool is not installed and apt-get is not available"
-if [ "$(id -u)" -ne 0 ]; then
-	if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-		SUDO=sudo
-	else
-		fail "promtool is not installed and installing it needs root"
-	fi
-else
-	SUDO=
-fi
+ENSURE_NAME=ensure-promtool
+ENSURE_SKIP="the promtool check will skip (install with: apt-get install prometheus)"
+# shellcheck source=ensure-lib.sh
+. "${BASH_SOURCE[0]%/*}/ensure-lib.sh"
+need_apt promtool
 
 # The package's maintainer scripts would start the Prometheus server: a
 # policy-rc.d that answers 101 ("action forbidden") stops them, as in
@@ -48,8 +34,5 @@ if [ ! -e "$policy" ]; then
 fi
 
 echo "ensure-promtool: installing prometheus for promtool (the server is not started)" >&2
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -q >/dev/null || fail "apt-get update failed"
-$SUDO apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold prometheus >/dev/null ||
-	fail "apt-get install prometheus failed"
+apt_install prometheus
 have || fail "prometheus installed but promtool was not found"

@@ -2,12 +2,10 @@ package main
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -48,31 +46,6 @@ func installPlugins(t *testing.T, names ...string) string {
 		}
 	}
 	return dir
-}
-
-// installLegacy puts the kvcache built with sdk 6.0.0 (the supervisor's
-// test data) into dir.
-func installLegacy(t *testing.T, dir string) {
-	t.Helper()
-	in, err := os.Open("../../host/supervisor/testdata/legacy/dw-plugin-kvcache-sdk6.0.0.gz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	zr, err := gzip.NewReader(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := os.OpenFile(filepath.Join(dir, "dw-plugin-kvcache"), os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, zr); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // dw runs the CLI in process and returns what it printed (stdout, then
@@ -175,7 +148,7 @@ func TestConfigValidateOffline(t *testing.T) {
 // limits are checked by its ValidateLimits alone, and the output says so.
 func TestConfigValidateSDK60(t *testing.T) {
 	dir := t.TempDir()
-	installLegacy(t, dir)
+	hosttest.InstallLegacyPlugin(t, dir)
 	cfg := writeConfig(t, dir, "  kvcache:\n    limits: {max_entries: 0}\n")
 	out, code := dw(t, "config", "validate", cfg)
 	if code != 2 || !strings.Contains(out, "subsystems.kvcache.limits: plugin kvcache refused its limits: limits.max_entries: must be >= 1, got 0") ||

@@ -1,44 +1,16 @@
 package supervisor
 
 import (
-	"compress/gzip"
 	"context"
 	"errors"
-	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/datawarehouse/dw/host/rpcgateway"
+	"github.com/datawarehouse/dw/internal/hosttest"
 	"github.com/datawarehouse/dw/sdk/v6"
 )
-
-// installLegacy unpacks testdata/legacy's kvcache, built with sdk 6.0.0
-// before the SDK became a module of its own, into dir as dw-plugin-kvcache.
-func installLegacy(t *testing.T, dir string) {
-	t.Helper()
-	in, err := os.Open(filepath.Join("testdata", "legacy", "dw-plugin-kvcache-sdk6.0.0.gz"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	zr, err := gzip.NewReader(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := os.OpenFile(filepath.Join(dir, "dw-plugin-kvcache"), os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, zr); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestSDK60PluginLoads: a plugin binary built with sdk 6.0.0 (limits as
 // google.protobuf.Struct, defaults applied inside Configure, then
@@ -48,7 +20,7 @@ func TestSDK60PluginLoads(t *testing.T) {
 	h := newHarness(t, nil, func(o *Options) {
 		o.Specs = map[string]Spec{"kvcache": {Enabled: true, Limits: map[string]any{"max_entries": 5}}}
 	})
-	installLegacy(t, h.dir)
+	hosttest.InstallLegacyPlugin(t, h.dir)
 	h.start()
 	st := h.waitState("kvcache", StateServing)
 	if st.SDKVersion != "6.0.0" || st.ProtocolVersion != 1 {

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"time"
 
@@ -105,10 +104,7 @@ func Probe(ctx context.Context, path string, opts ProbeOptions) (*Probed, error)
 	if level == "" {
 		level = "warn"
 	}
-	env := []string{
-		pluginhost.EnvHostPID + "=" + strconv.Itoa(os.Getpid()),
-		pluginhost.EnvLogLevel + "=" + level,
-	}
+	env := pluginEnv(level)
 
 	spawn := newSpawner()
 	tail := &tailWriter{}
@@ -116,18 +112,8 @@ func Probe(ctx context.Context, path string, opts ProbeOptions) (*Probed, error)
 		mu sync.Mutex
 		r  *procRunner
 	)
-	pc := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  pluginhost.Handshake(),
-		VersionedPlugins: pluginhost.VersionedPlugins(),
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		AutoMTLS:         true,
-		StartTimeout:     startTimeout,
-		GRPCDialOptions:  pluginhost.DialOptions(),
-		Logger:           logger,
-		Stderr:           tail,
-		SyncStdout:       io.Discard,
-		SyncStderr:       tail,
-		RunnerFunc: func(l hclog.Logger, cmd *exec.Cmd, tmpDir string) (runner.Runner, error) {
+	pc := plugin.NewClient(clientConfig(startTimeout, logger, clientIO{stderr: tail, syncStdout: io.Discard, syncStderr: tail},
+		func(l hclog.Logger, cmd *exec.Cmd, tmpDir string) (runner.Runner, error) {
 			rr, err := newProcRunner(spawn, l, append(cmd.Env, env...), path, path, tmpDir)
 			if err != nil {
 				_ = os.RemoveAll(tmpDir)
@@ -140,8 +126,7 @@ func Probe(ctx context.Context, path string, opts ProbeOptions) (*Probed, error)
 				_ = rr.Kill(context.Background())
 			}
 			return rr, nil
-		},
-	})
+		}))
 	current := func() *procRunner {
 		mu.Lock()
 		defer mu.Unlock()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/datawarehouse/dw/host/internal/testplugins"
+	"github.com/datawarehouse/dw/internal/hosttest"
 	"github.com/datawarehouse/dw/sdk/v6"
 )
 
@@ -55,7 +56,7 @@ func TestProbe(t *testing.T) {
 
 func TestProbeLegacy(t *testing.T) {
 	dir := t.TempDir()
-	installLegacy(t, dir)
+	hosttest.InstallLegacyPlugin(t, dir)
 	p, err := Probe(context.Background(), filepath.Join(dir, "dw-plugin-kvcache"), ProbeOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -256,41 +256,30 @@ func (m *Manager) launch(ctx context.Context, p *instance) (*process, error) {
 	p.st.SHA256 = sum
 	m.mu.Unlock()
 
-	env := []string{
-		pluginhost.EnvHostPID + "=" + strconv.Itoa(os.Getpid()),
-		pluginhost.EnvLogLevel + "=" + logLevel,
-	}
+	env := pluginEnv(logLevel)
 	tail := &tailWriter{}
 	plog := m.opts.Logger.Named(p.name)
 	var r *procRunner // set by the runner func, under m.mu
-	pc := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  pluginhost.Handshake(),
-		VersionedPlugins: pluginhost.VersionedPlugins(),
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		AutoMTLS:         true,
-		StartTimeout:     startTimeout,
-		GRPCDialOptions:  pluginhost.DialOptions(),
-		Logger:           plog,
-		Stderr:           tail,
+	pc := plugin.NewClient(clientConfig(startTimeout, plog, clientIO{
+		stderr: tail,
 		// After the handshake go-plugin forwards the plugin's os.Stdout and
 		// os.Stderr over gRPC; without these they would be discarded.
-		SyncStdout: &lineLogger{log: plog, stream: "stdout"},
-		SyncStderr: io.MultiWriter(tail, &lineLogger{log: plog, stream: "stderr"}),
-		RunnerFunc: func(l hclog.Logger, cmd *exec.Cmd, tmpDir string) (runner.Runner, error) {
-			rr, err := newProcRunner(m.spawn, l, append(withoutEnv(cmd.Env, hiddenEnv), env...), execPath, bin.path, tmpDir)
-			if err != nil {
-				_ = os.RemoveAll(tmpDir)
-				return nil, err
-			}
-			m.mu.Lock()
-			r, p.run = rr, rr
-			m.mu.Unlock()
-			if ctx.Err() != nil {
-				_ = rr.Kill(context.Background()) // Stop came first: do not start it
-			}
-			return rr, nil
-		},
-	})
+		syncStdout: &lineLogger{log: plog, stream: "stdout"},
+		syncStderr: io.MultiWriter(tail, &lineLogger{log: plog, stream: "stderr"}),
+	}, func(l hclog.Logger, cmd *exec.Cmd, tmpDir string) (runner.Runner, error) {
+		rr, err := newProcRunner(m.spawn, l, append(withoutEnv(cmd.Env, hiddenEnv), env...), execPath, bin.path, tmpDir)
+		if err != nil {
+			_ = os.RemoveAll(tmpDir)
+			return nil, err
+		}
+		m.mu.Lock()
+		r, p.run = rr, rr
+		m.mu.Unlock()
+		if ctx.Err() != nil {
+			_ = rr.Kill(context.Background()) // Stop came first: do not start it
+		}
+		return rr, nil
+	}))
 	// Stop kills a plugin that is still starting rather than waiting for
 	// its handshake to time out.
 	stopKill := context.AfterFunc(ctx, func() {
@@ -495,4 +484,38 @@ func withoutEnv(env, hidden []string) []string {
 		}
 	}
 	return out
+}
+
+// clientIO is where go-plugin writes a plugin's output: stderr before the
+// handshake, and what the plugin's os.Stdout and os.Stderr forward after.
+type clientIO struct {
+	stderr, syncStdout, syncStderr io.Writer
+}
+
+// clientConfig is go-plugin's configuration of a dw plugin connection (the
+// handshake, gRPC only, AutoMTLS, the SDK's dial options); run starts the
+// process (a procRunner: own process group, parent-death signal).
+func clientConfig(startTimeout time.Duration, logger hclog.Logger, out clientIO, run func(hclog.Logger, *exec.Cmd, string) (runner.Runner, error)) *plugin.ClientConfig {
+	return &plugin.ClientConfig{
+		HandshakeConfig:  pluginhost.Handshake(),
+		VersionedPlugins: pluginhost.VersionedPlugins(),
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		StartTimeout:     startTimeout,
+		GRPCDialOptions:  pluginhost.DialOptions(),
+		Logger:           logger,
+		Stderr:           out.stderr,
+		SyncStdout:       out.syncStdout,
+		SyncStderr:       out.syncStderr,
+		RunnerFunc:       run,
+	}
+}
+
+// pluginEnv is what the host adds to a plugin's environment: its own pid
+// (the plugin exits when it dies) and the log level.
+func pluginEnv(logLevel string) []string {
+	return []string{
+		pluginhost.EnvHostPID + "=" + strconv.Itoa(os.Getpid()),
+		pluginhost.EnvLogLevel + "=" + logLevel,
+	}
 }
