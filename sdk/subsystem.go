@@ -27,9 +27,11 @@ import (
 //  3. Configure is called once with the start-time settings and the host
 //     services. A settings change restarts the plugin, so Configure is never
 //     called twice in one process.
-//  4. ApplyLimits is called with DefaultLimits overlaid by the host's limits,
-//     then again on every configuration reload that changes them — live, with
-//     no restart. Candidates are first checked by ValidateLimits, which never
+//  4. ApplyLimits is called once at start, right after Configure returned
+//     (the host's Configure request carries the limits; since sdk 6.1 it is
+//     not first called with the defaults), with DefaultLimits overlaid by
+//     the host's limits; then again on every configuration reload that
+//     changes them — live, with no restart. Candidates are first checked by ValidateLimits, which never
 //     changes anything; the SDK does the decoding and range checks.
 //  5. Metrics and Health are called at any time, concurrently with each other.
 //  6. On shutdown (host stop, host death, or a settings change) Shutdown is

@@ -9,8 +9,9 @@
 //     restarted node rejoins under the same id. Without a KV (tests) each
 //     start makes a new one.
 //   - Start. The node binds and starts joining at the first ApplyLimits,
-//     which the host sends right after Configure, so that it never runs
-//     on limits other than the configured ones. Unreachable seeds do not
+//     which the SDK runs right after Configure with the configured limits
+//     (they come with the Configure request), so that it never runs on
+//     other limits. Unreachable seeds do not
 //     fail the start: the node runs alone and keeps trying (see node).
 //   - Gossip key. encrypt_key_env names an environment variable holding a
 //     standard base64 key of 16, 24 or 32 bytes (AES-128/192/256). A named

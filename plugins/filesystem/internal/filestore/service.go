@@ -210,7 +210,7 @@ func (s *Service) ApplyLimits(ctx context.Context, l Limits) error {
 	}
 	s.sched.SetLimits(l.MaxQueueDepth, l.QueueDepth.For(s.dev.Class))
 	if !s.admitted.Load() {
-		// Before any traffic (the host applies the configured limits
+		// Before any traffic (the SDK applies the configured limits
 		// right after Configure) callers start with full buckets, not
 		// with the empty ones a change from unlimited gives them (see
 		// package quota): nobody has used anything yet.
