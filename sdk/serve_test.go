@@ -412,3 +412,38 @@ func TestPanicInApplyLimitsAtStartNamesApplyLimits(t *testing.T) {
 		t.Fatalf("the plugin stopped serving the contract: %v", err)
 	}
 }
+
+type bigSettings struct {
+	Seed uint64 `dw:"seed"`
+	Min  int64  `dw:"min"`
+}
+
+// bigSettingsSubsystem records the settings Configure decodes.
+type bigSettingsSubsystem struct {
+	extremeSubsystem
+	gotMu sync.Mutex
+	got   bigSettings
+}
+
+func (s *bigSettingsSubsystem) Configure(_ context.Context, cfg Config) error {
+	s.gotMu.Lock()
+	defer s.gotMu.Unlock()
+	return cfg.DecodeSettings(&s.got)
+}
+
+// TestSettingsCrossTheWireExactly: settings travel as exact JSON too (sdk
+// 6.0's Struct turned 2^64-1 into 2^64, which no uint64 holds).
+func TestSettingsCrossTheWireExactly(t *testing.T) {
+	impl := &bigSettingsSubsystem{}
+	c := serveInProcess[extremeLimits](t, impl, hclog.NewNullLogger())
+	settings := map[string]any{"seed": uint64(math.MaxUint64), "min": int64(math.MinInt64)}
+	if _, err := c.ConfigureWith(context.Background(), Config{Subsystem: "extreme", Settings: settings}, nil, 1); err != nil {
+		t.Fatal(err)
+	}
+	impl.gotMu.Lock()
+	got := impl.got
+	impl.gotMu.Unlock()
+	if got != (bigSettings{Seed: math.MaxUint64, Min: math.MinInt64}) {
+		t.Fatalf("the plugin decoded %+v", got)
+	}
+}

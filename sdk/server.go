@@ -158,9 +158,16 @@ func (s *subsystemServer[L]) Configure(ctx context.Context, req *dwv1.ConfigureR
 	if s.configured {
 		return nil, fmt.Errorf("configure %s: %w: already configured; a settings change restarts the plugin", req.GetSubsystem(), ErrFailedPrecondition)
 	}
+	settings := req.GetSettings().AsMap()
+	if js := req.GetSettingsJson(); len(js) > 0 {
+		var err error
+		if settings, err = contract.DecodeJSON(js); err != nil {
+			return nil, fmt.Errorf("configure %s: %w: %w", req.GetSubsystem(), ErrInvalidSettings, err)
+		}
+	}
 	cfg := Config{
 		Subsystem:      req.GetSubsystem(),
-		Settings:       req.GetSettings().AsMap(),
+		Settings:       settings,
 		DataDir:        req.GetDataDir(),
 		HostVersion:    req.GetHostVersion(),
 		HostAPIAddress: req.GetHostApiAddress(),

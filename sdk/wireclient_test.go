@@ -5,7 +5,6 @@ import (
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/datawarehouse/dw/sdk/v6/internal/contract"
 	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
@@ -46,7 +45,7 @@ func (c *testClient) Configure(ctx context.Context, cfg Config) error {
 }
 
 func (c *testClient) ConfigureWith(ctx context.Context, cfg Config, limits map[string]any, gen uint64) (map[string]any, error) {
-	settings, err := structpb.NewStruct(cfg.Settings)
+	settings, err := contract.EncodeJSON(cfg.Settings)
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +53,7 @@ func (c *testClient) ConfigureWith(ctx context.Context, cfg Config, limits map[s
 	if err != nil {
 		return nil, err
 	}
-	req := &dwv1.ConfigureRequest{Subsystem: cfg.Subsystem, Settings: settings, DataDir: cfg.DataDir, LimitsJson: js, Generation: gen}
+	req := &dwv1.ConfigureRequest{Subsystem: cfg.Subsystem, SettingsJson: settings, DataDir: cfg.DataDir, LimitsJson: js, Generation: gen}
 	if cfg.KV != nil {
 		req.HostServicesBrokerId = c.broker.NextId()
 		kv := cfg.KV

@@ -104,20 +104,24 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 // 6.0 starts on its defaults and gets the limits in an ApplyLimits that
 // Configure sends right after.
 func (c *Client) Configure(ctx context.Context, cfg sdk.Config, limits map[string]any, gen uint64) (map[string]any, error) {
-	settings, err := structpb.NewStruct(cfg.Settings)
-	if err != nil {
-		return nil, fmt.Errorf("configure %s: encode settings: %w", cfg.Subsystem, err)
-	}
 	req := &dwv1.ConfigureRequest{
 		Subsystem:      cfg.Subsystem,
-		Settings:       settings,
 		DataDir:        cfg.DataDir,
 		HostVersion:    cfg.HostVersion,
 		HostApiAddress: cfg.HostAPIAddress,
 		Generation:     gen,
 	}
 	legacy := c.legacy.Load()
-	if !legacy {
+	var err error
+	if legacy {
+		if req.Settings, err = structpb.NewStruct(cfg.Settings); err != nil {
+			return nil, fmt.Errorf("configure %s: encode settings: %w", cfg.Subsystem, err)
+		}
+	} else {
+		// Settings and limits as exact JSON.
+		if req.SettingsJson, err = contract.EncodeJSON(cfg.Settings); err != nil {
+			return nil, fmt.Errorf("configure %s: %w: %w", cfg.Subsystem, sdk.ErrInvalidSettings, err)
+		}
 		if req.LimitsJson, err = contract.EncodeJSON(limits); err != nil {
 			return nil, fmt.Errorf("configure %s: %w: %w", cfg.Subsystem, sdk.ErrInvalidLimits, err)
 		}

@@ -542,7 +542,10 @@ type ConfigureRequest struct {
 	// them once, right after its own Configure; empty means the defaults.
 	LimitsJson []byte `protobuf:"bytes,7,opt,name=limits_json,json=limitsJson,proto3" json:"limits_json,omitempty"`
 	// generation is the host's config generation those limits belong to.
-	Generation    uint64 `protobuf:"varint,8,opt,name=generation,proto3" json:"generation,omitempty"`
+	Generation uint64 `protobuf:"varint,8,opt,name=generation,proto3" json:"generation,omitempty"`
+	// settings_json is the same as settings, as a JSON object whose numbers
+	// keep every digit (sdk 6.1); when it is set, settings is not.
+	SettingsJson  []byte `protobuf:"bytes,9,opt,name=settings_json,json=settingsJson,proto3" json:"settings_json,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -631,6 +634,13 @@ func (x *ConfigureRequest) GetGeneration() uint64 {
 		return x.Generation
 	}
 	return 0
+}
+
+func (x *ConfigureRequest) GetSettingsJson() []byte {
+	if x != nil {
+		return x.SettingsJson
+	}
+	return nil
 }
 
 type ConfigureResponse struct {
@@ -1572,7 +1582,7 @@ const file_dw_v1_subsystem_proto_rawDesc = "" +
 	"\x03max\x18\x06 \x01(\tR\x03max\x12\x12\n" +
 	"\x04enum\x18\a \x03(\tR\x04enum\x12\x12\n" +
 	"\x04live\x18\b \x01(\bR\x04live\x12\x12\n" +
-	"\x04bits\x18\t \x01(\rR\x04bits\"\xc5\x02\n" +
+	"\x04bits\x18\t \x01(\rR\x04bits\"\xea\x02\n" +
 	"\x10ConfigureRequest\x12\x1c\n" +
 	"\tsubsystem\x18\x01 \x01(\tR\tsubsystem\x123\n" +
 	"\bsettings\x18\x02 \x01(\v2\x17.google.protobuf.StructR\bsettings\x12\x19\n" +
@@ -1584,7 +1594,8 @@ const file_dw_v1_subsystem_proto_rawDesc = "" +
 	"limitsJson\x12\x1e\n" +
 	"\n" +
 	"generation\x18\b \x01(\x04R\n" +
-	"generation\"T\n" +
+	"generation\x12#\n" +
+	"\rsettings_json\x18\t \x01(\fR\fsettingsJson\"T\n" +
 	"\x11ConfigureResponse\x12\x1f\n" +
 	"\vlimits_json\x18\x01 \x01(\fR\n" +
 	"limitsJson\x12\x1e\n" +
