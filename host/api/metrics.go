@@ -2,9 +2,7 @@ package api
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"math"
 	"runtime"
 	"slices"
 	"strings"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/datawarehouse/dw/host/supervisor"
 	"github.com/datawarehouse/dw/sdk/v6"
+	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
 )
 
 // allStates are the plugin states dw_plugin_state reports, each 0 or 1.
@@ -320,33 +319,16 @@ func constMetric(desc *prometheus.Desc, v sdk.Metric, labelValues []string) (pro
 	return prometheus.NewConstMetric(desc, prometheus.GaugeValue, v.Value, labelValues...)
 }
 
-// maxHistogramBuckets bounds the buckets of a plugin histogram, as
-// sdk.NewHistogram does: each bucket is a time series.
-const maxHistogramBuckets = 64
-
 // histogramBuckets returns a plugin histogram's buckets as client_golang
-// takes them (upper bound → cumulative count; the +Inf bucket is Count).
-// The SDK refuses to send an inconsistent histogram, but the host does not
-// rely on every plugin's SDK: bounds must be finite and strictly
-// ascending, counts cumulative and at most Count, one count per bound.
+// takes them (upper bound → cumulative count; the +Inf bucket is Count),
+// after pluginhost.CheckHistogram found it consistent.
 func histogramBuckets(h *sdk.HistogramSnapshot) (map[float64]uint64, error) {
-	if h == nil {
-		return nil, errors.New("the histogram has no buckets")
-	}
-	if len(h.UpperBounds) != len(h.CumulativeCounts) || len(h.UpperBounds) > maxHistogramBuckets {
-		return nil, fmt.Errorf("the histogram has %d bounds and %d counts, want the same number, at most %d",
-			len(h.UpperBounds), len(h.CumulativeCounts), maxHistogramBuckets)
+	if err := pluginhost.CheckHistogram(h); err != nil {
+		return nil, err
 	}
 	buckets := make(map[float64]uint64, len(h.UpperBounds))
 	for i, b := range h.UpperBounds {
-		if math.IsNaN(b) || math.IsInf(b, 0) || (i > 0 && b <= h.UpperBounds[i-1]) {
-			return nil, fmt.Errorf("the histogram's bounds must be finite and strictly ascending, got %v", h.UpperBounds)
-		}
-		c := h.CumulativeCounts[i]
-		if (i > 0 && c < h.CumulativeCounts[i-1]) || c > h.Count {
-			return nil, fmt.Errorf("the histogram's counts must be cumulative and at most its count %d, got %v", h.Count, h.CumulativeCounts)
-		}
-		buckets[b] = c
+		buckets[b] = h.CumulativeCounts[i]
 	}
 	return buckets, nil
 }

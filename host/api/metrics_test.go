@@ -19,6 +19,7 @@ import (
 
 	"github.com/datawarehouse/dw/host/supervisor"
 	"github.com/datawarehouse/dw/sdk/v6"
+	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
 )
 
 // gathered flattens a registry into "name{l="v",...} value" lines, sorted.
@@ -331,7 +332,7 @@ func TestHistogramBuckets(t *testing.T) {
 	if b, err := histogramBuckets(&sdk.HistogramSnapshot{Count: 3}); err != nil || len(b) != 0 {
 		t.Fatalf("only +Inf: %v, %v", b, err)
 	}
-	many := make([]float64, maxHistogramBuckets+1)
+	many := make([]float64, pluginhost.MaxHistogramBuckets+1)
 	for i := range many {
 		many[i] = float64(i)
 	}

@@ -1,7 +1,11 @@
 package pluginhost
 
 import (
+	"errors"
+	"fmt"
+
 	"github.com/datawarehouse/dw/sdk/v6"
+	"github.com/datawarehouse/dw/sdk/v6/internal/contract"
 	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
@@ -53,4 +57,21 @@ func healthFromProto(p *dwv1.CheckHealthResponse) sdk.Health {
 		h.Components = append(h.Components, ch)
 	}
 	return h
+}
+
+// MaxHistogramBuckets is the most buckets a plugin histogram may have.
+const MaxHistogramBuckets = contract.MaxHistogramBuckets
+
+// CheckHistogram reports what makes a plugin's histogram unexportable: the
+// SDK refuses to send an inconsistent one, but a host does not rely on
+// every plugin's SDK. The rules are the SDK's own (one cumulative count per
+// finite, strictly ascending bound, at most 64, none above Count).
+func CheckHistogram(h *sdk.HistogramSnapshot) error {
+	if h == nil {
+		return errors.New("the histogram has no buckets")
+	}
+	if err := contract.CheckHistogram(h.UpperBounds, h.CumulativeCounts, h.Count); err != nil {
+		return fmt.Errorf("histogram: %w", err)
+	}
+	return nil
 }
