@@ -69,12 +69,24 @@ func invalid(sentinel, err error) error {
 	return fmt.Errorf("%w: %w", sentinel, err)
 }
 
-// decodeRules overlays m onto the plugin's default limits and checks the
-// rules of the limits struct (tags and Validate) only.
-func (s *subsystemServer[L]) decodeRules(m map[string]any) (map[string]any, error) {
+// overlay decodes m onto the plugin's default limits and checks the rules
+// of the limits struct (tags and Validate).
+func (s *subsystemServer[L]) overlay(m map[string]any) (L, error) {
 	l := s.impl.DefaultLimits()
 	if err := Decode(&l, m, "limits"); err != nil {
-		return nil, invalid(ErrInvalidLimits, err)
+		var zero L
+		return zero, invalid(ErrInvalidLimits, err)
+	}
+	return l, nil
+}
+
+// accept runs the plugin's own ValidateLimits, if it has one, on limits
+// that passed overlay, and encodes them in config key names.
+func (s *subsystemServer[L]) accept(ctx context.Context, l L) (map[string]any, error) {
+	if v, ok := s.impl.(LimitsValidator[L]); ok {
+		if err := v.ValidateLimits(ctx, l); err != nil {
+			return nil, invalid(ErrInvalidLimits, err)
+		}
 	}
 	enc, err := Encode(l)
 	if err != nil {
@@ -86,31 +98,16 @@ func (s *subsystemServer[L]) decodeRules(m map[string]any) (map[string]any, erro
 // decodeLimits overlays m onto the plugin's default limits and runs every
 // check: field rules, Validate, and the plugin's own ValidateLimits.
 func (s *subsystemServer[L]) decodeLimits(ctx context.Context, m map[string]any) (L, map[string]any, error) {
-	l := s.impl.DefaultLimits()
-	if err := Decode(&l, m, "limits"); err != nil {
-		var zero L
-		return zero, nil, invalid(ErrInvalidLimits, err)
+	l, err := s.overlay(m)
+	if err != nil {
+		return l, nil, err
 	}
-	if v, ok := s.impl.(LimitsValidator[L]); ok {
-		if err := v.ValidateLimits(ctx, l); err != nil {
-			var zero L
-			return zero, nil, invalid(ErrInvalidLimits, err)
-		}
-	}
-	enc, err := Encode(l)
+	enc, err := s.accept(ctx, l)
 	if err != nil {
 		var zero L
-		return zero, nil, fmt.Errorf("encode limits: %w", err)
+		return zero, nil, err
 	}
 	return l, enc, nil
-}
-
-func structOf(m map[string]any) (*structpb.Struct, error) {
-	st, err := structpb.NewStruct(m)
-	if err != nil {
-		return nil, fmt.Errorf("encode as protobuf struct: %w", err)
-	}
-	return st, nil
 }
 
 // limitsIn reads the limits of a request: the exact JSON object of sdk
@@ -132,10 +129,6 @@ func (s *subsystemServer[L]) GetInfo(context.Context, *dwv1.GetInfoRequest) (*dw
 	if err != nil {
 		return nil, fmt.Errorf("encode default limits: %w", err)
 	}
-	defStruct, err := structOf(def)
-	if err != nil {
-		return nil, err
-	}
 	defJSON, err := contract.EncodeJSON(def)
 	if err != nil {
 		return nil, err
@@ -146,7 +139,6 @@ func (s *subsystemServer[L]) GetInfo(context.Context, *dwv1.GetInfoRequest) (*dw
 		SdkVersion:        sdkVersionReported(),
 		Capabilities:      info.Capabilities,
 		Services:          s.services,
-		DefaultLimits:     defStruct,
 		DefaultLimitsJson: defJSON,
 		Schema:            s.schema,
 	}, nil
@@ -197,15 +189,15 @@ func (s *subsystemServer[L]) Configure(ctx context.Context, req *dwv1.ConfigureR
 	if err != nil {
 		return nil, fmt.Errorf("configure %s: %w: %w", cfg.Subsystem, ErrInvalidLimits, err)
 	}
-	limits := s.impl.DefaultLimits()
-	if err := Decode(&limits, m, "limits"); err != nil {
-		return nil, invalid(ErrInvalidLimits, err)
+	l, err := s.overlay(m)
+	if err != nil {
+		return nil, err
 	}
 	if err := s.impl.Configure(ctx, cfg); err != nil {
 		return nil, err
 	}
 	s.configured = true
-	l, enc, err := s.decodeLimits(ctx, m)
+	enc, err := s.accept(ctx, l)
 	if err != nil {
 		return nil, fmt.Errorf("configure %s: %w", cfg.Subsystem, err)
 	}
@@ -227,14 +219,18 @@ func (s *subsystemServer[L]) ValidateLimits(ctx context.Context, req *dwv1.Valid
 	if err != nil {
 		return nil, err
 	}
+	l, err := s.overlay(m)
+	if err != nil {
+		return nil, err
+	}
 	var enc map[string]any
 	if s.isConfigured() {
-		_, enc, err = s.decodeLimits(ctx, m)
+		enc, err = s.accept(ctx, l)
 	} else {
 		// Before Configure (an offline check of a config file) only the
 		// rules of the limits struct apply: the plugin's own
 		// ValidateLimits may need state it does not have yet.
-		enc, err = s.decodeRules(m)
+		enc, err = Encode(l)
 	}
 	if err != nil {
 		return nil, err
