@@ -140,7 +140,7 @@ func (h *Host) Start(ctx context.Context) (err error) {
 		Specs:          specs,
 		Generation:     1,
 		Backoff:        h.opts.Backoff,
-		HiddenEnv:      tokenEnvNames(h.cfg),
+		HiddenEnv:      TokenEnvNames(h.cfg),
 	})
 	if err != nil {
 		return fmt.Errorf("start host: %w", err)
@@ -188,9 +188,9 @@ func (h *Host) Start(ctx context.Context) (err error) {
 	return nil
 }
 
-// tokenEnvNames lists the variables holding API tokens: plugins must not
-// see them.
-func tokenEnvNames(cfg *config.Config) []string {
+// TokenEnvNames lists the variables holding API tokens: plugins must not
+// see them (supervisor.Options.HiddenEnv, supervisor.ProbeOptions.HiddenEnv).
+func TokenEnvNames(cfg *config.Config) []string {
 	var names []string
 	for _, t := range cfg.Server.Auth.Tokens {
 		names = append(names, t.TokenEnv)

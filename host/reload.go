@@ -852,7 +852,7 @@ func liveOptions(c *config.Config) supervisor.LiveOptions {
 		StartTimeout: c.Plugins.StartTimeout,
 		Checksums:    maps.Clone(c.Plugins.Checksums),
 		LogLevel:     c.Log.Level,
-		HiddenEnv:    tokenEnvNames(c),
+		HiddenEnv:    TokenEnvNames(c),
 	}
 }
 

@@ -30,6 +30,7 @@ func probe(ctx context.Context, cfg *config.Config, path string) (*supervisor.Pr
 	return supervisor.Probe(ctx, path, supervisor.ProbeOptions{
 		StartTimeout: cfg.Plugins.StartTimeout,
 		SHA256:       cfg.Plugins.Checksums[filepath.Base(path)],
+		HiddenEnv:    host.TokenEnvNames(cfg),
 	})
 }
 

@@ -2,8 +2,6 @@ package supervisor
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -26,14 +24,12 @@ type ProbeOptions struct {
 	// DefaultStartTimeout.
 	StartTimeout time.Duration
 	// SHA256, when set, is the lowercase hex SHA-256 the file must have
-	// (plugins.checksums): a file that differs is not started.
+	// (plugins.checksums): the file is copied to a private folder while
+	// hashed, and the copy runs, so what runs is what was checked.
 	SHA256 string
-	// Logger receives go-plugin's logs and the plugin's stderr; nil
-	// discards them (the last stderr lines still explain a failed start).
-	Logger hclog.Logger
-	// LogLevel is passed to the plugin in pluginhost.EnvLogLevel; empty
-	// means "warn".
-	LogLevel string
+	// HiddenEnv names environment variables the plugin must not inherit
+	// (the API tokens' variables), as Options.HiddenEnv of the supervisor.
+	HiddenEnv []string
 }
 
 // Probed is a plugin process started by Probe: handshaken and asked
@@ -83,28 +79,30 @@ func Probe(ctx context.Context, path string, opts ProbeOptions) (*Probed, error)
 	if _, reason := inspect(path); reason != "" {
 		return nil, fmt.Errorf("%s: %s", path, reason)
 	}
+	execPath := path
 	if opts.SHA256 != "" {
-		got, err := fileSHA256(path)
+		dir, err := os.MkdirTemp("", "dw-probe-")
+		if err != nil {
+			return nil, fmt.Errorf("check the checksum of %s: %w", file, err)
+		}
+		defer os.RemoveAll(dir)
+		cp, got, err := privateCopy(dir, path)
 		if err != nil {
 			return nil, fmt.Errorf("check the checksum of %s: %w", file, err)
 		}
 		if got != opts.SHA256 {
 			return nil, fmt.Errorf("checksum mismatch for %s: file has sha256 %s, plugins.checksums pins %s", file, got, opts.SHA256)
 		}
+		execPath = cp
 	}
 	startTimeout := opts.StartTimeout
 	if startTimeout <= 0 {
 		startTimeout = DefaultStartTimeout
 	}
-	logger := opts.Logger
-	if logger == nil {
-		logger = hclog.NewNullLogger()
-	}
-	level := opts.LogLevel
-	if level == "" {
-		level = "warn"
-	}
-	env := pluginEnv(level)
+	// go-plugin's own logs are dropped; the last stderr lines explain a
+	// failed start.
+	logger := hclog.NewNullLogger()
+	env := pluginEnv("warn")
 
 	spawn := newSpawner()
 	tail := &tailWriter{}
@@ -114,7 +112,7 @@ func Probe(ctx context.Context, path string, opts ProbeOptions) (*Probed, error)
 	)
 	pc := plugin.NewClient(clientConfig(startTimeout, logger, clientIO{stderr: tail, syncStdout: io.Discard, syncStderr: tail},
 		func(l hclog.Logger, cmd *exec.Cmd, tmpDir string) (runner.Runner, error) {
-			rr, err := newProcRunner(spawn, l, append(cmd.Env, env...), path, path, tmpDir)
+			rr, err := newProcRunner(spawn, l, append(withoutEnv(cmd.Env, opts.HiddenEnv), env...), execPath, path, tmpDir)
 			if err != nil {
 				_ = os.RemoveAll(tmpDir)
 				return nil, err
@@ -188,20 +186,6 @@ func Probe(ctx context.Context, path string, opts ProbeOptions) (*Probed, error)
 		return fail(fmt.Errorf("%s: %w%s", file, err, stderrSuffix(tail.Lines())))
 	}
 	return &Probed{Info: info, Client: client, PID: current().PID(), stop: stop}, nil
-}
-
-// fileSHA256 returns the lowercase hex SHA-256 of the file at path.
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // BinaryPath returns the path of the binary of subsystem name in the

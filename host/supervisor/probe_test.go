@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -115,5 +116,44 @@ func TestBinaryPath(t *testing.T) {
 	}
 	if bins, err := Binaries(filepath.Join(dir, "nope")); err != nil || len(bins) != 0 {
 		t.Errorf("Binaries of a missing folder = %v, %v", bins, err)
+	}
+}
+
+// TestProbeHidesTokensAndRunsThePinnedCopy: a probed plugin does not
+// inherit the API tokens' variables, and with a pinned checksum it runs the
+// copy that was hashed, not the file in plugins.dir.
+func TestProbeHidesTokensAndRunsThePinnedCopy(t *testing.T) {
+	dir := t.TempDir()
+	testplugins.Install(t, dir, "good")
+	path := filepath.Join(dir, "dw-plugin-good")
+	t.Setenv("DW_PROBE_TEST_TOKEN", "s3cret-token")
+	sum, _, err := hashFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Probe(context.Background(), path, ProbeOptions{SHA256: sum, HiddenEnv: []string{"DW_PROBE_TEST_TOKEN"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	environ, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(p.PID), "environ"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(environ), "s3cret-token") {
+		t.Error("the probed plugin inherited an API token's variable")
+	}
+	if !strings.Contains(string(environ), "DW_HOST_PID=") {
+		t.Error("the probed plugin's environment lacks DW_HOST_PID: the test reads the wrong process")
+	}
+	exe, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(p.PID), "exe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if exe == path {
+		t.Errorf("the pinned plugin ran from plugins.dir (%s), not from the copy that was hashed", exe)
+	}
+	if _, err := Probe(context.Background(), path, ProbeOptions{SHA256: strings.Repeat("0", 64)}); err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
+		t.Errorf("a wrong pin: %v", err)
 	}
 }
