@@ -87,7 +87,7 @@ func printable(s string) bool {
 // data is read message by message: the plugin holds at most one gRPC
 // message plus the strategy's one chunk, and the chunk is reserved from the
 // buffer budget first (waiting while the budget is spent).
-func (s *Service) Put(stream dwv1.ObjectStore_PutServer) (err error) {
+func (s *Service) Put(stream dwv1.ObjectStore_PutServer) error {
 	var h *dwv1.PutObjectHeader // the request's strategy, once received
 	defer func(start time.Time) { s.timeRequest(reqPut, h.GetStrategy(), start) }(time.Now())
 	ctx := stream.Context()
@@ -175,7 +175,7 @@ func (s *Service) acquire(ctx context.Context, n int64) error {
 
 // Get streams an object: the header, then each piece as the strategy reads
 // it. Each piece is reserved from the buffer budget while it is held.
-func (s *Service) Get(req *dwv1.GetObjectRequest, stream dwv1.ObjectStore_GetServer) (err error) {
+func (s *Service) Get(req *dwv1.GetObjectRequest, stream dwv1.ObjectStore_GetServer) error {
 	defer s.timeRequest(reqGet, req.GetStrategy(), time.Now())
 	ctx := stream.Context()
 	if err := store.ValidateKey(req.GetKey()); err != nil {
@@ -375,7 +375,7 @@ func (s *Service) List(ctx context.Context, req *dwv1.ListObjectsRequest) (*dwv1
 // keyset batches so that no query holds a snapshot for the whole stream
 // and memory stays bounded by one batch. An object that exists for the
 // whole stream is sent exactly once.
-func (s *Service) ListStream(req *dwv1.ListObjectsStreamRequest, stream dwv1.ObjectStore_ListStreamServer) (err error) {
+func (s *Service) ListStream(req *dwv1.ListObjectsStreamRequest, stream dwv1.ObjectStore_ListStreamServer) error {
 	defer s.timeRequest(reqListStream, req.GetStrategy(), time.Now())
 	ctx := stream.Context()
 	if err := validatePrefix(req.GetPrefix()); err != nil {
