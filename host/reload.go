@@ -243,19 +243,18 @@ var errNotStarted = errors.New("the host is not started")
 // reported like any other. SIGHUP, POST /v1/config/reload and `dw config
 // reload` call this; the file watcher does not (see Watch).
 func (h *Host) ReloadFile(ctx context.Context, source string) ReloadResult {
-	path := h.opts.ConfigPath
-	if path == "" {
-		return h.reloadContent(ctx, nil, "", source, false)
-	}
+	return h.reloadContent(ctx, nil, "", source, false, true)
+}
+
+// readForReload reads the config file for ReloadFile; an empty file is an
+// error.
+func readForReload(ctx context.Context, path string) ([]byte, error) {
 	b, err := readConfigFile(ctx, path)
 	if err == nil && len(b) == 0 {
 		err = &config.Error{Problems: []config.Problem{{Source: path, Message: "the file is empty: taken as a save in progress, " +
 			`the running configuration stays; to run on the defaults alone, write "{}" or a comment`}}}
 	}
-	if err != nil {
-		return h.rejectUnparsed(ctx, source, err)
-	}
-	return h.reloadContent(ctx, b, config.HashContent(b), source, false)
+	return b, err
 }
 
 // fileReadAttempts bounds the reads of ReloadFile when each overlaps a save.
@@ -288,7 +287,7 @@ func readConfigFile(ctx context.Context, path string) ([]byte, error) {
 // a failed reload it does run (and changes nothing), so that reverting a
 // rejected edit is recorded as a successful reload.
 func (h *Host) reloadChange(ctx context.Context, c config.Change) ReloadResult {
-	return h.reloadContent(ctx, c.Content, c.Hash, "file change ("+c.Cause+")", true)
+	return h.reloadContent(ctx, c.Content, c.Hash, "file change ("+c.Cause+")", true, false)
 }
 
 // reloadContent parses content, the config file's bytes whose hash is
@@ -296,7 +295,7 @@ func (h *Host) reloadChange(ctx context.Context, c config.Change) ReloadResult {
 // environment), and applies it as Reload does. With skipInForce, a
 // fileHash equal to the one in force reloads nothing, unless the last
 // reload failed.
-func (h *Host) reloadContent(ctx context.Context, content []byte, fileHash, source string, skipInForce bool) ReloadResult {
+func (h *Host) reloadContent(ctx context.Context, content []byte, fileHash, source string, skipInForce, readFile bool) ReloadResult {
 	begin := time.Now()
 	release, err := h.lockReload(ctx)
 	if err != nil {
@@ -304,18 +303,31 @@ func (h *Host) reloadContent(ctx context.Context, content []byte, fileHash, sour
 	}
 	defer release()
 	snap := h.reload.cur.Load()
+	path := h.opts.ConfigPath
+	var readErr error
+	if readFile && path != "" {
+		// Read under the reload lock: a reload that waited for another
+		// (the watcher's, applying a newer save) reads the file as it is
+		// now, never bytes older than what is in force.
+		if content, readErr = readForReload(ctx, path); readErr == nil {
+			fileHash = config.HashContent(content)
+		}
+	}
 	if skipInForce && fileHash != "" && fileHash == snap.fileHash && (snap.last == nil || snap.last.OK) {
 		h.logger.Debug("config file content already in force; nothing to reload", "source", source, "file_hash", fileHash)
 		return ReloadResult{At: begin, OK: true, Source: source, ChangedKeys: []string{}, Restarted: []string{},
 			Generation: snap.generation, Hash: snap.hash, FileHash: snap.fileHash}
 	}
-	if h.reload.beforeParse != nil {
+	if h.reload.beforeParse != nil && readErr == nil {
 		h.reload.beforeParse(source, content)
 	}
 	var candidate *config.Config
-	if path := h.opts.ConfigPath; path == "" {
+	switch {
+	case readErr != nil:
+		err = readErr
+	case path == "":
 		candidate, err = config.Load("") // the defaults and the environment: no file
-	} else {
+	default:
 		candidate, err = config.Parse(content, path)
 	}
 	if err != nil {
@@ -332,22 +344,6 @@ func (h *Host) reloadContent(ctx context.Context, content []byte, fileHash, sour
 func lockFailed(begin time.Time, source string, err error) ReloadResult {
 	return ReloadResult{At: begin, Source: source, Error: err.Error(), Problems: []Problem{{Message: err.Error()}},
 		ChangedKeys: []string{}, Restarted: []string{}}
-}
-
-// rejectUnparsed records a reload whose candidate could not be read or
-// parsed.
-func (h *Host) rejectUnparsed(ctx context.Context, source string, err error) ReloadResult {
-	begin := time.Now()
-	release, lerr := h.lockReload(ctx)
-	if lerr != nil {
-		return lockFailed(begin, source, lerr)
-	}
-	defer release()
-	snap := h.reload.cur.Load()
-	res := ReloadResult{At: begin, Source: source, ChangedKeys: []string{}, Restarted: []string{},
-		Generation: snap.generation, Hash: snap.hash, FileHash: snap.fileHash, Problems: problemsOf(err)}
-	h.finish(snap, nil, "", &res)
-	return res
 }
 
 // problemsOf turns a parse error into problems.
