@@ -763,19 +763,7 @@ func (h *Host) validateLimits(ctx context.Context, p *reloadPlan) []Problem {
 			if err == nil {
 				return
 			}
-			var prs []Problem
-			switch {
-			case errors.Is(err, sdk.ErrInvalidLimits), errors.Is(err, sdk.ErrInvalidArgument):
-				prs = limitsProblems(name, "refused the new limits", err)
-			case errors.Is(ctx.Err(), context.DeadlineExceeded):
-				prs = []Problem{{Path: "subsystems." + name + ".limits", Plugin: name, Message: fmt.Sprintf(
-					"plugin %s did not answer ValidateLimits within %s: %v", name, ValidateTimeout, err)}}
-			case ctx.Err() != nil:
-				prs = []Problem{{Path: "subsystems." + name + ".limits", Plugin: name, Message: fmt.Sprintf(
-					"validating the limits of plugin %s was cancelled: %v", name, ctx.Err())}}
-			default:
-				prs = limitsProblems(name, "could not validate the new limits", err)
-			}
+			prs := ValidateLimitsProblems(ctx, name, "refused the new limits", err)
 			mu.Lock()
 			problems = append(problems, prs...)
 			mu.Unlock()
@@ -790,6 +778,26 @@ func (h *Host) validateLimits(ctx context.Context, p *reloadPlan) []Problem {
 // *sdk.DecodeError), at its full key path (subsystems.<name>.limits.<key>),
 // or else one at subsystems.<name>.limits with the error's message (a
 // plugin of sdk 6.0, or a refusal that names no key).
+// ValidateLimitsProblems explains an error of plugin name's ValidateLimits
+// called under ctx (bounded by ValidateTimeout): one problem per refused
+// key, from the structured field problems the SDK sends ("plugin <name>
+// <refused>: <message>"), or a timeout or a cancellation said as such.
+// Reloads and dw config validate use it.
+func ValidateLimitsProblems(ctx context.Context, name, refused string, err error) []Problem {
+	switch {
+	case errors.Is(err, sdk.ErrInvalidLimits), errors.Is(err, sdk.ErrInvalidArgument):
+		return limitsProblems(name, refused, err)
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return []Problem{{Path: "subsystems." + name + ".limits", Plugin: name, Message: fmt.Sprintf(
+			"plugin %s did not answer ValidateLimits within %s: %v", name, ValidateTimeout, err)}}
+	case ctx.Err() != nil:
+		return []Problem{{Path: "subsystems." + name + ".limits", Plugin: name, Message: fmt.Sprintf(
+			"validating the limits of plugin %s was cancelled: %v", name, ctx.Err())}}
+	}
+	return limitsProblems(name, "could not validate the new limits", err)
+}
+
+// limitsProblems turns a plugin's refusal of limits into problems.
 func limitsProblems(name, what string, err error) []Problem {
 	var de *sdk.DecodeError
 	if errors.As(err, &de) && len(de.Problems) > 0 {
@@ -801,7 +809,7 @@ func limitsProblems(name, what string, err error) []Problem {
 		return out
 	}
 	msg := err.Error()
-	for _, p := range []string{"apply limits to " + name + ": ", "validate limits: ", "apply limits: "} {
+	for _, p := range []string{"apply limits to " + name + ": ", "validate limits: ", "apply limits: ", "invalid limits: "} {
 		msg = strings.TrimPrefix(msg, p)
 	}
 	return []Problem{{Path: "subsystems." + name + ".limits", Plugin: name, Message: fmt.Sprintf("plugin %s %s: %s", name, what, msg)}}

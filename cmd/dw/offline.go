@@ -83,10 +83,8 @@ func checkPlugins(ctx context.Context, cfg *config.Config) offlineReport {
 func (rep *offlineReport) check(ctx context.Context, name string, sec config.Subsystem, p *supervisor.Probed) {
 	at := "subsystems." + name
 	file := supervisor.BinaryPrefix + name
-	if err := pluginhost.Compatible(sdk.Version, p.Info.SDKVersion); err != nil {
-		rep.Problems = append(rep.Problems, host.Problem{Path: at, Plugin: name, Message: fmt.Sprintf(
-			"%s was built with dw sdk %s, which this host (sdk %s, accepts %s) cannot load: %v",
-			file, p.Info.SDKVersion, sdk.Version, pluginhost.AcceptedRange(sdk.Version), err)})
+	if err := supervisor.CheckSDK(file, p.Info.SDKVersion); err != nil {
+		rep.Problems = append(rep.Problems, host.Problem{Path: at, Plugin: name, Message: err.Error()})
 		return
 	}
 	add := func(probs []sdk.FieldProblem) int {
@@ -101,14 +99,14 @@ func (rep *offlineReport) check(ctx context.Context, name string, sec config.Sub
 	case s == nil:
 		rep.Notes = append(rep.Notes, fmt.Sprintf("%s: %s (sdk %s) reports no schema: its limits were checked by the plugin (ValidateLimits), its settings are checked only when it starts",
 			at, file, p.Info.SDKVersion))
-	case !s.SettingsDeclared:
-		add(s.CheckSettings(sec.Settings))
-		limitProblems = add(s.CheckLimits(sec.Limits))
-		rep.Notes = append(rep.Notes, fmt.Sprintf("%s: limits checked against the schema of %s; it declares no settings, which it checks only when it starts", at, file))
 	default:
-		add(s.CheckSettings(sec.Settings))
+		add(s.CheckSettings(sec.Settings)) // none when it declares no settings
 		limitProblems = add(s.CheckLimits(sec.Limits))
-		rep.Notes = append(rep.Notes, fmt.Sprintf("%s: settings and limits checked against the schema of %s", at, file))
+		what := "settings and limits"
+		if !s.SettingsDeclared {
+			what = "limits (it declares no settings, which it checks only when it starts)"
+		}
+		rep.Notes = append(rep.Notes, fmt.Sprintf("%s: %s checked against the schema of %s", at, what, file))
 	}
 	if limitProblems > 0 {
 		return // ValidateLimits would say the same again
@@ -120,12 +118,7 @@ func (rep *offlineReport) check(ctx context.Context, name string, sec config.Sub
 	cctx, cancel := context.WithTimeout(ctx, host.ValidateTimeout)
 	defer cancel()
 	if _, err := p.Client.ValidateLimits(cctx, limits); err != nil {
-		msg := err.Error()
-		for _, prefix := range []string{"validate limits: ", "invalid limits: "} {
-			msg = strings.TrimPrefix(msg, prefix)
-		}
-		rep.Problems = append(rep.Problems, host.Problem{Path: at + ".limits", Plugin: name,
-			Message: fmt.Sprintf("plugin %s refused its limits: %s", name, msg)})
+		rep.Problems = append(rep.Problems, host.ValidateLimitsProblems(cctx, name, "refused its limits", err)...)
 	}
 }
 

@@ -110,7 +110,7 @@ func TestConfigValidateOffline(t *testing.T) {
 		"subsystems.kvcache.colour: unknown key; allowed: none",
 		`subsystems.dbstorage.strategies[0].driver: must be one of sqlite, postgres, got "" (not set)`,
 		// A rule between keys: only the plugin's ValidateLimits knows it.
-		"subsystems.dbstorage.limits: plugin dbstorage refused its limits: limits.health_timeout: 5s must not exceed health_interval (1s)",
+		"subsystems.dbstorage.limits.health_timeout: plugin dbstorage refused its limits: 5s must not exceed health_interval (1s)",
 		"warning: subsystems.ghost: enabled, but no dw-plugin-ghost in plugins.dir",
 		"note: subsystems.kvcache: settings and limits checked against the schema of dw-plugin-kvcache",
 		"invalid: 6 problems",
@@ -139,7 +139,7 @@ func TestConfigValidateOffline(t *testing.T) {
 		} `json:"problems"`
 	}
 	if err := json.Unmarshal([]byte(out[:strings.LastIndex(out, "dw:")]), &res); err != nil || code != 2 || res.OK || len(res.Problems) != 6 ||
-		res.Problems[0].Path != "subsystems.dbstorage.limits" || res.Problems[0].Plugin != "dbstorage" {
+		res.Problems[0].Path != "subsystems.dbstorage.limits.health_timeout" || res.Problems[0].Plugin != "dbstorage" {
 		t.Errorf("-o json: exit %d, %v: %+v\n%s", code, err, res, out)
 	}
 }

@@ -342,9 +342,8 @@ func (m *Manager) launch(ctx context.Context, p *instance) (*process, error) {
 	p.st.PID = r.PID()
 	p.st.Services = info.Services
 	m.mu.Unlock()
-	if err := pluginhost.Compatible(sdk.Version, info.SDKVersion); err != nil {
-		return abort(permanent(err, "%s was built with dw sdk %s, which this host (sdk %s, accepts %s) cannot load: %v",
-			file, info.SDKVersion, sdk.Version, pluginhost.AcceptedRange(sdk.Version), err))
+	if err := CheckSDK(file, info.SDKVersion); err != nil {
+		return abort(permanent(err, "%v", err))
 	}
 	if info.Name != "" && info.Name != p.name {
 		m.log.Warn("plugin reports another subsystem name than its binary's; it is known by the binary's", "plugin", p.name, "reported", info.Name)
@@ -518,4 +517,16 @@ func pluginEnv(logLevel string) []string {
 		pluginhost.EnvHostPID + "=" + strconv.Itoa(os.Getpid()),
 		pluginhost.EnvLogLevel + "=" + logLevel,
 	}
+}
+
+// CheckSDK says why the plugin binary file, built with SDK version
+// sdkVersion, cannot be loaded by this host, or nil when it can: the
+// refusal the host gives, with the range it accepts and the go get command
+// that fixes the plugin.
+func CheckSDK(file, sdkVersion string) error {
+	if err := pluginhost.Compatible(sdk.Version, sdkVersion); err != nil {
+		return fmt.Errorf("%s was built with dw sdk %s, which this host (sdk %s, accepts %s) cannot load: %w",
+			file, sdkVersion, sdk.Version, pluginhost.AcceptedRange(sdk.Version), err)
+	}
+	return nil
 }
