@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
-	"strings"
 
+	"github.com/datawarehouse/dw/sdk/v6/internal/contract"
 	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
@@ -149,7 +149,7 @@ func (w *schemaWalker) value(v reflect.Value, t reflect.Type, r *fieldRules, pat
 			sf.Max = r.maxText
 		}
 		if k == vkDuration {
-			sf.Min, sf.Max = shortDuration(sf.Min), shortDuration(sf.Max)
+			sf.Min, sf.Max = contract.ShortDuration(sf.Min), contract.ShortDuration(sf.Max)
 		}
 		sf.Enum = r.enum
 	}
@@ -181,17 +181,4 @@ func (w *schemaWalker) value(v reflect.Value, t reflect.Type, r *fieldRules, pat
 		return w.value(reflect.Value{}, t.Elem(), r, path+"[]", "")
 	}
 	return nil
-}
-
-// shortDuration drops the zero minutes and seconds of a duration's
-// String ("24h0m0s" → "24h", "1m0s" → "1m"); time.ParseDuration reads
-// both forms.
-func shortDuration(s string) string {
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
 }

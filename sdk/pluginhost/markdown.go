@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/datawarehouse/dw/sdk/v6/internal/contract"
 )
 
 // Markdown returns a Markdown reference of the plugin's limits and
@@ -97,7 +99,7 @@ func defaultText(f *Field) string {
 	var s string
 	if json.Unmarshal(f.Default, &s) == nil && s != "" {
 		if f.Type == TypeDuration {
-			s = shortDuration(s)
+			s = contract.ShortDuration(s)
 		}
 		return "`" + s + "`"
 	}
@@ -128,16 +130,4 @@ func allowedText(f *Field) string {
 func cell(s string) string {
 	s = strings.ReplaceAll(s, "|", `\|`)
 	return strings.Join(strings.Fields(s), " ")
-}
-
-// shortDuration drops the zero minutes and seconds of a duration's
-// String ("5m0s" → "5m", "1h0m0s" → "1h").
-func shortDuration(s string) string {
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
 }

@@ -212,3 +212,16 @@ func CheckHistogram(upperBounds []float64, cumulativeCounts []uint64, count uint
 	}
 	return nil
 }
+
+// ShortDuration drops the zero minutes and seconds of a duration's String
+// ("24h0m0s" → "24h", "1m0s" → "1m"), as people write durations;
+// time.ParseDuration reads both forms.
+func ShortDuration(s string) string {
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
