@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -33,13 +34,15 @@ func JSONSchema(plugins map[string]*pluginhost.Schema) map[string]any {
 		sec["description"] = "The " + name + " plugin's section: settings (a change restarts the plugin), enabled, and limits (applied live)."
 		subsystems[name] = sec
 	}
-	generic := map[string]any{
-		"type":        nullable("object"),
-		"description": "A subsystem whose plugin was not found: its settings and limits are checked by the plugin when it starts.",
-		"properties": map[string]any{
-			"enabled": map[string]any{"type": "boolean", "description": "Start the plugin; true when the section exists without it.", "default": true},
-			"limits":  map[string]any{"type": nullable("object"), "description": "Limits: applied live, without a restart."},
-		},
+	// A section without a known plugin: enabled and open limits, as for a
+	// plugin that reports no schema.
+	generic := (*pluginhost.Schema)(nil).JSONSchema()
+	generic["description"] = "A subsystem whose plugin was not found: its settings and limits are checked by the plugin when it starts."
+	// The defaults shown are those of the embedded config/dw.yaml, without
+	// the environment.
+	def, err := parse(nil, sourceDefaults, func() []string { return nil })
+	if err != nil {
+		panic(fmt.Sprintf("config: the embedded defaults do not parse: %v", err)) // caught by every test
 	}
 
 	token := map[string]any{
@@ -63,7 +66,7 @@ func JSONSchema(plugins map[string]*pluginhost.Schema) map[string]any {
 				"description":          "The HTTP API.",
 				"additionalProperties": false,
 				"properties": map[string]any{
-					"listen": map[string]any{"type": "string", "default": "127.0.0.1:7070",
+					"listen": map[string]any{"type": "string", "default": def.Server.Listen,
 						"description": "host:port the API listens on; an address other than loopback needs server.auth.tokens."},
 					"auth": map[string]any{
 						"type":                 nullable("object"),
@@ -81,8 +84,8 @@ func JSONSchema(plugins map[string]*pluginhost.Schema) map[string]any {
 				"description":          "The host's log output.",
 				"additionalProperties": false,
 				"properties": map[string]any{
-					"level":  map[string]any{"type": "string", "pattern": caseInsensitive(logLevels), "default": "info", "description": "One of " + strings.Join(logLevels, ", ") + " (any case)."},
-					"format": map[string]any{"type": "string", "pattern": caseInsensitive(logFormats), "default": "text", "description": "text or json (any case)."},
+					"level":  map[string]any{"type": "string", "pattern": caseInsensitive(logLevels), "default": def.Log.Level, "description": "One of " + strings.Join(logLevels, ", ") + " (any case)."},
+					"format": map[string]any{"type": "string", "pattern": caseInsensitive(logFormats), "default": def.Log.Format, "description": "text or json (any case)."},
 				},
 			},
 			"data_dir": str("The folder the host and its plugins keep their data in; relative to the working directory. Relative paths in subsystem settings are resolved against it."),
@@ -92,8 +95,8 @@ func JSONSchema(plugins map[string]*pluginhost.Schema) map[string]any {
 				"additionalProperties": false,
 				"properties": map[string]any{
 					"dir": str("The folder searched for dw-plugin-<name> executables; relative to the working directory."),
-					"start_timeout": map[string]any{"type": "string", "pattern": pluginhost.DurationPattern, "default": "10s",
-						"description": "Bound of a plugin's handshake and each start-up call: a duration such as \"10s\", more than 0 and at most 10m."},
+					"start_timeout": map[string]any{"type": "string", "pattern": pluginhost.DurationPattern, "default": def.Plugins.StartTimeout.String(),
+						"description": fmt.Sprintf("Bound of a plugin's handshake and each start-up call: a duration such as \"10s\", more than 0 and at most %v.", MaxStartTimeout)},
 					"checksums": map[string]any{
 						"type":                 nullable("object"),
 						"description":          "Optional pinning: dw-plugin-<name> to the SHA-256 its file must have.",
