@@ -246,15 +246,10 @@ func (h *Host) ReloadFile(ctx context.Context, source string) ReloadResult {
 	return h.reloadContent(ctx, nil, "", source, false, true)
 }
 
-// readForReload reads the config file for ReloadFile; an empty file is an
-// error.
-func readForReload(ctx context.Context, path string) ([]byte, error) {
-	b, err := readConfigFile(ctx, path)
-	if err == nil && len(b) == 0 {
-		err = &config.Error{Problems: []config.Problem{{Source: path, Message: "the file is empty: taken as a save in progress, " +
-			`the running configuration stays; to run on the defaults alone, write "{}" or a comment`}}}
-	}
-	return b, err
+// errEmptyFile refuses to reload an empty config file.
+func errEmptyFile(path string) error {
+	return &config.Error{Problems: []config.Problem{{Source: path, Message: "the file is empty: taken as a save in progress, " +
+		`the running configuration stays; to run on the defaults alone, write "{}" or a comment`}}}
 }
 
 // fileReadAttempts bounds the reads of ReloadFile when each overlaps a save.
@@ -309,11 +304,18 @@ func (h *Host) reloadContent(ctx context.Context, content []byte, fileHash, sour
 		// Read under the reload lock: a reload that waited for another
 		// (the watcher's, applying a newer save) reads the file as it is
 		// now, never bytes older than what is in force.
-		if content, readErr = readForReload(ctx, path); readErr == nil {
+		if content, readErr = readConfigFile(ctx, path); readErr == nil {
 			fileHash = config.HashContent(content)
+			// An empty file is a save in progress, unless it is what the
+			// host started on (dw serve takes an empty file as the
+			// defaults alone): then there is nothing to reload.
+			if len(content) == 0 && fileHash != snap.fileHash {
+				readErr = errEmptyFile(path)
+			}
 		}
 	}
-	if skipInForce && fileHash != "" && fileHash == snap.fileHash && (snap.last == nil || snap.last.OK) {
+	emptyInForce := readFile && readErr == nil && len(content) == 0 && path != ""
+	if (skipInForce || emptyInForce) && fileHash != "" && fileHash == snap.fileHash && (snap.last == nil || snap.last.OK) {
 		h.logger.Debug("config file content already in force; nothing to reload", "source", source, "file_hash", fileHash)
 		return ReloadResult{At: begin, OK: true, Source: source, ChangedKeys: []string{}, Restarted: []string{},
 			Generation: snap.generation, Hash: snap.hash, FileHash: snap.fileHash}
