@@ -240,6 +240,9 @@ type histogramJSON struct {
 	CumulativeCounts []uint64    `json:"cumulative_counts"`
 	Count            uint64      `json:"count"`
 	Sum              jsonFloat   `json:"sum"`
+	// Problem says why GET /metrics leaves this histogram out (it is
+	// inconsistent); empty when it is exported.
+	Problem string `json:"problem,omitempty"`
 }
 
 func toHistogramJSON(h *sdk.HistogramSnapshot) *histogramJSON {
@@ -252,6 +255,9 @@ func toHistogramJSON(h *sdk.HistogramSnapshot) *histogramJSON {
 	}
 	if out.CumulativeCounts == nil {
 		out.CumulativeCounts = []uint64{}
+	}
+	if err := pluginhost.CheckHistogram(h); err != nil {
+		out.Problem = err.Error()
 	}
 	return out
 }

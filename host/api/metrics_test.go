@@ -350,3 +350,16 @@ func TestHistogramBuckets(t *testing.T) {
 		}
 	}
 }
+
+// TestHistogramJSONSaysWhyItIsDropped: the JSON view shows an inconsistent
+// histogram with the reason /metrics leaves it out, and a good one without.
+func TestHistogramJSONSaysWhyItIsDropped(t *testing.T) {
+	bad := toHistogramJSON(&sdk.HistogramSnapshot{UpperBounds: []float64{1, 2}, CumulativeCounts: []uint64{2, 1}, Count: 2})
+	if bad == nil || !strings.Contains(bad.Problem, "cumulative") {
+		t.Fatalf("inconsistent histogram: %+v", bad)
+	}
+	good := toHistogramJSON(&sdk.HistogramSnapshot{UpperBounds: []float64{1, 2}, CumulativeCounts: []uint64{1, 2}, Count: 3})
+	if good == nil || good.Problem != "" {
+		t.Fatalf("consistent histogram: %+v", good)
+	}
+}
