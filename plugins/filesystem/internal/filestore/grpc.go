@@ -14,15 +14,24 @@ import (
 
 // classOf maps a request's priority to its queue class.
 func classOf(p dwv1.Priority) (scheduler.Class, error) {
-	switch p {
-	case dwv1.Priority_PRIORITY_HIGH:
-		return scheduler.High, nil
-	case dwv1.Priority_PRIORITY_NORMAL, dwv1.Priority_PRIORITY_UNSPECIFIED:
-		return scheduler.Normal, nil
-	case dwv1.Priority_PRIORITY_LOW:
-		return scheduler.Low, nil
+	if c, ok := classIndex(p); ok {
+		return c, nil
 	}
 	return 0, fmt.Errorf("priority %d is not one of high, normal, low: %w", p, sdk.ErrInvalidArgument)
+}
+
+// classIndex is classOf without the error, for the latency of every
+// request (no allocation).
+func classIndex(p dwv1.Priority) (scheduler.Class, bool) {
+	switch p {
+	case dwv1.Priority_PRIORITY_HIGH:
+		return scheduler.High, true
+	case dwv1.Priority_PRIORITY_NORMAL, dwv1.Priority_PRIORITY_UNSPECIFIED:
+		return scheduler.Normal, true
+	case dwv1.Priority_PRIORITY_LOW:
+		return scheduler.Low, true
+	}
+	return 0, false
 }
 
 // admit lets a request in: first its caller's quota (one operation and

@@ -50,7 +50,7 @@ func newRequestLatency() *requestLatency {
 // whole request, refusals and waits for admission included.
 func (s *Service) timeRequest(op int, prio dwv1.Priority, start time.Time) {
 	h := s.latency.noPriority[op]
-	if c, err := classOf(prio); err == nil {
+	if c, ok := classIndex(prio); ok {
 		h = s.latency.byClass[op][c]
 	}
 	h.ObserveSince(start)
@@ -157,7 +157,7 @@ func (s *Service) Metrics(context.Context) (sdk.Metrics, error) {
 		add(
 			sdk.Counter("requests_total", "Requests by kind.", float64(st.requests[i].Load()), "op", opNames[i]),
 			sdk.Counter("request_errors_total", "Requests that failed, by kind.", float64(st.requestErrors[i].Load()), "op", opNames[i]),
-			sdk.Counter("request_seconds_total", "Time of requests by kind, from admission to the end.", float64(st.requestNano[i].Load())/1e9, "op", opNames[i]),
+			sdk.Counter("request_seconds_total", "Time of requests by kind, from their start to their end, quota and queue waits included.", float64(st.requestNano[i].Load())/1e9, "op", opNames[i]),
 		)
 		for _, c := range scheduler.Classes {
 			add(s.latency.byClass[i][c].Metric("request_duration_seconds", requestDurationHelp, "operation", opNames[i], "priority", c.String()))
