@@ -84,8 +84,12 @@ func newPluginCmd(g *globalFlags) *cobra.Command {
 			path, name := args[0], filepath.Base(args[0])
 			if strings.ContainsRune(args[0], filepath.Separator) {
 				name = strings.TrimPrefix(name, supervisor.BinaryPrefix)
-			} else if path, err = supervisor.BinaryPath(cfg.Plugins.Dir, args[0]); err != nil {
-				return err
+			} else {
+				// "kvcache" or the binary's name "dw-plugin-kvcache".
+				name = strings.TrimPrefix(args[0], supervisor.BinaryPrefix)
+				if path, err = supervisor.BinaryPath(cfg.Plugins.Dir, name); err != nil {
+					return err
+				}
 			}
 			p, err := probe(cmd.Context(), cfg, path)
 			if err != nil {

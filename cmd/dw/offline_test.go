@@ -344,3 +344,21 @@ func TestPluginSchemaSizes(t *testing.T) {
 		}
 	}
 }
+
+// TestPluginDocsByName: a plugin of plugins.dir is named by its subsystem
+// or by its binary's name, with the same reference.
+func TestPluginDocsByName(t *testing.T) {
+	dir := installPlugins(t, "kvcache")
+	cfg := writeConfig(t, dir, "")
+	byName, code := dw(t, "plugin", "docs", "kvcache", "--config", cfg)
+	if code != 0 || !strings.Contains(byName, "### kvcache: limits and settings") {
+		t.Fatalf("dw plugin docs kvcache: exit %d\n%s", code, byName)
+	}
+	byFile, code := dw(t, "plugin", "docs", "dw-plugin-kvcache", "--config", cfg)
+	if code != 0 || byFile != byName {
+		t.Fatalf("dw plugin docs dw-plugin-kvcache: exit %d\n%s", code, byFile)
+	}
+	if out, code := dw(t, "plugin", "docs", "nosuch", "--config", cfg); code == 0 || !strings.Contains(out, "no dw-plugin-nosuch in plugins.dir") {
+		t.Fatalf("a plugin that is not there: exit %d\n%s", code, out)
+	}
+}
