@@ -47,11 +47,83 @@ type Config struct {
 // Server configures the host's HTTP API.
 type Server struct {
 	// Listen is the host:port the API listens on (key listen). A listen
-	// address that is not loopback needs at least one token.
+	// address that is not loopback needs at least one token, and TLS
+	// unless InsecureHTTP is set.
 	Listen string
 	// Auth lists the callers allowed to use the API (key auth).
 	Auth Auth
+	// TLS serves the API over HTTPS (key tls); off when TLS.CertFile is
+	// empty.
+	TLS TLS
+	// InsecureHTTP allows plain HTTP on a listen address that is not
+	// loopback (key insecure_http). The host logs a warning on every
+	// start while it is set.
+	InsecureHTTP bool
+	// Audit configures the audit log of the API (key audit).
+	Audit Audit
+	// MaxConnsPerAddress bounds the open connections from one remote IP
+	// address (key max_connections_per_address); 0 means no bound.
+	// Connections past it are closed at once.
+	MaxConnsPerAddress int
 }
+
+// TLS configures HTTPS for the API. The certificate and key files are
+// watched: a new valid pair is used for new connections without a
+// restart.
+type TLS struct {
+	// CertFile is the PEM certificate chain of the server, leaf first (key
+	// cert_file). Parse and Load make it absolute, relative to the
+	// process working directory.
+	CertFile string
+	// KeyFile is the PEM private key of CertFile (key key_file).
+	KeyFile string
+	// ClientCAFile, when set, is a PEM bundle of the CAs whose client
+	// certificates the API requires (key client_ca_file): mutual TLS.
+	ClientCAFile string
+	// MinVersion is the lowest TLS version accepted: "1.2" or "1.3" (key
+	// min_version); "" means 1.2.
+	MinVersion string
+}
+
+// Enabled reports whether the API is served over TLS.
+func (t TLS) Enabled() bool { return t.CertFile != "" }
+
+// TLS versions of server.tls.min_version.
+var tlsVersions = []string{"1.2", "1.3"}
+
+// Audit configures the audit log: one JSON line per mutating or refused
+// request.
+type Audit struct {
+	// Path is the audit file (key path); empty means the host log. Parse
+	// and Load make it absolute, relative to data_dir. The file is created
+	// 0600 and rotated by size.
+	Path string
+	// MaxSize is the size, in bytes, at which the file is rotated (key
+	// max_size, a size string such as "64MiB"); at least 1 MiB, and 0
+	// means [DefaultAuditMaxSize].
+	MaxSize int64
+	// MaxFiles is how many rotated files are kept besides the current
+	// one (key max_files).
+	MaxFiles int
+}
+
+// Token policies: what a token may do.
+const (
+	// PolicyRead may call every GET and HEAD route.
+	PolicyRead = "read"
+	// PolicyWrite may also change data: objects, files, backups and
+	// restores, gateway calls.
+	PolicyWrite = "write"
+	// PolicyAdmin may do everything: also reload and validate the
+	// config, restart plugins, prune and forget snapshots.
+	PolicyAdmin = "admin"
+)
+
+// Policies lists the token policies, weakest first.
+var Policies = []string{PolicyRead, PolicyWrite, PolicyAdmin}
+
+// MinTokenBytes is the shortest token accepted.
+const MinTokenBytes = 16
 
 // Auth configures bearer-token authentication of the HTTP API.
 type Auth struct {
@@ -66,8 +138,17 @@ type Token struct {
 	// Name is the caller identity the token stands for (key name).
 	Name string
 	// TokenEnv is the name of the environment variable holding the token
-	// (key token_env).
+	// (key token_env). The token must be at least [MinTokenBytes] long.
 	TokenEnv string
+	// Policy is what the token may do (key policy): read, write or admin
+	// (see [Policies]). A token without a policy is admin, as every token
+	// was before policies existed; so is "" in a Config built in Go (the
+	// file cannot say policy: "").
+	Policy string
+	// Subsystems, when not empty, are the only subsystems the token may
+	// touch (key subsystems); host-wide routes stay open to it as its
+	// policy allows.
+	Subsystems []string
 }
 
 // Log configures the host's log output.
@@ -108,6 +189,16 @@ type Subsystem struct {
 	// after Parse.
 	Limits map[string]any
 }
+
+// DefaultAuditMaxSize is the rotation size of the audit file when
+// server.audit.max_size is 0.
+const DefaultAuditMaxSize = 64 << 20
+
+// Bounds of server.audit.
+const (
+	minAuditSize  = 1 << 20
+	maxAuditFiles = 1000
+)
 
 // Allowed values of the host's enumerated keys.
 var (
@@ -173,6 +264,22 @@ func (c *Config) check(lookup func(string) (string, bool)) []issue {
 		default:
 			names[t.Name] = i
 		}
+		if t.Policy != "" && !slices.Contains(Policies, t.Policy) {
+			add(at.key("policy"), "must be one of %s, got %s", strings.Join(Policies, ", "), describe(t.Policy))
+		}
+		seen := map[string]bool{}
+		for k, sub := range t.Subsystems {
+			sp := at.key("subsystems").index(k)
+			switch _, known := c.Subsystems[sub]; {
+			case !subsystemNameRE.MatchString(sub):
+				add(sp, "subsystem name must be %s, got %s", subsystemNameRule, describe(sub))
+			case !known:
+				add(sp, "names no subsystem of the subsystems section, got %s", describe(sub))
+			case seen[sub]:
+				add(sp, "duplicate subsystem %s", describe(sub))
+			}
+			seen[sub] = true
+		}
 		env := at.key("token_env")
 		switch {
 		case t.TokenEnv == "":
@@ -186,6 +293,8 @@ func (c *Config) check(lookup func(string) (string, bool)) []issue {
 				add(env, "environment variable %s is not set", t.TokenEnv)
 			case v == "":
 				add(env, "environment variable %s is empty", t.TokenEnv)
+			case len(v) < MinTokenBytes:
+				add(env, "environment variable %s holds a token of %d bytes; tokens must be at least %d bytes (openssl rand -hex 32 makes one)", t.TokenEnv, len(v), MinTokenBytes)
 			case dup:
 				add(env, "environment variable %s holds the same token as server.auth.tokens[%d]", t.TokenEnv, j)
 			default:
@@ -195,6 +304,31 @@ func (c *Config) check(lookup func(string) (string, bool)) []issue {
 	}
 	if listenOK && len(c.Server.Auth.Tokens) == 0 && !isLoopback(c.Server.Listen) {
 		add(listen, "%s is not a loopback address and server.auth.tokens is empty; add a token or listen on 127.0.0.1", c.Server.Listen)
+	}
+	if listenOK && !c.Server.TLS.Enabled() && !c.Server.InsecureHTTP && !isLoopback(c.Server.Listen) {
+		add(listen, "%s is not a loopback address and server.tls is not set: tokens would travel in clear text; set server.tls.cert_file and key_file (dw tls init makes them), or server.insecure_http: true to allow plain HTTP", c.Server.Listen)
+	}
+	tp := keyPath{"server", "tls"}
+	switch tls := c.Server.TLS; {
+	case tls.CertFile == "" && tls.KeyFile != "":
+		add(tp.key("cert_file"), "must be set when server.tls.key_file is")
+	case tls.CertFile != "" && tls.KeyFile == "":
+		add(tp.key("key_file"), "must be set when server.tls.cert_file is")
+	case tls.CertFile == "" && tls.ClientCAFile != "":
+		add(tp.key("client_ca_file"), "needs server.tls.cert_file and key_file: client certificates are asked for over TLS only")
+	}
+	if v := c.Server.TLS.MinVersion; v != "" && !slices.Contains(tlsVersions, v) {
+		add(tp.key("min_version"), "must be one of %s, got %s", strings.Join(tlsVersions, ", "), describe(c.Server.TLS.MinVersion))
+	}
+	ap := keyPath{"server", "audit"}
+	if n := c.Server.Audit.MaxSize; n != 0 && n < minAuditSize {
+		add(ap.key("max_size"), "must be at least 1MiB, got %d bytes", c.Server.Audit.MaxSize)
+	}
+	if n := c.Server.Audit.MaxFiles; n < 0 || n > maxAuditFiles {
+		add(ap.key("max_files"), "must be from 0 to %d, got %d", maxAuditFiles, n)
+	}
+	if n := c.Server.MaxConnsPerAddress; n < 0 {
+		add(keyPath{"server", "max_connections_per_address"}, "must be 0 (no bound) or more, got %d", n)
 	}
 
 	if !slices.Contains(logLevels, c.Log.Level) {
@@ -286,6 +420,8 @@ func (c *Config) tokenValues(lookup func(string) (string, bool)) (map[string]str
 			return nil, fmt.Errorf("config: server.auth.tokens[%d].token_env: environment variable %s is not set", i, t.TokenEnv)
 		case v == "":
 			return nil, fmt.Errorf("config: server.auth.tokens[%d].token_env: environment variable %s is empty", i, t.TokenEnv)
+		case len(v) < MinTokenBytes:
+			return nil, fmt.Errorf("config: server.auth.tokens[%d].token_env: environment variable %s holds a token of %d bytes; tokens must be at least %d bytes", i, t.TokenEnv, len(v), MinTokenBytes)
 		}
 		if prev, dup := out[v]; dup {
 			return nil, fmt.Errorf("config: server.auth.tokens[%d].token_env: environment variable %s holds the same token as the token named %q", i, t.TokenEnv, prev)
@@ -305,7 +441,11 @@ func (c *Config) tokenValues(lookup func(string) (string, bool)) (map[string]str
 func (c *Config) Redacted() map[string]any {
 	tokens := make([]any, 0, len(c.Server.Auth.Tokens))
 	for _, t := range c.Server.Auth.Tokens {
-		tokens = append(tokens, map[string]any{"name": t.Name, "token_env": t.TokenEnv})
+		subs := make([]any, len(t.Subsystems))
+		for i, n := range t.Subsystems {
+			subs[i] = n
+		}
+		tokens = append(tokens, map[string]any{"name": t.Name, "token_env": t.TokenEnv, "policy": t.Policy, "subsystems": subs})
 	}
 	checksums := make(map[string]any, len(c.Plugins.Checksums))
 	for k, v := range c.Plugins.Checksums {
@@ -329,6 +469,19 @@ func (c *Config) Redacted() map[string]any {
 		"server": map[string]any{
 			"listen": c.Server.Listen,
 			"auth":   map[string]any{"tokens": tokens},
+			"tls": map[string]any{
+				"cert_file":      c.Server.TLS.CertFile,
+				"key_file":       c.Server.TLS.KeyFile,
+				"client_ca_file": c.Server.TLS.ClientCAFile,
+				"min_version":    c.Server.TLS.MinVersion,
+			},
+			"insecure_http": c.Server.InsecureHTTP,
+			"audit": map[string]any{
+				"path":      c.Server.Audit.Path,
+				"max_size":  c.Server.Audit.MaxSize,
+				"max_files": c.Server.Audit.MaxFiles,
+			},
+			"max_connections_per_address": c.Server.MaxConnsPerAddress,
 		},
 		"log":      map[string]any{"level": c.Log.Level, "format": c.Log.Format},
 		"data_dir": c.DataDir,
@@ -402,4 +555,12 @@ func redactURL(s string) string {
 	u.User = url.UserPassword(u.User.Username(), redacted)
 	// url.URL.String escapes "<" and ">" in user info; show them plainly.
 	return strings.Replace(u.String(), url.QueryEscape(redacted), redacted, 1)
+}
+
+// PolicyOrAdmin returns t.Policy, or admin when it is empty.
+func (t Token) PolicyOrAdmin() string {
+	if t.Policy == "" {
+		return PolicyAdmin
+	}
+	return t.Policy
 }

@@ -55,7 +55,8 @@ func abs(t testing.TB, path string) string {
 func designDefaults(t testing.TB) *Config {
 	t.Helper()
 	return &Config{
-		Server:  Server{Listen: "127.0.0.1:7070"},
+		Server: Server{Listen: "127.0.0.1:7070", TLS: TLS{MinVersion: "1.2"},
+			Audit: Audit{MaxSize: 64 << 20, MaxFiles: 5}, MaxConnsPerAddress: 256},
 		Log:     Log{Level: "info", Format: "text"},
 		DataDir: abs(t, "data"),
 		Plugins: Plugins{Dir: abs(t, "bin/plugins"), StartTimeout: 10 * time.Second, Checksums: map[string]string{}},
@@ -309,10 +310,11 @@ func TestErrorCapsItsText(t *testing.T) {
 }
 
 func TestFileOverrides(t *testing.T) {
-	t.Setenv("DW_OPS_TOKEN", "t0ken")
+	t.Setenv("DW_OPS_TOKEN", "t0ken-of-16-bytes")
 	c := mustParse(t, `
 server:
   listen: 0.0.0.0:9090
+  insecure_http: true
   auth:
     tokens: [{name: ops, token_env: DW_OPS_TOKEN}]
 log: {level: warn, format: json}
@@ -328,7 +330,9 @@ subsystems:
     limits: {topology: mesh}
 `, os.Environ)
 	want := designDefaults(t)
-	want.Server = Server{Listen: "0.0.0.0:9090", Auth: Auth{Tokens: []Token{{Name: "ops", TokenEnv: "DW_OPS_TOKEN"}}}}
+	want.Server.Listen = "0.0.0.0:9090"
+	want.Server.InsecureHTTP = true
+	want.Server.Auth = Auth{Tokens: []Token{{Name: "ops", TokenEnv: "DW_OPS_TOKEN", Policy: PolicyAdmin}}}
 	want.Log = Log{Level: "warn", Format: "json"}
 	want.DataDir = "/var/lib/dw"
 	want.Plugins = Plugins{Dir: "/opt/dw/plugins", StartTimeout: 2 * time.Minute,
@@ -555,7 +559,7 @@ func TestNullSemantics(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	t.Setenv("DW_TEST_TOKEN", "abc")
+	t.Setenv("DW_TEST_TOKEN", "abcdefghijklmnop")
 	valid := func() *Config {
 		c := designDefaults(t)
 		c.Server.Auth.Tokens = []Token{{Name: "me", TokenEnv: "DW_TEST_TOKEN"}}
@@ -585,6 +589,19 @@ func TestValidate(t *testing.T) {
 		{"subsystem name", func(c *Config) { c.Subsystems["Bad"] = Subsystem{} }, "subsystems.Bad: subsystem name must be"},
 		{"token unset", func(c *Config) { c.Server.Auth.Tokens[0].TokenEnv = "DW_TEST_NOT_SET_ANYWHERE" }, "server.auth.tokens[0].token_env: environment variable DW_TEST_NOT_SET_ANYWHERE is not set"},
 		{"token name", func(c *Config) { c.Server.Auth.Tokens[0].Name = "" }, "server.auth.tokens[0].name: must not be empty"},
+		{"token short", func(c *Config) { t.Setenv("DW_TEST_TOKEN", "fifteen-bytes!!") }, "holds a token of 15 bytes; tokens must be at least 16 bytes"},
+		{"token policy", func(c *Config) { c.Server.Auth.Tokens[0].Policy = "root" }, `server.auth.tokens[0].policy: must be one of read, write, admin, got "root"`},
+		{"token subsystem unknown", func(c *Config) { c.Server.Auth.Tokens[0].Subsystems = []string{"nope"} }, `server.auth.tokens[0].subsystems[0]: names no subsystem of the subsystems section, got "nope"`},
+		{"token subsystem bad", func(c *Config) { c.Server.Auth.Tokens[0].Subsystems = []string{"../x"} }, `server.auth.tokens[0].subsystems[0]: subsystem name must be`},
+		{"token subsystem twice", func(c *Config) { c.Server.Auth.Tokens[0].Subsystems = []string{"fabric", "fabric"} }, `server.auth.tokens[0].subsystems[1]: duplicate subsystem "fabric"`},
+		{"off loopback without tls", func(c *Config) { c.Server.Listen = "10.1.2.3:80" }, "server.tls is not set: tokens would travel in clear text"},
+		{"key without cert", func(c *Config) { c.Server.TLS.KeyFile = "/k.pem" }, "server.tls.cert_file: must be set when server.tls.key_file is"},
+		{"cert without key", func(c *Config) { c.Server.TLS.CertFile = "/c.pem" }, "server.tls.key_file: must be set when server.tls.cert_file is"},
+		{"client ca without cert", func(c *Config) { c.Server.TLS.ClientCAFile = "/ca.pem" }, "server.tls.client_ca_file: needs server.tls.cert_file"},
+		{"tls version", func(c *Config) { c.Server.TLS.MinVersion = "1.1" }, `server.tls.min_version: must be one of 1.2, 1.3, got "1.1"`},
+		{"audit size", func(c *Config) { c.Server.Audit.MaxSize = 1<<20 - 1 }, "server.audit.max_size: must be at least 1MiB, got 1048575 bytes"},
+		{"audit files", func(c *Config) { c.Server.Audit.MaxFiles = -1 }, "server.audit.max_files: must be from 0 to 1000, got -1"},
+		{"conns per address", func(c *Config) { c.Server.MaxConnsPerAddress = -1 }, "server.max_connections_per_address: must be 0 (no bound) or more, got -1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := valid()
@@ -602,6 +619,8 @@ func TestValidate(t *testing.T) {
 }
 
 func TestValidateBoundaries(t *testing.T) {
+	t.Setenv("DW_TEST_BOUND_TOKEN", "0123456789abcdef")
+	t.Setenv("DW_TEST_BOUND_SHORT", "0123456789abcde")
 	for _, tc := range []struct {
 		name   string
 		change func(*Config)
@@ -619,6 +638,21 @@ func TestValidateBoundaries(t *testing.T) {
 		{"not loopback 128.0.0.1", func(c *Config) { c.Server.Listen = "128.0.0.1:1" }, false},
 		{"loopback ::1", func(c *Config) { c.Server.Listen = "[::1]:1" }, true},
 		{"loopback LOCALHOST", func(c *Config) { c.Server.Listen = "LOCALHOST:1" }, true},
+		{"off loopback with tls", func(c *Config) {
+			c.Server.Listen = "10.0.0.1:443"
+			c.Server.TLS = TLS{CertFile: "/c.pem", KeyFile: "/k.pem", MinVersion: "1.3"}
+			c.Server.Auth.Tokens = []Token{{Name: "ops", TokenEnv: "DW_TEST_BOUND_TOKEN"}}
+		}, true},
+		{"off loopback insecure", func(c *Config) {
+			c.Server.Listen = "10.0.0.1:80"
+			c.Server.InsecureHTTP = true
+			c.Server.Auth.Tokens = []Token{{Name: "ops", TokenEnv: "DW_TEST_BOUND_TOKEN"}}
+		}, true},
+		{"token of 16 bytes", func(c *Config) { c.Server.Auth.Tokens = []Token{{Name: "ops", TokenEnv: "DW_TEST_BOUND_TOKEN"}} }, true},
+		{"token of 15 bytes", func(c *Config) { c.Server.Auth.Tokens = []Token{{Name: "ops", TokenEnv: "DW_TEST_BOUND_SHORT"}} }, false},
+		{"audit size 1MiB", func(c *Config) { c.Server.Audit.MaxSize = 1 << 20 }, true},
+		{"audit files 1000", func(c *Config) { c.Server.Audit.MaxFiles = 1000 }, true},
+		{"audit files 1001", func(c *Config) { c.Server.Audit.MaxFiles = 1001 }, false},
 		{"name of 63", func(c *Config) { c.Subsystems["a"+strings.Repeat("b", 62)] = Subsystem{} }, true},
 		{"name of 64", func(c *Config) { c.Subsystems["a"+strings.Repeat("b", 63)] = Subsystem{} }, false},
 		{"name of 1", func(c *Config) { c.Subsystems["a"] = Subsystem{} }, true},
@@ -639,28 +673,30 @@ func TestValidateBoundaries(t *testing.T) {
 func TestTokenValues(t *testing.T) {
 	c := designDefaults(t)
 	c.Server.Auth.Tokens = []Token{{Name: "admin", TokenEnv: "DW_T_A"}, {Name: "ci", TokenEnv: "DW_T_B"}}
-	got, err := c.tokenValues(environLookup(envOf("DW_T_A=aaa", "DW_T_B=bbb")))
+	const aaa, bbb = "aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"
+	got, err := c.tokenValues(environLookup(envOf("DW_T_A="+aaa, "DW_T_B="+bbb)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := map[string]string{"aaa": "admin", "bbb": "ci"}; !reflect.DeepEqual(got, want) {
+	if want := map[string]string{aaa: "admin", bbb: "ci"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("got %v, want %v", got, want)
 	}
 	for env, want := range map[string][]string{
-		"unset": {"DW_T_A=aaa"},
-		"empty": {"DW_T_A=aaa", "DW_T_B="},
-		"same":  {"DW_T_A=aaa", "DW_T_B=aaa"},
+		"unset": {"DW_T_A=" + aaa},
+		"empty": {"DW_T_A=" + aaa, "DW_T_B="},
+		"same":  {"DW_T_A=" + aaa, "DW_T_B=" + aaa},
+		"short": {"DW_T_A=" + aaa, "DW_T_B=" + bbb[:15]},
 	} {
 		_, err := c.tokenValues(environLookup(envOf(want...)))
-		if err == nil || !strings.Contains(err.Error(), "server.auth.tokens[1].token_env") || strings.Contains(err.Error(), "aaa") {
+		if err == nil || !strings.Contains(err.Error(), "server.auth.tokens[1].token_env") || strings.Contains(err.Error(), "aaaa") || strings.Contains(err.Error(), "bbbb") {
 			t.Errorf("%s: err = %v, want one naming the key and not the token", env, err)
 		}
 	}
 
-	t.Setenv("DW_T_A", "from-os")
-	t.Setenv("DW_T_B", "also-from-os")
+	t.Setenv("DW_T_A", "from-os-0123456789")
+	t.Setenv("DW_T_B", "also-from-os-0123456789")
 	got, err = c.TokenValues()
-	if err != nil || got["from-os"] != "admin" || got["also-from-os"] != "ci" {
+	if err != nil || got["from-os-0123456789"] != "admin" || got["also-from-os-0123456789"] != "ci" {
 		t.Errorf("TokenValues() = %v, %v", got, err)
 	}
 }
@@ -670,6 +706,7 @@ func TestRedacted(t *testing.T) {
 	c := mustParse(t, `
 server:
   listen: 0.0.0.0:7070
+  insecure_http: true
   auth: {tokens: [{name: admin, token_env: DW_RED_TOKEN}]}
 subsystems:
   dbstorage:

@@ -3,10 +3,13 @@ package config
 import (
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/datawarehouse/dw/sdk/v6"
 )
 
 // keyPath is the path of a value in the configuration: string keys and int
@@ -45,9 +48,11 @@ type issue struct {
 // Allowed keys of the host's mappings, sorted.
 var (
 	rootKeys    = []string{"data_dir", "log", "plugins", "server", "subsystems"}
-	serverKeys  = []string{"auth", "listen"}
+	serverKeys  = []string{"audit", "auth", "insecure_http", "listen", "max_connections_per_address", "tls"}
 	authKeys    = []string{"tokens"}
-	tokenKeys   = []string{"name", "token_env"}
+	tokenKeys   = []string{"name", "policy", "subsystems", "token_env"}
+	tlsKeys     = []string{"cert_file", "client_ca_file", "key_file", "min_version"}
+	auditKeys   = []string{"max_files", "max_size", "path"}
 	logKeys     = []string{"format", "level"}
 	pluginsKeys = []string{"checksums", "dir", "start_timeout"}
 )
@@ -134,6 +139,89 @@ func (d *decoder) server(p keyPath, v any, s *Server) {
 	if v, ok := m["auth"]; ok {
 		d.auth(p.key("auth"), v, &s.Auth)
 	}
+	if v, ok := m["insecure_http"]; ok {
+		s.InsecureHTTP = d.boolean(p.key("insecure_http"), v)
+	}
+	if v, ok := m["max_connections_per_address"]; ok {
+		s.MaxConnsPerAddress = d.integer(p.key("max_connections_per_address"), v, "a whole number of connections (0: no bound)")
+	}
+	if v, ok := m["tls"]; ok {
+		tp := p.key("tls")
+		if m, ok := d.mapping(tp, v, tlsKeys); ok {
+			for key, dst := range map[string]*string{"cert_file": &s.TLS.CertFile, "key_file": &s.TLS.KeyFile, "client_ca_file": &s.TLS.ClientCAFile} {
+				if v, ok := m[key]; ok && v != nil {
+					*dst = d.str(tp.key(key), v, "a file path")
+				}
+			}
+			if v, ok := m["min_version"]; ok {
+				switch v := v.(type) {
+				case float64: // min_version: 1.2 without quotes
+					s.TLS.MinVersion = strconv.FormatFloat(v, 'f', -1, 64)
+				default:
+					s.TLS.MinVersion = d.str(tp.key("min_version"), v, "one of "+strings.Join(tlsVersions, ", "))
+				}
+			}
+		}
+	}
+	if v, ok := m["audit"]; ok {
+		ap := p.key("audit")
+		if m, ok := d.mapping(ap, v, auditKeys); ok {
+			if v, ok := m["path"]; ok && v != nil {
+				s.Audit.Path = d.str(ap.key("path"), v, "a file path (empty: the host log)")
+			}
+			if v, ok := m["max_size"]; ok {
+				s.Audit.MaxSize = d.size(ap.key("max_size"), v)
+			}
+			if v, ok := m["max_files"]; ok {
+				s.Audit.MaxFiles = d.integer(ap.key("max_files"), v, "a whole number of files")
+			}
+		}
+	}
+}
+
+// boolean decodes true or false.
+func (d *decoder) boolean(p keyPath, v any) bool {
+	b, ok := v.(bool)
+	if !ok {
+		d.addf(p, "must be true or false, got %s", describe(v))
+	}
+	return b
+}
+
+// integer decodes a whole number that fits an int.
+func (d *decoder) integer(p keyPath, v any, want string) int {
+	switch n := v.(type) {
+	case int:
+		return n
+	case int64:
+		if n >= math.MinInt && n <= math.MaxInt {
+			return int(n)
+		}
+	case uint64:
+		if n <= math.MaxInt {
+			return int(n)
+		}
+	case float64:
+		if n == math.Trunc(n) && n >= -1<<52 && n <= 1<<52 {
+			return int(n)
+		}
+	}
+	d.addf(p, "must be %s, got %s", want, describe(v))
+	return 0
+}
+
+// size decodes a size: a string such as "64MiB", or a whole number of
+// bytes.
+func (d *decoder) size(p keyPath, v any) int64 {
+	if s, ok := v.(string); ok {
+		n, err := sdk.ParseSize(s)
+		if err != nil {
+			d.addf(p, "must be a size such as \"64MiB\": %v", err)
+			return 0
+		}
+		return int64(n)
+	}
+	return int64(d.integer(p, v, "a size such as \"64MiB\""))
 }
 
 // auth decodes server.auth.
@@ -149,7 +237,7 @@ func (d *decoder) auth(p keyPath, v any, a *Auth) {
 	p = p.key("tokens")
 	list, ok := v.([]any)
 	if !ok {
-		d.addf(p, "must be a list of {name, token_env}, got %s", describe(v))
+		d.addf(p, "must be a list of {name, token_env, policy, subsystems}, got %s", describe(v))
 		return
 	}
 	for i, e := range list {
@@ -159,7 +247,23 @@ func (d *decoder) auth(p keyPath, v any, a *Auth) {
 			a.Tokens = append(a.Tokens, Token{})
 			continue
 		}
-		var t Token
+		t := Token{Policy: PolicyAdmin}
+		if v, ok := m["policy"]; ok {
+			t.Policy = d.str(ep.key("policy"), v, "one of "+strings.Join(Policies, ", "))
+			if t.Policy == "" {
+				d.addf(ep.key("policy"), "must be one of %s (leave the key out for admin), got \"\"", strings.Join(Policies, ", "))
+			}
+		}
+		if v, ok := m["subsystems"]; ok && v != nil {
+			sp := ep.key("subsystems")
+			if list, ok := v.([]any); ok {
+				for k, e := range list {
+					t.Subsystems = append(t.Subsystems, d.str(sp.index(k), e, "a subsystem name"))
+				}
+			} else {
+				d.addf(sp, "must be a list of subsystem names, got %s", describe(v))
+			}
+		}
 		if v, ok := m["name"]; ok {
 			t.Name = d.str(ep.key("name"), v, "a caller name")
 		}

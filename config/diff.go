@@ -149,7 +149,11 @@ func Compare(old, new *Config) Diff {
 		}
 	}
 	add(old.Server.Listen != new.Server.Listen, keyPath{"server", "listen"})
-	add(!slices.Equal(old.Server.Auth.Tokens, new.Server.Auth.Tokens), keyPath{"server", "auth", "tokens"})
+	add(!slices.EqualFunc(old.Server.Auth.Tokens, new.Server.Auth.Tokens, Token.equal), keyPath{"server", "auth", "tokens"})
+	add(old.Server.TLS != new.Server.TLS, keyPath{"server", "tls"})
+	add(old.Server.InsecureHTTP != new.Server.InsecureHTTP, keyPath{"server", "insecure_http"})
+	add(old.Server.Audit != new.Server.Audit, keyPath{"server", "audit"})
+	add(old.Server.MaxConnsPerAddress != new.Server.MaxConnsPerAddress, keyPath{"server", "max_connections_per_address"})
 	add(old.Log.Level != new.Log.Level, keyPath{"log", "level"})
 	add(old.Log.Format != new.Log.Format, keyPath{"log", "format"})
 	add(old.DataDir != new.DataDir, keyPath{"data_dir"})
@@ -337,4 +341,9 @@ func (x num) equal(y num) bool {
 		return true // -0 and 0
 	}
 	return x.neg == y.neg && x.mag == y.mag
+}
+
+// equal reports whether t and u are the same token entry.
+func (t Token) equal(u Token) bool {
+	return t.Name == u.Name && t.TokenEnv == u.TokenEnv && t.Policy == u.Policy && slices.Equal(t.Subsystems, u.Subsystems)
 }

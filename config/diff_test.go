@@ -34,7 +34,7 @@ const (
 )
 
 func TestCompare(t *testing.T) {
-	env := envOf("TOKEN_A=alpha-secret", "TOKEN_B=beta-secret")
+	env := envOf("TOKEN_A=alpha-secret-0123456", "TOKEN_B=beta-secret-01234567")
 	type sub struct {
 		name                                             string
 		added, removed, enabled, disabled, restart, live bool

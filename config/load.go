@@ -159,6 +159,17 @@ func parse(yamlBytes []byte, source string, environ func() []string) (*Config, e
 	if c.Plugins.Dir, err = filepath.Abs(c.Plugins.Dir); err != nil {
 		return nil, fmt.Errorf("config %s: plugins.dir: make absolute: %w", source, err)
 	}
+	for key, p := range map[string]*string{"cert_file": &c.Server.TLS.CertFile, "key_file": &c.Server.TLS.KeyFile, "client_ca_file": &c.Server.TLS.ClientCAFile} {
+		if *p == "" {
+			continue
+		}
+		if *p, err = filepath.Abs(*p); err != nil {
+			return nil, fmt.Errorf("config %s: server.tls.%s: make absolute: %w", source, key, err)
+		}
+	}
+	if a := &c.Server.Audit; a.Path != "" && !filepath.IsAbs(a.Path) {
+		a.Path = filepath.Join(c.DataDir, a.Path)
+	}
 	return c, nil
 }
 

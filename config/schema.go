@@ -51,8 +51,15 @@ func JSONSchema(plugins map[string]*pluginhost.Schema) map[string]any {
 		"required":             []any{"name", "token_env"},
 		"properties": map[string]any{
 			"name":      map[string]any{"type": "string", "minLength": 1, "description": "The caller identity the token stands for."},
-			"token_env": map[string]any{"type": "string", "pattern": envNameRE.String(), "description": "The environment variable holding the token (which must be set)."},
+			"token_env": map[string]any{"type": "string", "pattern": envNameRE.String(), "description": fmt.Sprintf("The environment variable holding the token (which must be set, at least %d bytes).", MinTokenBytes)},
+			"policy": map[string]any{"type": "string", "enum": []any{PolicyRead, PolicyWrite, PolicyAdmin}, "default": PolicyAdmin,
+				"description": "read: every GET; write: also data (objects, files, backups, restores, gateway calls); admin: also config reload and validate, plugin restart, prune, forget."},
+			"subsystems": map[string]any{"type": nullable("array"), "items": map[string]any{"type": "string", "pattern": subsystemNameRE.String()},
+				"description": "When set, the only subsystems the token may touch."},
 		},
+	}
+	fileKey := func(what string) map[string]any {
+		return map[string]any{"type": "string", "default": "", "description": what + "; relative to the working directory."}
 	}
 	return map[string]any{
 		"$schema":              pluginhost.JSONSchemaDialect,
@@ -74,9 +81,34 @@ func JSONSchema(plugins map[string]*pluginhost.Schema) map[string]any {
 						"additionalProperties": false,
 						"properties": map[string]any{
 							"tokens": map[string]any{"type": nullable("array"), "items": token,
-								"description": "Accepted tokens, each {name, token_env}; none means no authentication (loopback only)."},
+								"description": "Accepted tokens, each {name, token_env, policy, subsystems}; none means no authentication (loopback only)."},
 						},
 					},
+					"tls": map[string]any{
+						"type":                 nullable("object"),
+						"description":          "HTTPS for the API; the certificate and key files are watched and rotated live. dw tls init writes a pair.",
+						"additionalProperties": false,
+						"properties": map[string]any{
+							"cert_file":      fileKey("PEM certificate chain of the server, leaf first; empty: plain HTTP"),
+							"key_file":       fileKey("PEM private key of cert_file"),
+							"client_ca_file": fileKey("PEM CAs whose client certificates are required (mutual TLS); empty: none asked for"),
+							"min_version":    map[string]any{"type": "string", "enum": []any{"1.2", "1.3"}, "default": def.Server.TLS.MinVersion, "description": "The lowest TLS version accepted."},
+						},
+					},
+					"insecure_http": map[string]any{"type": "boolean", "default": def.Server.InsecureHTTP,
+						"description": "Allow plain HTTP on an address other than loopback (logged at warn on every start)."},
+					"audit": map[string]any{
+						"type":                 nullable("object"),
+						"description":          "The audit log: one JSON line per mutating or refused request, without tokens.",
+						"additionalProperties": false,
+						"properties": map[string]any{
+							"path":      map[string]any{"type": "string", "default": def.Server.Audit.Path, "description": "The audit file (created 0600); relative to data_dir; empty: the host log."},
+							"max_size":  map[string]any{"type": []any{"string", "integer"}, "default": "64MiB", "description": "Size at which the file is rotated, at least 1MiB."},
+							"max_files": map[string]any{"type": "integer", "minimum": 0, "maximum": maxAuditFiles, "default": def.Server.Audit.MaxFiles, "description": "Rotated files kept besides the current one."},
+						},
+					},
+					"max_connections_per_address": map[string]any{"type": "integer", "minimum": 0, "default": def.Server.MaxConnsPerAddress,
+						"description": "Open connections allowed from one remote IP address; more are closed at once. 0: no bound."},
 				},
 			},
 			"log": map[string]any{

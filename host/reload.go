@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -661,6 +662,9 @@ var fixedKeys = []struct {
 	{"data_dir", func(c *config.Config) string { return c.DataDir }},
 	{"plugins.dir", func(c *config.Config) string { return c.Plugins.Dir }},
 	{"log.format", func(c *config.Config) string { return c.Log.Format }},
+	{"server.tls", func(c *config.Config) string { return fmt.Sprintf("%+v", c.Server.TLS) }},
+	{"server.audit", func(c *config.Config) string { return fmt.Sprintf("%+v", c.Server.Audit) }},
+	{"server.max_connections_per_address", func(c *config.Config) string { return strconv.Itoa(c.Server.MaxConnsPerAddress) }},
 }
 
 // plan checks the candidate (steps 1–3 of the transaction) and works out

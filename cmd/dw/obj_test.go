@@ -25,7 +25,7 @@ import (
 	"github.com/datawarehouse/dw/host/api"
 )
 
-const testObjToken = "tok-obj"
+const testObjToken = "tok-obj-0123456789"
 
 type storedObject struct {
 	data        []byte

@@ -126,7 +126,7 @@ func TestProbeHidesTokensAndRunsThePinnedCopy(t *testing.T) {
 	dir := t.TempDir()
 	testplugins.Install(t, dir, "good")
 	path := filepath.Join(dir, "dw-plugin-good")
-	t.Setenv("DW_PROBE_TEST_TOKEN", "s3cret-token")
+	t.Setenv("DW_PROBE_TEST_TOKEN", "s3cret-token-0123456")
 	sum, _, err := hashFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -140,7 +140,7 @@ func TestProbeHidesTokensAndRunsThePinnedCopy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(string(environ), "s3cret-token") {
+	if strings.Contains(string(environ), "s3cret-token-0123456") {
 		t.Error("the probed plugin inherited an API token's variable")
 	}
 	if !strings.Contains(string(environ), "DW_HOST_PID=") {
