@@ -412,7 +412,37 @@ func (c *Config) TokenValues() (map[string]string, error) {
 
 // tokenValues is TokenValues with a given variable lookup.
 func (c *Config) tokenValues(lookup func(string) (string, bool)) (map[string]string, error) {
-	out := make(map[string]string, len(c.Server.Auth.Tokens))
+	creds, err := c.credentials(lookup)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(creds))
+	for _, cr := range creds {
+		out[cr.Value] = cr.Name
+	}
+	return out, nil
+}
+
+// Credential is a token of server.auth.tokens with its value, read from
+// the environment: what the API checks bearer tokens against. Its
+// Policy is never empty (see [Token.PolicyOrAdmin]).
+type Credential struct {
+	Token
+	// Value is the secret token. Never print it.
+	Value string
+}
+
+// Credentials reads every token of server.auth.tokens from its
+// environment variable, in the order of the file, with the same checks
+// as TokenValues.
+func (c *Config) Credentials() ([]Credential, error) {
+	return c.credentials(lookupOS)
+}
+
+// credentials is Credentials with a given variable lookup.
+func (c *Config) credentials(lookup func(string) (string, bool)) ([]Credential, error) {
+	out := make([]Credential, 0, len(c.Server.Auth.Tokens))
+	seen := make(map[string]string, len(c.Server.Auth.Tokens))
 	for i, t := range c.Server.Auth.Tokens {
 		v, ok := lookup(t.TokenEnv)
 		switch {
@@ -423,10 +453,13 @@ func (c *Config) tokenValues(lookup func(string) (string, bool)) (map[string]str
 		case len(v) < MinTokenBytes:
 			return nil, fmt.Errorf("config: server.auth.tokens[%d].token_env: environment variable %s holds a token of %d bytes; tokens must be at least %d bytes", i, t.TokenEnv, len(v), MinTokenBytes)
 		}
-		if prev, dup := out[v]; dup {
+		if prev, dup := seen[v]; dup {
 			return nil, fmt.Errorf("config: server.auth.tokens[%d].token_env: environment variable %s holds the same token as the token named %q", i, t.TokenEnv, prev)
 		}
-		out[v] = t.Name
+		seen[v] = t.Name
+		t.Policy = t.PolicyOrAdmin()
+		t.Subsystems = slices.Clone(t.Subsystems)
+		out = append(out, Credential{Token: t, Value: v})
 	}
 	return out, nil
 }

@@ -791,3 +791,30 @@ func BenchmarkParseDefaults(b *testing.B) {
 		}
 	}
 }
+
+func TestCredentials(t *testing.T) {
+	c := designDefaults(t)
+	c.Server.Auth.Tokens = []Token{
+		{Name: "ops", TokenEnv: "DW_T_A"},
+		{Name: "dash", TokenEnv: "DW_T_B", Policy: PolicyRead, Subsystems: []string{"dbstorage"}},
+	}
+	const aaa, bbb = "aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"
+	got, err := c.credentials(environLookup(envOf("DW_T_A="+aaa, "DW_T_B="+bbb)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Credential{
+		{Token: Token{Name: "ops", TokenEnv: "DW_T_A", Policy: PolicyAdmin}, Value: aaa},
+		{Token: Token{Name: "dash", TokenEnv: "DW_T_B", Policy: PolicyRead, Subsystems: []string{"dbstorage"}}, Value: bbb},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	got[1].Subsystems[0] = "changed"
+	if c.Server.Auth.Tokens[1].Subsystems[0] != "dbstorage" {
+		t.Error("Credentials shares its subsystems with the config")
+	}
+	if _, err := c.credentials(environLookup(envOf("DW_T_A="+aaa, "DW_T_B="+bbb[:15]))); err == nil || strings.Contains(err.Error(), "bbbb") {
+		t.Errorf("short token: err = %v, want one without the token", err)
+	}
+}

@@ -104,7 +104,7 @@ func (h *Host) Start(ctx context.Context) (err error) {
 			h.Shutdown(context.Background())
 		}
 	}()
-	tokens, err := h.cfg.TokenValues()
+	creds, err := h.cfg.Credentials()
 	if err != nil {
 		return fmt.Errorf("start host: %w", err)
 	}
@@ -155,11 +155,12 @@ func (h *Host) Start(ctx context.Context) (err error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	h.registry = reg
 	h.api, err = api.New(api.Options{
-		Plugins:  h.plugins,
-		Tokens:   tokens,
-		Logger:   h.logger.Named("api"),
-		Registry: reg,
-		Version:  Version,
+		Plugins:     h.plugins,
+		Credentials: creds,
+		Audit:       h.cfg.Server.Audit,
+		Logger:      h.logger.Named("api"),
+		Registry:    reg,
+		Version:     Version,
 		// Without tokens the host listens on loopback only.
 		LoopbackHosts: true,
 	})

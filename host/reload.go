@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -400,6 +402,8 @@ func (h *Host) lockReload(ctx context.Context) (release func(), err error) {
 //     fixes a logger's format when it is created, and every component
 //     holds a logger derived from the host's.) Changed server.auth.tokens
 //     must all be readable (their variables set, non-empty, distinct). A
+//     changed server.audit path must be in an existing folder (the file
+//     is opened, and the audit log switched, first thing in step 4). A
 //     new or changed pin in plugins.checksums must match the binary of a
 //     plugin that is running, else the reload would have to stop it.
 //  3. ValidateLimits on every serving plugin whose limits change — also
@@ -622,8 +626,8 @@ type reloadPlan struct {
 	diff     config.Diff
 	// before is every plugin's status when the plan was made.
 	before map[string]supervisor.Status
-	// tokens are the new API tokens (value to name) when they change.
-	tokens map[string]string
+	// tokens are the new API tokens when they change.
+	tokens []config.Credential
 	// validate are the serving plugins asked to ValidateLimits.
 	validate []string
 	// limits are the subsystems, not restarted, whose limits change and
@@ -663,7 +667,6 @@ var fixedKeys = []struct {
 	{"plugins.dir", func(c *config.Config) string { return c.Plugins.Dir }},
 	{"log.format", func(c *config.Config) string { return c.Log.Format }},
 	{"server.tls", func(c *config.Config) string { return fmt.Sprintf("%+v", c.Server.TLS) }},
-	{"server.audit", func(c *config.Config) string { return fmt.Sprintf("%+v", c.Server.Audit) }},
 	{"server.max_connections_per_address", func(c *config.Config) string { return strconv.Itoa(c.Server.MaxConnsPerAddress) }},
 }
 
@@ -683,7 +686,7 @@ func (h *Host) plan(ctx context.Context, old, new *config.Config, d config.Diff)
 		}
 	}
 	if d.HostChanged("server.auth.tokens") {
-		tokens, err := new.TokenValues()
+		tokens, err := new.Credentials()
 		if err == nil {
 			err = api.ValidateTokens(tokens)
 		}
@@ -691,6 +694,11 @@ func (h *Host) plan(ctx context.Context, old, new *config.Config, d config.Diff)
 			problems = append(problems, Problem{Path: "server.auth.tokens", Message: strings.TrimPrefix(err.Error(), "config: ")})
 		}
 		p.tokens = tokens
+	}
+	if d.HostChanged("server.audit") {
+		if err := checkAuditPath(new.Server.Audit.Path); err != nil {
+			problems = append(problems, Problem{Path: "server.audit.path", Message: err.Error()})
+		}
 	}
 
 	retry := map[string]bool{} // down plugins tried again
@@ -873,6 +881,21 @@ func liveOptions(c *config.Config) supervisor.LiveOptions {
 func (h *Host) apply(ctx context.Context, p *reloadPlan, prev, gen uint64) (problems []Problem, warnings, restarted []string) {
 	m := h.plugins
 	restarted = []string{}
+	// The audit log switches first, so that a file that cannot be opened
+	// rejects the reload before anything changed; a later failure switches
+	// back.
+	if p.diff.HostChanged("server.audit") {
+		if err := h.api.SetAudit(p.new.Server.Audit); err != nil {
+			return []Problem{{Path: "server.audit.path", Message: err.Error()}}, nil, restarted
+		}
+		defer func() {
+			if len(problems) > 0 {
+				if err := h.api.SetAudit(p.old.Server.Audit); err != nil {
+					h.logger.Error("config reload: switching back to the previous audit log failed", "error", err)
+				}
+			}
+		}()
+	}
 	oldOpts := m.LiveOptions()
 	if err := m.SetLiveOptions(liveOptions(p.new)); err != nil {
 		return []Problem{{Path: "plugins", Message: err.Error()}}, nil, restarted
@@ -1061,4 +1084,21 @@ func (c configAPI) ValidateConfig(ctx context.Context, yaml []byte) any {
 		return res
 	}
 	return c.h.Validate(ctx, candidate)
+}
+
+// checkAuditPath checks, changing nothing, that the audit file path can
+// be opened: its folder exists and it is not a folder itself.
+func checkAuditPath(path string) error {
+	if path == "" {
+		return nil
+	}
+	if fi, err := os.Stat(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("folder of the audit log: %w", err)
+	} else if !fi.IsDir() {
+		return fmt.Errorf("folder of the audit log %s is not a folder", filepath.Dir(path))
+	}
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return fmt.Errorf("%s is a folder; name a file", path)
+	}
+	return nil
 }

@@ -47,6 +47,9 @@ func (f *fakePlugins) Restart(ctx context.Context, name string) error {
 	return f.RestartFunc(ctx, name)
 }
 
+// tok is a token of the tests.
+const tok = "tok-0123456789abcdef"
+
 func newTestServer(t testing.TB, p Plugins, tokens map[string]string) (*Server, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
@@ -92,7 +95,7 @@ func errorOf(t testing.TB, r response) ErrorDetail {
 }
 
 func TestHealthz(t *testing.T) {
-	s, _ := newTestServer(t, &fakePlugins{}, map[string]string{"tok": "alice"})
+	s, _ := newTestServer(t, &fakePlugins{}, map[string]string{tok: "alice"})
 	r := do(t, s.Handler(), "GET", "/healthz", "", "")
 	if r.code != 200 || strings.TrimSpace(r.body) != `{"status":"ok"}` {
 		t.Errorf("healthz = %d %s", r.code, r.body)
@@ -129,8 +132,22 @@ func TestReadyz(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s, _ := newTestServer(t, &fakePlugins{StatusesFunc: func() []supervisor.Status { return tt.statuses }},
-				map[string]string{"tok": "alice"}) // no token needed
+				map[string]string{tok: "alice"})
+			// Without a token: ready or not, nothing more.
 			r := do(t, s.Handler(), "GET", "/readyz", "", "")
+			want := `{"status":"ready"}`
+			if tt.code == 503 {
+				want = `{"status":"not_ready"}`
+			}
+			if r.code != tt.code || strings.TrimSpace(r.body) != want {
+				t.Errorf("readyz without a token = %d %s, want %d %s", r.code, r.body, tt.code, want)
+			}
+			// A wrong token is refused, as on every route.
+			if r := do(t, s.Handler(), "GET", "/readyz", "wrong-0123456789abcdef", ""); r.code != 401 {
+				t.Errorf("readyz with a wrong token = %d %s, want 401", r.code, r.body)
+			}
+			// With a valid token (any policy): the detail.
+			r = do(t, s.Handler(), "GET", "/readyz", tok, "")
 			if r.code != tt.code {
 				t.Fatalf("readyz = %d %s, want %d", r.code, r.body, tt.code)
 			}
@@ -282,8 +299,8 @@ func TestWriteErrorMaxBytesMessage(t *testing.T) {
 
 func TestAuth(t *testing.T) {
 	s, _ := newTestServer(t, &fakePlugins{StatusesFunc: func() []supervisor.Status { return nil }},
-		map[string]string{"s3cret-alice": "alice", "s3cret-bob": "bob"})
-	s.Handle("GET /whoami", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		map[string]string{"s3cret-alice-0123456789": "alice", "s3cret-bob-0123456789": "bob"})
+	s.Handle("GET /whoami", ScopeRead, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, 200, map[string]string{"caller": Caller(r.Context())})
 	}))
 	h := s.Handler()
@@ -295,7 +312,7 @@ func TestAuth(t *testing.T) {
 			!strings.Contains(e.Message, "missing bearer token") {
 			t.Errorf("%s without token: %d %+v %q", path, r.code, e, r.header.Get("WWW-Authenticate"))
 		}
-		r = do(t, h, "GET", path, "s3cret-carol", "")
+		r = do(t, h, "GET", path, "s3cret-carol-0123456789", "")
 		if e := errorOf(t, r); r.code != 401 || e.Message != "invalid bearer token" ||
 			!strings.Contains(r.header.Get("WWW-Authenticate"), `error="invalid_token"`) {
 			t.Errorf("%s with wrong token: %d %+v", path, r.code, e)
@@ -304,7 +321,7 @@ func TestAuth(t *testing.T) {
 			t.Errorf("%s: response shows a token: %s", path, r.body)
 		}
 	}
-	for _, header := range []string{"Basic czNjcmV0", "Bearer", "Bearer ", "s3cret-alice"} {
+	for _, header := range []string{"Basic czNjcmV0", "Bearer", "Bearer ", "s3cret-alice-0123456789"} {
 		req := httptest.NewRequest("GET", "/whoami", nil)
 		req.Header.Set("Authorization", header)
 		w := httptest.NewRecorder()
@@ -314,7 +331,7 @@ func TestAuth(t *testing.T) {
 		}
 	}
 
-	for token, name := range map[string]string{"s3cret-alice": "alice", "s3cret-bob": "bob"} {
+	for token, name := range map[string]string{"s3cret-alice-0123456789": "alice", "s3cret-bob-0123456789": "bob"} {
 		r := do(t, h, "GET", "/whoami", token, "")
 		if r.code != 200 || !strings.Contains(r.body, `"caller":"`+name+`"`) {
 			t.Errorf("right token of %s: %d %s", name, r.code, r.body)
@@ -322,7 +339,7 @@ func TestAuth(t *testing.T) {
 	}
 	// The scheme is case-insensitive.
 	req := httptest.NewRequest("GET", "/whoami", nil)
-	req.Header.Set("Authorization", "bearer s3cret-bob")
+	req.Header.Set("Authorization", "bearer s3cret-bob-0123456789")
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, req)
 	if w.Code != 200 {
@@ -337,8 +354,8 @@ func TestAuth(t *testing.T) {
 }
 
 func TestAuthComparesEveryTokenInConstantTime(t *testing.T) {
-	s, _ := newTestServer(t, &fakePlugins{}, map[string]string{"t1": "a", "t2": "b", "t3": "c"})
-	s.Handle("GET /whoami", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s, _ := newTestServer(t, &fakePlugins{}, map[string]string{"t1-0123456789abcdef": "a", "t2-0123456789abcdef": "b", "t3-0123456789abcdef": "c"})
+	s.Handle("GET /whoami", ScopeRead, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, 200, map[string]string{"caller": Caller(r.Context())})
 	}))
 	orig := constantTimeCompare
@@ -351,7 +368,7 @@ func TestAuthComparesEveryTokenInConstantTime(t *testing.T) {
 		}
 		return orig(x, y)
 	}
-	for _, token := range []string{"t1", "t2", "t3", "nope"} {
+	for _, token := range []string{"t1-0123456789abcdef", "t2-0123456789abcdef", "t3-0123456789abcdef", "nope-0123456789abcdef"} {
 		calls = 0
 		do(t, s.Handler(), "GET", "/whoami", token, "")
 		if calls != 3 {
@@ -365,7 +382,8 @@ func TestNewRejectsBadTokens(t *testing.T) {
 		{"": "alice"},
 		{"   ": "alice"},
 		{" padded-s3cret ": "alice"},
-		{"good-s3cret": ""},
+		{"good-s3cret-0123456789": ""},
+		{"short-s3cret": "alice"},
 	} {
 		_, err := New(Options{Plugins: &fakePlugins{}, Tokens: tokens})
 		if err == nil {
@@ -386,7 +404,7 @@ func TestCallerWithoutAuth(t *testing.T) {
 		t.Errorf("Caller of a bare context = %q", got)
 	}
 	s, _ := newTestServer(t, &fakePlugins{}, nil)
-	s.Handle("GET /whoami", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.Handle("GET /whoami", ScopeRead, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, 200, map[string]string{"caller": Caller(r.Context())})
 	}))
 	if r := do(t, s.Handler(), "GET", "/whoami", "", ""); !strings.Contains(r.body, `"anonymous"`) {
@@ -516,15 +534,15 @@ func TestRestart(t *testing.T) {
 			return nil
 		},
 	}
-	s, _ := newTestServer(t, p, map[string]string{"tok": "operator"})
-	r := do(t, s.Handler(), "POST", "/v1/plugins/echo/restart", "tok", "")
+	s, _ := newTestServer(t, p, map[string]string{tok: "operator"})
+	r := do(t, s.Handler(), "POST", "/v1/plugins/echo/restart", tok, "")
 	if r.code != 200 || !strings.Contains(r.body, `"restarts":1`) || !strings.Contains(r.body, `"name":"echo"`) {
 		t.Errorf("restart: %d %s", r.code, r.body)
 	}
 	if !hadDeadline || len(restarted) != 1 {
 		t.Errorf("restarted %v, deadline %v", restarted, hadDeadline)
 	}
-	r = do(t, s.Handler(), "POST", "/v1/plugins/ghost/restart", "tok", "")
+	r = do(t, s.Handler(), "POST", "/v1/plugins/ghost/restart", tok, "")
 	if e := errorOf(t, r); r.code != 404 || !strings.Contains(e.Message, "ghost") {
 		t.Errorf("restart unknown: %d %+v", r.code, e)
 	}
@@ -535,23 +553,23 @@ func TestRestart(t *testing.T) {
 }
 
 func TestHandleRouteGetsMiddleware(t *testing.T) {
-	s, reg := newTestServer(t, &fakePlugins{}, map[string]string{"tok": "alice"})
-	s.Handle("POST /v1/config/reload", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s, reg := newTestServer(t, &fakePlugins{}, map[string]string{tok: "alice"})
+	s.Handle("POST /v1/config/reload", ScopeAdmin, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, fmt.Errorf("reload: %w", sdk.ErrInvalidLimits))
 	}))
-	s.Handle("GET /panic", http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("oops") }))
+	s.Handle("GET /panic", ScopeRead, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("oops") }))
 	if r := do(t, s.Handler(), "POST", "/v1/config/reload", "", ""); r.code != 401 {
 		t.Errorf("custom route without token: %d", r.code)
 	}
-	r := do(t, s.Handler(), "POST", "/v1/config/reload", "tok", "")
+	r := do(t, s.Handler(), "POST", "/v1/config/reload", tok, "")
 	if e := errorOf(t, r); r.code != 400 || e.Code != "invalid_limits" {
 		t.Errorf("custom route: %d %+v", r.code, e)
 	}
-	r = do(t, s.Handler(), "GET", "/panic", "tok", "")
+	r = do(t, s.Handler(), "GET", "/panic", tok, "")
 	if e := errorOf(t, r); r.code != 500 || e.Code != "internal" {
 		t.Errorf("panic: %d %+v", r.code, e)
 	}
-	do(t, s.Handler(), "GET", "/nope", "tok", "")
+	do(t, s.Handler(), "GET", "/nope", tok, "")
 
 	counts := histogramCounts(t, reg)
 	for _, want := range []string{"POST /v1/config/reload 401", "POST /v1/config/reload 400", "GET /panic 500", "unmatched 404"} {

@@ -81,23 +81,24 @@ const (
 func (s *Server) registerBackupRoutes() {
 	for _, rt := range []struct {
 		pattern string
+		scope   Scope
 		h       http.HandlerFunc
 	}{
-		{"POST " + backupsPath, s.startBackup},
-		{"GET " + backupsPath + "/jobs", s.listBackupJobs},
-		{"GET " + backupsPath + "/jobs/{id}", s.jobHandler("get", func(ctx context.Context, c dwv1.BackupClient, id string) (*dwv1.Job, error) {
+		{"POST " + backupsPath, ScopeWrite, s.startBackup},
+		{"GET " + backupsPath + "/jobs", ScopeRead, s.listBackupJobs},
+		{"GET " + backupsPath + "/jobs/{id}", ScopeRead, s.jobHandler("get", func(ctx context.Context, c dwv1.BackupClient, id string) (*dwv1.Job, error) {
 			return c.GetJob(ctx, &dwv1.GetJobRequest{Id: id})
 		})},
-		{"DELETE " + backupsPath + "/jobs/{id}", s.jobHandler("cancel", func(ctx context.Context, c dwv1.BackupClient, id string) (*dwv1.Job, error) {
+		{"DELETE " + backupsPath + "/jobs/{id}", ScopeWrite, s.jobHandler("cancel", func(ctx context.Context, c dwv1.BackupClient, id string) (*dwv1.Job, error) {
 			return c.CancelJob(ctx, &dwv1.CancelJobRequest{Id: id})
 		})},
-		{"GET " + backupsPath + "/snapshots", s.listSnapshots},
-		{"DELETE " + backupsPath + "/snapshots/{id}", s.forgetSnapshot},
-		{"POST " + backupsPath + "/prune", s.pruneBackups},
-		{"POST " + backupsPath + "/restores", s.startRestore},
-		{"POST " + backupsPath + "/verify", s.verifyBackups},
+		{"GET " + backupsPath + "/snapshots", ScopeRead, s.listSnapshots},
+		{"DELETE " + backupsPath + "/snapshots/{id}", ScopeAdmin, s.forgetSnapshot},
+		{"POST " + backupsPath + "/prune", ScopeAdmin, s.pruneBackups},
+		{"POST " + backupsPath + "/restores", ScopeWrite, s.startRestore},
+		{"POST " + backupsPath + "/verify", ScopeWrite, s.verifyBackups},
 	} {
-		s.handle(rt.pattern, rt.h, false)
+		s.handle(Route{Pattern: rt.pattern, Scope: rt.scope, Subsystem: BackupsSubsystem}, rt.h)
 	}
 }
 

@@ -56,10 +56,10 @@ type ReloadRejectedBody struct {
 // The handlers pass the request's context to src; the host's ConfigSource
 // does not let a client that goes away cancel a reload.
 func (s *Server) HandleConfig(src ConfigSource) {
-	s.Handle("GET /v1/config", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	s.Handle("GET /v1/config", ScopeRead, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		WriteJSON(w, http.StatusOK, src.ConfigInfo())
 	}))
-	s.Handle("POST /v1/config/reload", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.Handle("POST /v1/config/reload", ScopeAdmin, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		caller := Caller(r.Context())
 		s.logger.Info("config reload requested", "caller", caller)
 		res, err := src.ReloadFile(r.Context(), "api (caller "+caller+")")
@@ -72,7 +72,7 @@ func (s *Server) HandleConfig(src ConfigSource) {
 		}
 		WriteJSON(w, http.StatusOK, res)
 	}))
-	s.Handle("POST /v1/config/validate", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.Handle("POST /v1/config/validate", ScopeAdmin, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, config.MaxFileSize))
 		if err != nil {
 			var mbe *http.MaxBytesError
@@ -90,12 +90,12 @@ func (s *Server) HandleConfig(src ConfigSource) {
 	}))
 }
 
-// SetTokens replaces the accepted bearer tokens (token value to caller
-// name; empty: no authentication) for every request that follows; requests
-// in flight finish with the tokens they were checked against. On error
-// (see ValidateTokens) nothing changes.
-func (s *Server) SetTokens(tokens map[string]string) error {
-	a, err := newAuthenticator(tokens)
+// SetTokens replaces the accepted bearer tokens (empty: no
+// authentication) for every request that follows; requests in flight
+// finish with the tokens they were checked against. On error (see
+// ValidateTokens) nothing changes.
+func (s *Server) SetTokens(creds []config.Credential) error {
+	a, err := newAuthenticator(creds)
 	if err != nil {
 		return fmt.Errorf("set api tokens: %w", err)
 	}
@@ -104,9 +104,10 @@ func (s *Server) SetTokens(tokens map[string]string) error {
 }
 
 // ValidateTokens checks tokens as New and SetTokens do (no empty token or
-// caller name, no white space around a token), changing nothing. Errors
-// never contain token values.
-func ValidateTokens(tokens map[string]string) error {
-	_, err := newAuthenticator(tokens)
+// name, no white space around a token, at least config.MinTokenBytes, a
+// known policy, no token twice), changing nothing. Errors never contain
+// token values.
+func ValidateTokens(creds []config.Credential) error {
+	_, err := newAuthenticator(creds)
 	return err
 }

@@ -53,8 +53,8 @@ const (
 
 // registerFabricRoutes adds the /v1/fabric routes.
 func (s *Server) registerFabricRoutes() {
-	s.handle("GET "+fabricPath, http.HandlerFunc(s.fabricStatus), false)
-	s.handle("GET "+fabricPath+"/nodes", http.HandlerFunc(s.listFabricNodes), false)
+	s.handle(Route{Pattern: "GET " + fabricPath, Scope: ScopeRead, Subsystem: FabricSubsystem}, http.HandlerFunc(s.fabricStatus))
+	s.handle(Route{Pattern: "GET " + fabricPath + "/nodes", Scope: ScopeRead, Subsystem: FabricSubsystem}, http.HandlerFunc(s.listFabricNodes))
 }
 
 // serveFabric answers a checked request r with one call of the fabric

@@ -96,10 +96,23 @@ func readiness(statuses []supervisor.Status) []notReady {
 	return out
 }
 
-func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+// readyz answers whether every plugin that should serve does. The
+// detail (which plugins, their states and last errors, which may hold
+// paths) goes only to a valid token of any policy, or to everyone when
+// the API runs without tokens (loopback only); a caller without a token
+// learns ready or not ready, nothing more.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	bad := readiness(s.plugins.Statuses())
+	detail := s.auth.Load() == nil
+	if st := stateOf(r.Context()); st != nil && st.grant != nil {
+		detail = true
+	}
 	if len(bad) == 0 {
 		WriteJSON(w, http.StatusOK, readyzBody{Status: "ready"})
+		return
+	}
+	if !detail {
+		WriteJSON(w, http.StatusServiceUnavailable, readyzBody{Status: "not_ready"})
 		return
 	}
 	parts := make([]string, len(bad))

@@ -87,7 +87,7 @@ type echoEnv struct {
 	registry *prometheus.Registry
 }
 
-const testToken = "tok-alice"
+const testToken = "tok-alice-0123456789"
 
 func startEcho(t testing.TB, opts Options) *echoEnv {
 	t.Helper()

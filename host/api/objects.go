@@ -99,7 +99,9 @@ var objectPatterns = []string{
 // registerDirectRoutes registers routes that route dispatches itself
 // through match before the ServeMux could clean their paths (objectRoute,
 // fileRoute) like every route, so that a conflicting Handle is caught.
-func (s *Server) registerDirectRoutes(patterns []string, match func(*http.Request) (http.Handler, string, bool)) {
+// They touch subsystem; GET and HEAD need the read scope, the other
+// methods (PUT, DELETE) write.
+func (s *Server) registerDirectRoutes(patterns []string, subsystem string, match func(*http.Request) (http.Handler, string, bool)) {
 	serve := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if h, pattern, ok := match(r); ok && pattern != "" {
 			h.ServeHTTP(w, r)
@@ -108,7 +110,11 @@ func (s *Server) registerDirectRoutes(patterns []string, match func(*http.Reques
 		WriteError(w, &httpError{status: http.StatusNotFound, code: "not_found", msg: "no route for " + r.Method + " " + r.URL.Path})
 	})
 	for _, p := range patterns {
-		s.handle(p, serve, false)
+		scope := ScopeWrite
+		if method, _, _ := strings.Cut(p, " "); method == http.MethodGet || method == http.MethodHead {
+			scope = ScopeRead
+		}
+		s.handle(Route{Pattern: p, Scope: scope, Subsystem: subsystem}, serve)
 	}
 }
 

@@ -359,7 +359,7 @@ type objectEnv struct {
 	store *fakeObjectStore
 }
 
-const objectToken = "tok-alice"
+const objectToken = "tok-alice-0123456789"
 
 func newObjectEnv(t testing.TB) *objectEnv {
 	t.Helper()
