@@ -121,9 +121,9 @@ type requestState struct {
 	// refused marks an answer of the auth layer (401, 403, 429) that the
 	// audit log records whatever the method.
 	refused bool
-	// auditedRequest marks an admin request whose "request" line is
-	// written.
-	auditedRequest bool
+	// auditFailed marks an admin request refused because its "request"
+	// line could not be written: no "response" line is tried.
+	auditFailed bool
 }
 
 type stateKey struct{}

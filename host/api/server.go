@@ -359,11 +359,11 @@ func (s *Server) serveRoute(rt *Route, h http.Handler, w http.ResponseWriter, r 
 	}
 	if rt.Scope == ScopeAdmin {
 		if err := s.audit.write(auditLineOf(st, r, auditStageRequest, time.Time{}), true); err != nil {
+			st.auditFailed = true
 			s.refuse(w, r, st, &httpError{status: http.StatusInternalServerError, code: "audit_failed",
 				msg: "the audit log cannot be written, so admin requests are refused; see the host log"})
 			return
 		}
-		st.auditedRequest = true
 	}
 	h.ServeHTTP(w, r)
 }
@@ -393,7 +393,7 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, st *requestState
 // audited (see audit.go).
 func (s *Server) auditAfter(st *requestState, r *http.Request, rec *responseRecorder, body *countingBody, start time.Time) {
 	code := rec.code()
-	if !st.refused && !auditMutating(r.Method) && code != http.StatusUnauthorized && code != http.StatusForbidden {
+	if st.auditFailed || !st.refused && !auditMutating(r.Method) && code != http.StatusUnauthorized && code != http.StatusForbidden {
 		return
 	}
 	l := auditLineOf(st, r, auditStageResponse, start)
