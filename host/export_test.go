@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/datawarehouse/dw/config"
+	"github.com/datawarehouse/dw/host/api"
 )
 
 // SetBeforeParse makes every reload of file content call f with the reload
@@ -15,3 +16,6 @@ func SetBeforeParse(h *Host, f func(source string, content []byte)) { h.reload.b
 func ReloadChange(ctx context.Context, h *Host, c config.Change) ReloadResult {
 	return h.reloadChange(ctx, c)
 }
+
+// APIRoutes returns the routes of the host's API.
+func APIRoutes(h *Host) []api.Route { return h.api.Routes() }
