@@ -16,7 +16,21 @@
 //   - With tokens configured, every endpoint except GET /healthz and
 //     GET /readyz needs "Authorization: Bearer <token>"; the token's name is
 //     the caller identity ([Caller]) and is passed to plugins as the gRPC
-//     metadata dw-caller.
+//     metadata dw-caller. Each route is registered with the [Scope] it
+//     needs (public, read, write, admin) and the subsystem it touches; a
+//     token whose policy does not reach the scope, or that is limited to
+//     other subsystems, gets 403 forbidden naming the token, its policy
+//     and what is missing ([Server.Routes] lists the table; scope.go
+//     documents it). Tokens are at least config.MinTokenBytes long.
+//   - Answers of the auth layer (401, 403, 429) carry "Connection: close"
+//     and never wait for an unread request body (see Server.refuse).
+//     Wrong tokens from one address are slowed down (failtable.go).
+//   - Mutating and refused requests are written to the audit log
+//     (audit.go); an admin request whose audit line cannot be written
+//     is refused with 500 audit_failed.
+//   - GET /readyz without a token answers only {"status":"ready"} or 503
+//     {"status":"not_ready"}; a valid token (or no tokens configured)
+//     gets the plugins that are not ready, their states and errors.
 //   - {name} path values must match ^[a-z][a-z0-9_-]{0,62}$.
 //   - Unknown paths answer 404 and known paths with the wrong method 405
 //     with Allow, both as JSON errors.
@@ -42,6 +56,7 @@
 // path. They share the object routes' streaming, Range and conditional
 // request code (serveDownload, sendBody).
 //
-// More routes (the config endpoints) are added with [Server.Handle] and get
-// the same authentication, metrics, logging and panic recovery.
+// More routes (the config endpoints) are added with [Server.Handle], with
+// their scope, and get the same authentication, scope check, audit,
+// metrics, logging and panic recovery.
 package api
