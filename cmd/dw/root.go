@@ -49,8 +49,8 @@ type clientTLS struct {
 func newRootCmd() *cobra.Command {
 	g := &globalFlags{}
 	root := &cobra.Command{
-		Use:           "dw",
-		Short:         "dw hosts data-platform subsystems as out-of-process plugins",
+		Use:   "dw",
+		Short: "dw hosts data-platform subsystems as out-of-process plugins",
 		Long: "dw hosts data-platform subsystems as out-of-process plugins.\n\n`dw serve` runs the host; the other commands talk to a running host\n" +
 			"(address from --addr or DW_ADDR, token from --token or DW_TOKEN). For a host\n" +
 			"serving HTTPS, use an https:// address and trust its CA with --ca-cert or\n" +

@@ -38,13 +38,13 @@ func newTLSCmd() *cobra.Command {
 
 // tlsInitFlags are the options of dw tls init.
 type tlsInitFlags struct {
-	dir            string
-	names          []string
-	days           int
-	caCert, caKey  string
-	force, client  bool
-	now            func() time.Time
-	hostname       func() (string, error)
+	dir           string
+	names         []string
+	days          int
+	caCert, caKey string
+	force, client bool
+	now           func() time.Time
+	hostname      func() (string, error)
 }
 
 func newTLSInitCmd() *cobra.Command {
