@@ -87,19 +87,29 @@ func NewCA(now time.Time, validity time.Duration) (*CA, error) {
 		IsCA:                  true,
 		MaxPathLenZero:        true, // Go fills in SubjectKeyId for a CA
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		return nil, fmt.Errorf("new ca: sign: %w", err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("new ca: parse: %w", err)
-	}
-	keyPEM, err := encodeKey(key)
+	p, err := sign(tmpl, tmpl, key, key)
 	if err != nil {
 		return nil, fmt.Errorf("new ca: %w", err)
 	}
-	return &CA{Cert: cert, Key: key, CertPEM: encodeCert(der), KeyPEM: keyPEM}, nil
+	return &CA{Cert: p.Cert, Key: key, CertPEM: p.CertPEM, KeyPEM: p.KeyPEM}, nil
+}
+
+// sign makes the certificate tmpl for key, signed by parent's signer, and
+// returns it with key as PEM.
+func sign(tmpl, parent *x509.Certificate, key *ecdsa.PrivateKey, signer crypto.Signer) (*Pair, error) {
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), signer)
+	if err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("parse: %w", err)
+	}
+	keyPEM, err := encodeKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return &Pair{Cert: cert, CertPEM: encodeCert(der), KeyPEM: keyPEM}, nil
 }
 
 // LoadCA reads a CA from PEM: the first certificate of certPEM and the
@@ -183,19 +193,11 @@ func (ca *CA) Issue(req Request) (*Pair, error) {
 		DNSNames:              dns,
 		IPAddresses:           ips,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
-	if err != nil {
-		return nil, fmt.Errorf("issue certificate: sign: %w", err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("issue certificate: parse: %w", err)
-	}
-	keyPEM, err := encodeKey(key)
+	p, err := sign(tmpl, ca.Cert, key, ca.Key)
 	if err != nil {
 		return nil, fmt.Errorf("issue certificate: %w", err)
 	}
-	return &Pair{Cert: cert, CertPEM: encodeCert(der), KeyPEM: keyPEM}, nil
+	return p, nil
 }
 
 // ParseNames checks the names of a certificate and splits them into DNS
