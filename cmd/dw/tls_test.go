@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"crypto/x509"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -269,5 +271,31 @@ func TestCLIMutualTLS(t *testing.T) {
 	t.Setenv("DW_CLIENT_KEY", filepath.Join(dir, "client-key.pem"))
 	if out, _, err := runDW(t, https, nil, "--ca-cert", ca, "status"); err != nil {
 		t.Fatalf("with a client certificate: %v\n%s", err, out)
+	}
+}
+
+// TestTokenFlag: --token is sent instead of DW_TOKEN when both are set,
+// DW_TOKEN alone still works, and --help never shows the token.
+func TestTokenFlag(t *testing.T) {
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.Header.Get("Authorization"))
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"plugins":[]}`))
+	}))
+	defer srv.Close()
+	t.Setenv("DW_TOKEN", "env-token-0123456789")
+	if _, _, err := runDW(t, srv.URL, nil, "--token", "flag-token-0123456789", "plugins"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := runDW(t, srv.URL, nil, "plugins"); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"Bearer flag-token-0123456789", "Bearer env-token-0123456789"}; strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("Authorization headers %q, want %q", got, want)
+	}
+	out, _, err := runDW(t, srv.URL, nil, "--help")
+	if err != nil || strings.Contains(out, "env-token") || !strings.Contains(out, "--token") {
+		t.Fatalf("--help: %v\n%s", err, out)
 	}
 }
