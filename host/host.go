@@ -19,6 +19,7 @@ import (
 	"github.com/datawarehouse/dw/host/api"
 	"github.com/datawarehouse/dw/host/kvstore"
 	"github.com/datawarehouse/dw/host/supervisor"
+	"github.com/datawarehouse/dw/host/tlsreload"
 	"github.com/datawarehouse/dw/sdk/v6"
 )
 
@@ -62,6 +63,7 @@ type Host struct {
 	registry *prometheus.Registry // the host's metrics, served on GET /metrics
 	reload   reloadState          // the running config and its reloads (reload.go)
 	listener net.Listener
+	tls      *tlsreload.Reloader // serves server.tls; nil without TLS
 	http     *http.Server
 	served   chan struct{} // closed when the HTTP server has returned
 	serveErr error         // its error, readable once served is closed
@@ -121,6 +123,9 @@ func (h *Host) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("start host: listen on %s (server.listen): %w", h.cfg.Server.Listen, err)
 	}
+	if err := h.startTLS(); err != nil {
+		return fmt.Errorf("start host: %w", err)
+	}
 
 	specs := make(map[string]supervisor.Spec, len(h.cfg.Subsystems))
 	for name, s := range h.cfg.Subsystems {
@@ -154,6 +159,11 @@ func (h *Host) Start(ctx context.Context) (err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	h.registry = reg
+	if h.tls != nil {
+		if err := h.tls.Register(reg); err != nil {
+			return fmt.Errorf("start host: %w", err)
+		}
+	}
 	h.api, err = api.New(api.Options{
 		Plugins:     h.plugins,
 		Credentials: creds,
@@ -184,8 +194,34 @@ func (h *Host) Start(ctx context.Context) (err error) {
 			h.serveErr = err
 		}
 	}()
-	h.logger.Info("dw host serving", "listen", h.listener.Addr().String(), "pid", os.Getpid(), "version", Version,
+	h.logger.Info("dw host serving", "listen", h.listener.Addr().String(), "tls", h.tls != nil, "pid", os.Getpid(), "version", Version,
 		"config", h.configName(), "data_dir", h.cfg.DataDir, "plugins_dir", h.cfg.Plugins.Dir)
+	return nil
+}
+
+// startTLS wraps the listener in TLS when server.tls is set (the files
+// are checked now: a pair that cannot be served fails the start, naming
+// its key), and starts watching the files. Without TLS, it warns when
+// server.insecure_http allows plain HTTP.
+func (h *Host) startTLS() error {
+	spec := h.cfg.Server.TLS
+	if !spec.Enabled() {
+		if h.cfg.Server.InsecureHTTP {
+			h.logger.Warn("plain HTTP off loopback: tokens travel in clear text (server.insecure_http is set; set server.tls to serve HTTPS)",
+				"listen", h.listener.Addr().String())
+		}
+		return nil
+	}
+	r, err := tlsreload.New(tlsreload.Options{TLS: spec, Logger: h.logger.Named("tls")})
+	if err != nil {
+		return err
+	}
+	h.tls = r
+	h.listener = r.Listener(h.listener)
+	r.Start()
+	st := r.Status()
+	h.logger.Info("serving HTTPS", "cert_file", st.CertFile, "serial", st.Serial, "names", st.Names,
+		"not_after", st.NotAfter.UTC().Format(time.RFC3339), "min_version", st.MinVersion, "client_ca_file", st.ClientCAFile)
 	return nil
 }
 
@@ -262,6 +298,9 @@ func (h *Host) Shutdown(ctx context.Context) error {
 			<-h.served
 		} else if h.listener != nil {
 			_ = h.listener.Close()
+		}
+		if h.tls != nil {
+			h.tls.Close()
 		}
 		if h.plugins != nil {
 			if err := h.plugins.Stop(ctx); err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/datawarehouse/dw/config"
 	"github.com/datawarehouse/dw/host/api"
 	"github.com/datawarehouse/dw/host/supervisor"
+	"github.com/datawarehouse/dw/host/tlsreload"
 	"github.com/datawarehouse/dw/sdk/v6"
 )
 
@@ -117,6 +118,9 @@ type ConfigInfo struct {
 	// LastReload is the last reload attempt, successful or not; nil before
 	// the first.
 	LastReload *ReloadResult `json:"last_reload"`
+	// TLS is the certificate served and the last rejected change of its
+	// files; nil without server.tls.
+	TLS *tlsreload.Status `json:"tls,omitempty"`
 }
 
 // reloadState is the Host's live-configuration state.
@@ -225,6 +229,10 @@ func (h *Host) ConfigInfo() ConfigInfo {
 	if s.last != nil {
 		last := *s.last
 		info.LastReload = &last
+	}
+	if h.tls != nil {
+		st := h.tls.Status()
+		info.TLS = &st
 	}
 	return info
 }
@@ -628,6 +636,8 @@ type reloadPlan struct {
 	before map[string]supervisor.Status
 	// tokens are the new API tokens when they change.
 	tokens []config.Credential
+	// tls are the checked new server.tls files when they change.
+	tls *tlsreload.Candidate
 	// validate are the serving plugins asked to ValidateLimits.
 	validate []string
 	// limits are the subsystems, not restarted, whose limits change and
@@ -666,8 +676,32 @@ var fixedKeys = []struct {
 	{"data_dir", func(c *config.Config) string { return c.DataDir }},
 	{"plugins.dir", func(c *config.Config) string { return c.Plugins.Dir }},
 	{"log.format", func(c *config.Config) string { return c.Log.Format }},
-	{"server.tls", func(c *config.Config) string { return fmt.Sprintf("%+v", c.Server.TLS) }},
 	{"server.max_connections_per_address", func(c *config.Config) string { return strconv.Itoa(c.Server.MaxConnsPerAddress) }},
+}
+
+// planTLS checks a change of server.tls: new file paths or min_version
+// apply live (the new files are checked now), turning TLS on or off needs
+// a restart (the listener would change what it speaks).
+func (h *Host) planTLS(old, new config.TLS) (*tlsreload.Candidate, *Problem) {
+	if !old.Enabled() && !new.Enabled() {
+		return nil, nil // min_version alone, with TLS off: nothing to apply
+	}
+	if old.Enabled() != new.Enabled() || h.tls == nil {
+		verb := "turning TLS on"
+		if old.Enabled() {
+			verb = "turning TLS off"
+		}
+		return nil, &Problem{Path: "server.tls", Message: verb + " cannot be done while dw runs (the listener would change what it speaks); restart dw to apply"}
+	}
+	c, err := h.tls.Prepare(new)
+	if err != nil {
+		var fe *tlsreload.Error
+		if errors.As(err, &fe) {
+			return nil, &Problem{Path: fe.Key, Message: fmt.Sprintf("%s: %v", fe.Path, fe.Err)}
+		}
+		return nil, &Problem{Path: "server.tls", Message: err.Error()}
+	}
+	return c, nil
 }
 
 // plan checks the candidate (steps 1–3 of the transaction) and works out
@@ -683,6 +717,13 @@ func (h *Host) plan(ctx context.Context, old, new *config.Config, d config.Diff)
 		if d.HostChanged(f.key) {
 			problems = append(problems, Problem{Path: f.key, Message: fmt.Sprintf(
 				"cannot change while dw runs (%s → %s); restart dw to apply", f.get(old), f.get(new))})
+		}
+	}
+	if d.HostChanged("server.tls") {
+		var problem *Problem
+		p.tls, problem = h.planTLS(old.Server.TLS, new.Server.TLS)
+		if problem != nil {
+			problems = append(problems, *problem)
 		}
 	}
 	if d.HostChanged("server.auth.tokens") {
@@ -964,6 +1005,9 @@ func (h *Host) apply(ctx context.Context, p *reloadPlan, prev, gen uint64) (prob
 			// Checked in plan; cannot happen.
 			h.logger.Error("config reload: replacing the api tokens failed", "error", err)
 		}
+	}
+	if p.tls != nil {
+		h.tls.Use(p.tls)
 	}
 	if p.old.Log.Level != p.new.Log.Level {
 		h.logger.SetLevel(hclog.LevelFromString(p.new.Log.Level))

@@ -24,14 +24,19 @@ type apiClient struct {
 	base  string
 	token string
 	http  *http.Client
+	// err is a bad --addr or TLS option, returned by every request.
+	err error
 }
 
 func newAPIClient(g *globalFlags) *apiClient {
-	base := strings.TrimRight(g.addr, "/")
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
+	base, err := baseURL(g.addr)
+	c := &apiClient{base: base, token: g.token, err: err, http: &http.Client{Timeout: 30 * time.Second}}
+	if tr, err := g.httpTransport(); err != nil {
+		c.err = errors.Join(c.err, err)
+	} else {
+		c.http.Transport = tr
 	}
-	return &apiClient{base: base, token: g.token, http: &http.Client{Timeout: 30 * time.Second}}
+	return c
 }
 
 // apiError is an error answer of the host.
@@ -53,6 +58,9 @@ func (c *apiClient) do(method, path string, body []byte) ([]byte, error) {
 
 // doContent is do with a given request content type.
 func (c *apiClient) doContent(method, path string, body []byte, contentType string) ([]byte, error) {
+	if c.err != nil {
+		return nil, c.err
+	}
 	var r io.Reader
 	if body != nil {
 		r = bytes.NewReader(body)
@@ -69,7 +77,7 @@ func (c *apiClient) doContent(method, path string, body []byte, contentType stri
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("reach dw host at %s (set --addr or DW_ADDR): %w", c.base, err)
+		return nil, reachError(c.base, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -89,8 +97,11 @@ func (c *apiClient) doContent(method, path string, body []byte, contentType stri
 	if json.Unmarshal(data, &e) == nil && e.Error.Message != "" {
 		ae.Code, ae.Message = e.Error.Code, e.Error.Message
 	}
+	if m := plainToTLS(resp, data); m != "" {
+		ae.Message = m
+	}
 	if resp.StatusCode == http.StatusUnauthorized {
-		ae.Message += " (set DW_TOKEN)"
+		ae.Message += " (set DW_TOKEN or --token)"
 	}
 	return data, ae
 }

@@ -70,13 +70,19 @@ type transferClient struct {
 	// header is sent with every request.
 	header http.Header
 	http   *http.Client
+	// err is a bad --addr or TLS option, returned by every request.
+	err error
 }
 
 func newTransferClient(g *globalFlags) *transferClient {
 	ac := newAPIClient(g)
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.ResponseHeaderTimeout = 0
-	return &transferClient{base: ac.base, token: ac.token, header: http.Header{}, http: &http.Client{Transport: tr}}
+	c := &transferClient{base: ac.base, token: ac.token, header: http.Header{}, http: &http.Client{}, err: ac.err}
+	if tr, ok := ac.http.Transport.(*http.Transport); ok {
+		tr = tr.Clone()
+		tr.ResponseHeaderTimeout = 0
+		c.http.Transport = tr
+	}
+	return c
 }
 
 // close releases the client's idle connections.
@@ -125,6 +131,9 @@ func (c *objClient) objectURL(key string) string {
 // do sends req and returns the response of a 2xx (or 304) answer; any
 // other answer becomes an *apiError and its body is closed.
 func (c *transferClient) do(req *http.Request) (*http.Response, error) {
+	if c.err != nil {
+		return nil, c.err
+	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
@@ -136,7 +145,7 @@ func (c *transferClient) do(req *http.Request) (*http.Response, error) {
 		if ctxErr := req.Context().Err(); ctxErr != nil {
 			return nil, fmt.Errorf("%s %s: interrupted: %w", req.Method, req.URL.Path, ctxErr)
 		}
-		return nil, fmt.Errorf("reach dw host at %s (set --addr or DW_ADDR): %w", c.base, err)
+		return nil, reachError(c.base, err)
 	}
 	if resp.StatusCode/100 == 2 || resp.StatusCode == http.StatusNotModified {
 		return resp, nil
@@ -161,8 +170,11 @@ func errorOf(resp *http.Response) error {
 	if ae.Message == "" { // HEAD answers have no body
 		ae.Message = resp.Request.Method + " " + resp.Request.URL.Path + ": " + strings.ToLower(http.StatusText(resp.StatusCode))
 	}
+	if m := plainToTLS(resp, data); m != "" {
+		ae.Message = m
+	}
 	if resp.StatusCode == http.StatusUnauthorized {
-		ae.Message += " (set DW_TOKEN)"
+		ae.Message += " (set DW_TOKEN or --token)"
 	}
 	return ae
 }

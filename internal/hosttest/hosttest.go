@@ -126,7 +126,8 @@ func Plugin(tb testing.TB, dir, name string) {
 type Host struct {
 	// Addr is the API's host:port.
 	Addr string
-	// URL is "http://" + Addr.
+	// URL is "http://" + Addr, or "https://" + Addr for a host serving
+	// TLS.
 	URL string
 	// DataDir is the host's data_dir; ConfigPath its config file;
 	// PluginsDir its plugins.dir.
@@ -136,6 +137,9 @@ type Host struct {
 	// Token is sent as the bearer token by JSON (and so by Plugin and
 	// WaitServing); StartWithTokens sets it to one of its tokens.
 	Token string
+	// Client makes the requests of Call and JSON; nil means
+	// http.DefaultClient (set one that trusts the CA of a TLS host).
+	Client *http.Client
 
 	env  []string
 	cmd  *exec.Cmd
@@ -156,6 +160,14 @@ type Host struct {
 func Start(tb testing.TB, pluginsDir, subsystemsYAML string, env ...string) *Host {
 	tb.Helper()
 	return start(tb, pluginsDir, "", subsystemsYAML, env)
+}
+
+// StartServer is Start with serverYAML added under the config's server:
+// key (indented by two spaces, e.g. "  tls:\n    cert_file: …\n"). A
+// host serving TLS gets an https:// URL; Call and JSON then need Client.
+func StartServer(tb testing.TB, pluginsDir, serverYAML, subsystemsYAML string, env ...string) *Host {
+	tb.Helper()
+	return start(tb, pluginsDir, serverYAML, subsystemsYAML, env)
 }
 
 // StartWithTokens is Start with bearer authentication: tokens maps each
@@ -232,7 +244,7 @@ func (h *Host) Restart(tb testing.TB) *Host {
 	default:
 		tb.Fatal("hosttest: Restart of a host that is still running; Kill it first")
 	}
-	n := &Host{DataDir: h.DataDir, ConfigPath: h.ConfigPath, PluginsDir: h.PluginsDir, Base: h.Base, Token: h.Token,
+	n := &Host{DataDir: h.DataDir, ConfigPath: h.ConfigPath, PluginsDir: h.PluginsDir, Base: h.Base, Token: h.Token, Client: h.Client,
 		env: h.env, done: make(chan struct{})}
 	n.run(tb)
 	return n
@@ -263,6 +275,9 @@ func (h *Host) run(tb testing.TB) {
 				var m map[string]any
 				if json.Unmarshal([]byte(line), &m) == nil {
 					if a, ok := m["listen"].(string); ok {
+						if m["tls"] == true {
+							a = "https://" + a
+						}
 						addr <- a
 						sent = true
 					}
@@ -278,8 +293,12 @@ func (h *Host) run(tb testing.TB) {
 	}()
 	tb.Cleanup(h.Kill)
 	select {
-	case h.Addr = <-addr:
-		h.URL = "http://" + h.Addr
+	case a := <-addr:
+		if rest, ok := strings.CutPrefix(a, "https://"); ok {
+			h.Addr, h.URL = rest, a
+		} else {
+			h.Addr, h.URL = a, "http://"+a
+		}
 	case <-h.done:
 		tb.Fatalf("dw serve exited before serving: %v\n%s", h.err, h.Logs())
 	case <-time.After(60 * time.Second):
@@ -428,7 +447,11 @@ func (h *Host) Call(tb testing.TB, method, path string, body any) (int, []byte) 
 	if h.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+h.Token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	client := h.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		tb.Fatalf("%s %s: %v", method, path, err)
 	}
