@@ -17,6 +17,7 @@ import (
 
 	"github.com/datawarehouse/dw/config"
 	"github.com/datawarehouse/dw/host/api"
+	"github.com/datawarehouse/dw/host/internal/netguard"
 	"github.com/datawarehouse/dw/host/kvstore"
 	"github.com/datawarehouse/dw/host/supervisor"
 	"github.com/datawarehouse/dw/sdk/v6"
@@ -62,6 +63,7 @@ type Host struct {
 	registry *prometheus.Registry // the host's metrics, served on GET /metrics
 	reload   reloadState          // the running config and its reloads (reload.go)
 	listener net.Listener
+	conns    *netguard.Listener // the raw TCP listener, limiting connections per address
 	http     *http.Server
 	served   chan struct{} // closed when the HTTP server has returned
 	serveErr error         // its error, readable once served is closed
@@ -121,6 +123,15 @@ func (h *Host) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("start host: listen on %s (server.listen): %w", h.cfg.Server.Listen, err)
 	}
+	h.conns = netguard.NewListener(h.listener, h.cfg.Server.MaxConnsPerAddress)
+	h.listener = h.conns
+	bodyPolicy, testWindow, err := netguard.PolicyFromEnv(os.Getenv)
+	if err != nil {
+		return fmt.Errorf("start host: %w", err)
+	}
+	if testWindow {
+		h.logger.Warn("the body rate window is shortened for tests", "variable", netguard.TestWindowEnv, "window", bodyPolicy.Window)
+	}
 
 	specs := make(map[string]supervisor.Spec, len(h.cfg.Subsystems))
 	for name, s := range h.cfg.Subsystems {
@@ -153,6 +164,7 @@ func (h *Host) Start(ctx context.Context) (err error) {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(h.conns.Collectors()...)
 	h.registry = reg
 	h.api, err = api.New(api.Options{
 		Plugins:  h.plugins,
@@ -171,9 +183,12 @@ func (h *Host) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("start host: %w", err)
 	}
 	h.http = &http.Server{
-		Handler:           h.api.Handler(),
+		// Bodies keep a minimum rate both ways (netguard): no fixed
+		// ReadTimeout or WriteTimeout, which would cut large transfers.
+		Handler:           netguard.BodyDeadlines(h.api.Handler(), bodyPolicy),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    netguard.MaxHeaderBytes,
 		ErrorLog:          h.logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
 	h.served = make(chan struct{})

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -439,8 +438,9 @@ func (h *Host) lockReload(ctx context.Context) (release func(), err error) {
 //     running to keep.
 //  7. Commit: the sections that needed no restart are recorded, every
 //     plugin acknowledges generation g (Status.Generation; the untouched
-//     ones run it too), the API tokens and the host log level are
-//     replaced, and the new snapshot is swapped in.
+//     ones run it too), the API tokens, the host log level and
+//     server.max_connections_per_address (for connections accepted from
+//     then on) are replaced, and the new snapshot is swapped in.
 //
 // Failures are logged at error with the key paths and plugins, shown in
 // GET /v1/config (last_reload) and counted in the metrics; successes are
@@ -664,7 +664,6 @@ var fixedKeys = []struct {
 	{"log.format", func(c *config.Config) string { return c.Log.Format }},
 	{"server.tls", func(c *config.Config) string { return fmt.Sprintf("%+v", c.Server.TLS) }},
 	{"server.audit", func(c *config.Config) string { return fmt.Sprintf("%+v", c.Server.Audit) }},
-	{"server.max_connections_per_address", func(c *config.Config) string { return strconv.Itoa(c.Server.MaxConnsPerAddress) }},
 }
 
 // plan checks the candidate (steps 1–3 of the transaction) and works out
@@ -944,6 +943,10 @@ func (h *Host) apply(ctx context.Context, p *reloadPlan, prev, gen uint64) (prob
 	}
 	if p.old.Log.Level != p.new.Log.Level {
 		h.logger.SetLevel(hclog.LevelFromString(p.new.Log.Level))
+	}
+	if h.conns != nil {
+		// Connections open past a lowered limit stay; new ones are refused.
+		h.conns.SetLimit(p.new.Server.MaxConnsPerAddress)
 	}
 	return nil, warnings, restarted
 }
