@@ -28,9 +28,9 @@ import (
 //     instead of showing it. An allow list, so that a type a browser may
 //     execute and nobody thought of (text/xsl, application/xhtml+xml,
 //     multipart/x-mixed-replace, a malformed value) is downloaded too.
-//     The file name is the last segment of the key or path, as RFC 6266's
-//     filename*=UTF-8''… (percent-encoded); none when that segment is
-//     empty or not UTF-8. Content-Disposition only matters to a browser
+//     The file name is the last segment of the key or path, in RFC 6266's
+//     filename* parameter (UTF-8, percent-encoded); none when that segment
+//     is empty or not UTF-8. Content-Disposition only matters to a browser
 //     navigating to the URL; API clients ignore it.
 const storedContentCSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
 
