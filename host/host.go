@@ -192,6 +192,7 @@ func (h *Host) Start(ctx context.Context) (err error) {
 		ErrorLog:          h.logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
 	h.served = make(chan struct{})
+	go h.conns.ReclaimAfterSurges(h.served)
 	go func() {
 		defer close(h.served)
 		if err := h.http.Serve(h.listener); !errors.Is(err, http.ErrServerClosed) {

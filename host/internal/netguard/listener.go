@@ -4,8 +4,11 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -19,6 +22,8 @@ type Listener struct {
 	mu    sync.Mutex
 	open  map[netip.Addr]int // address (IPv6: its /64) → open connections
 	total int
+	peak  int           // most open at once since the last drained surge
+	surge chan struct{} // a surge drained (buffered: one pending)
 
 	refused   prometheus.Counter
 	openGauge prometheus.GaugeFunc
@@ -27,7 +32,7 @@ type Listener struct {
 // NewListener wraps inner, allowing limit open connections per address (0:
 // no limit; a negative limit counts as 0).
 func NewListener(inner net.Listener, limit int) *Listener {
-	l := &Listener{Listener: inner, open: make(map[netip.Addr]int)}
+	l := &Listener{Listener: inner, open: make(map[netip.Addr]int), surge: make(chan struct{}, 1)}
 	l.SetLimit(limit)
 	l.refused = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "dw_http_connections_refused_total",
@@ -95,6 +100,7 @@ func (l *Listener) acquire(key netip.Addr) bool {
 	}
 	l.open[key]++
 	l.total++
+	l.peak = max(l.peak, l.total)
 	return true
 }
 
@@ -107,6 +113,51 @@ func (l *Listener) release(key netip.Addr) {
 		delete(l.open, key)
 	}
 	l.total--
+	if l.peak >= SurgeConns && l.total <= SurgeConns/8 {
+		l.peak = l.total
+		select {
+		case l.surge <- struct{}{}:
+		default: // one pending is enough
+		}
+	}
+}
+
+// SurgeConns is how many connections open at once make a surge: once at
+// most an eighth of that many are left open, ReclaimAfterSurges returns
+// the memory they held to the system.
+const SurgeConns = 256
+
+// surgeSettle is how long ReclaimAfterSurges waits after a surge drained
+// before it collects: the goroutines of the last connections are still
+// ending, and the plugin calls they made still being torn down.
+const surgeSettle = time.Second
+
+// ReclaimAfterSurges runs until done is closed: after each surge of
+// connections has drained (and surgeSettle more), it runs the garbage
+// collector twice (pooled buffers of closed connections survive one
+// collection in sync.Pool's victim cache) and returns the freed memory to
+// the system (debug.FreeOSMemory). Without it a surge's memory — thousands
+// of goroutine stacks and connection buffers, about 25 KiB per connection —
+// stays resident until the runtime's forced collection (every two minutes
+// when idle) and its background scavenger get to it: a host left idle
+// after a slow-body attack would keep that memory for minutes. Each
+// reclaim is a full collection; an attacker can cause at most one per
+// surge of SurgeConns connections and surgeSettle.
+func (l *Listener) ReclaimAfterSurges(done <-chan struct{}) {
+	settle := time.NewTimer(0)
+	<-settle.C
+	for {
+		select {
+		case <-done:
+			settle.Stop()
+			return
+		case <-l.surge:
+			settle.Reset(surgeSettle)
+		case <-settle.C:
+			runtime.GC()
+			debug.FreeOSMemory()
+		}
+	}
 }
 
 // addrKey is what a remote address counts under: an IPv4 address, or the

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -287,4 +288,61 @@ func TestAddrKey(t *testing.T) {
 			t.Errorf("addrKey(%v) = %v, %v; want %s, %v", tc.addr, got, ok, tc.want, tc.ok)
 		}
 	}
+}
+
+// A surge (SurgeConns open at once) signals ReclaimAfterSurges once it has
+// drained to an eighth of SurgeConns, not before; ReclaimAfterSurges
+// collects and ends with done.
+func TestSurgeSignalsOnceDrained(t *testing.T) {
+	a := startAcceptor(t, 0, "tcp", "127.0.0.1:0")
+	var conns []net.Conn
+	for range SurgeConns {
+		dial(t, a.l.Addr().String())
+		conns = append(conns, a.next(t))
+	}
+	pending := func() bool {
+		select {
+		case <-a.l.surge:
+			return true
+		default:
+			return false
+		}
+	}
+	left := SurgeConns/8 + 1
+	for _, c := range conns[left:] {
+		_ = c.Close()
+	}
+	if pending() {
+		t.Fatalf("surge signalled with %d connections still open", left)
+	}
+	_ = conns[0].Close()
+	if !pending() {
+		t.Fatalf("no signal once the surge drained to %d", SurgeConns/8)
+	}
+	for _, c := range conns[1:left] {
+		_ = c.Close()
+	}
+	if pending() {
+		t.Fatal("a second signal without a new surge")
+	}
+
+	done, ended := make(chan struct{}), make(chan struct{})
+	go func() { defer close(ended); a.l.ReclaimAfterSurges(done) }()
+	a.l.surge <- struct{}{}
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	deadline := time.Now().Add(bound)
+	for {
+		var now runtime.MemStats
+		runtime.ReadMemStats(&now)
+		if now.NumForcedGC >= before.NumForcedGC+2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ReclaimAfterSurges did not collect within %s", bound)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(done)
+	<-ended
 }
