@@ -60,6 +60,34 @@ func TestStoredContentIsNotServedActive(t *testing.T) {
 	put("/v1/objects/site/untyped", "", http.StatusOK)
 	put("/v1/files/site/evil.html", "text/html", http.StatusCreated)
 
+	// MaxHeaderBytes leaves room for the largest legitimate request: the
+	// longest key, percent-encoded, with the most metadata; 80 KiB of
+	// headers is refused.
+	longKey := strings.Repeat("%C3%A9", 1024/2)
+	req, _ := http.NewRequest(http.MethodPut, h.URL+"/v1/objects/"+longKey, strings.NewReader("x"))
+	for i := range 64 {
+		req.Header.Set(fmt.Sprintf("X-DW-Meta-m%02d", i), strings.Repeat("v", 8<<10/64-4))
+	}
+	for _, tc := range []struct {
+		fill int
+		want int
+	}{{0, http.StatusOK}, {80 << 10, http.StatusRequestHeaderFieldsTooLarge}} {
+		if tc.fill > 0 {
+			req.Header.Set("X-Fill", strings.Repeat("f", tc.fill))
+		}
+		req.Body = io.NopCloser(strings.NewReader("x"))
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != tc.want {
+			t.Errorf("PUT with a %d-byte key, 8 KiB of metadata and %d more bytes of headers: %d %s, want %d",
+				len(longKey), tc.fill, res.StatusCode, b, tc.want)
+		}
+	}
+
 	for _, tc := range []struct {
 		path, contentType, disposition string
 	}{
@@ -378,4 +406,45 @@ func hostNoFile(t *testing.T, pid int) uint64 {
 	}
 	t.Fatalf("no open files limit in /proc/%d/limits", pid)
 	return 0
+}
+
+// server.max_connections_per_address applies on a config reload, to the
+// connections accepted from then on.
+func TestMaxConnsPerAddressReloadsLive(t *testing.T) {
+	h := hosttest.Start(t, t.TempDir(), "")
+	base := strings.Replace(h.Base, "  listen: 127.0.0.1:0\n", "  listen: 127.0.0.1:0\n  max_connections_per_address: 3\n", 1)
+	if base == h.Base {
+		t.Fatalf("no listen line in the host's config:\n%s", h.Base)
+	}
+	if err := os.WriteFile(h.ConfigPath, []byte(base), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := h.Call(t, http.MethodPost, "/v1/config/reload", ""); code != http.StatusOK {
+		t.Fatalf("reload: %d %s", code, body)
+	}
+	http.DefaultClient.CloseIdleConnections()
+
+	// Hold connections until the host closes one: at most 3 stay open
+	// (fewer while the closed keep-alive connection is still counted).
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			_ = c.Close()
+		}
+	}()
+	for len(held) <= 3 {
+		c, err := net.Dial("tcp", h.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		if _, err := c.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+			_ = c.Close()
+			break // closed by the host: the cap
+		}
+		held = append(held, c)
+	}
+	if len(held) == 0 || len(held) > 3 {
+		t.Fatalf("the host kept %d connections open with a cap of 3", len(held))
+	}
 }
