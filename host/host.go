@@ -17,6 +17,7 @@ import (
 
 	"github.com/datawarehouse/dw/config"
 	"github.com/datawarehouse/dw/host/api"
+	"github.com/datawarehouse/dw/host/internal/netguard"
 	"github.com/datawarehouse/dw/host/kvstore"
 	"github.com/datawarehouse/dw/host/supervisor"
 	"github.com/datawarehouse/dw/host/tlsreload"
@@ -63,6 +64,7 @@ type Host struct {
 	registry *prometheus.Registry // the host's metrics, served on GET /metrics
 	reload   reloadState          // the running config and its reloads (reload.go)
 	listener net.Listener
+	conns    *netguard.Listener  // the raw TCP listener, limiting connections per address
 	tls      *tlsreload.Reloader // serves server.tls; nil without TLS
 	http     *http.Server
 	served   chan struct{} // closed when the HTTP server has returned
@@ -123,8 +125,19 @@ func (h *Host) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("start host: listen on %s (server.listen): %w", h.cfg.Server.Listen, err)
 	}
+	// The connection cap counts raw TCP connections, under TLS: a refused
+	// connection costs no handshake.
+	h.conns = netguard.NewListener(h.listener, h.cfg.Server.MaxConnsPerAddress)
+	h.listener = h.conns
 	if err := h.startTLS(); err != nil {
 		return fmt.Errorf("start host: %w", err)
+	}
+	bodyPolicy, testWindow, err := netguard.PolicyFromEnv(os.Getenv)
+	if err != nil {
+		return fmt.Errorf("start host: %w", err)
+	}
+	if testWindow {
+		h.logger.Warn("the body rate window is shortened for tests", "variable", netguard.TestWindowEnv, "window", bodyPolicy.Window)
 	}
 
 	specs := make(map[string]supervisor.Spec, len(h.cfg.Subsystems))
@@ -158,6 +171,7 @@ func (h *Host) Start(ctx context.Context) (err error) {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(h.conns.Collectors()...)
 	h.registry = reg
 	if h.tls != nil {
 		if err := h.tls.Register(reg); err != nil {
@@ -182,12 +196,16 @@ func (h *Host) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("start host: %w", err)
 	}
 	h.http = &http.Server{
-		Handler:           h.api.Handler(),
+		// Bodies keep a minimum rate both ways (netguard): no fixed
+		// ReadTimeout or WriteTimeout, which would cut large transfers.
+		Handler:           netguard.BodyDeadlines(h.api.Handler(), bodyPolicy),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    netguard.MaxHeaderBytes,
 		ErrorLog:          h.logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
 	h.served = make(chan struct{})
+	go h.conns.ReclaimAfterSurges(h.served)
 	go func() {
 		defer close(h.served)
 		if err := h.http.Serve(h.listener); !errors.Is(err, http.ErrServerClosed) {

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -451,8 +450,9 @@ func (h *Host) lockReload(ctx context.Context) (release func(), err error) {
 //     running to keep.
 //  7. Commit: the sections that needed no restart are recorded, every
 //     plugin acknowledges generation g (Status.Generation; the untouched
-//     ones run it too), the API tokens and the host log level are
-//     replaced, and the new snapshot is swapped in.
+//     ones run it too), the API tokens, the host log level and
+//     server.max_connections_per_address (for connections accepted from
+//     then on) are replaced, and the new snapshot is swapped in.
 //
 // Failures are logged at error with the key paths and plugins, shown in
 // GET /v1/config (last_reload) and counted in the metrics; successes are
@@ -676,7 +676,6 @@ var fixedKeys = []struct {
 	{"data_dir", func(c *config.Config) string { return c.DataDir }},
 	{"plugins.dir", func(c *config.Config) string { return c.Plugins.Dir }},
 	{"log.format", func(c *config.Config) string { return c.Log.Format }},
-	{"server.max_connections_per_address", func(c *config.Config) string { return strconv.Itoa(c.Server.MaxConnsPerAddress) }},
 }
 
 // planTLS checks a change of server.tls: new file paths or min_version
@@ -1011,6 +1010,10 @@ func (h *Host) apply(ctx context.Context, p *reloadPlan, prev, gen uint64) (prob
 	}
 	if p.old.Log.Level != p.new.Log.Level {
 		h.logger.SetLevel(hclog.LevelFromString(p.new.Log.Level))
+	}
+	if h.conns != nil {
+		// Connections open past a lowered limit stay; new ones are refused.
+		h.conns.SetLimit(p.new.Server.MaxConnsPerAddress)
 	}
 	return nil, warnings, restarted
 }

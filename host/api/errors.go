@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -82,6 +83,8 @@ var errorStatuses = []struct {
 //	context.DeadlineExceeded                      504 deadline_exceeded
 //	context.Canceled                              499 canceled
 //	missing or wrong bearer token                 401 unauthenticated
+//	a request body slower than the minimum rate   408 request_timeout
+//	  (os.ErrDeadlineExceeded: the host's body deadline, netguard)
 //	anything else                                 500 internal
 func StatusOf(err error) (status int, code string) {
 	var he *httpError
@@ -91,6 +94,9 @@ func StatusOf(err error) (status int, code string) {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return http.StatusRequestEntityTooLarge, "payload_too_large"
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return http.StatusRequestTimeout, "request_timeout"
 	}
 	for _, e := range errorStatuses {
 		if errors.Is(err, e.err) {

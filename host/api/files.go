@@ -181,7 +181,7 @@ func fileETag(info *dwv1.FileInfo) string {
 
 // fileMeta is what GET and HEAD answer of a file.
 func fileMeta(info *dwv1.FileInfo) bodyMeta {
-	return bodyMeta{size: info.GetSize(), etag: fileETag(info), modified: info.GetModifiedAt().AsTime(),
+	return bodyMeta{name: info.GetPath(), size: info.GetSize(), etag: fileETag(info), modified: info.GetModifiedAt().AsTime(),
 		headers: func(h http.Header) {
 			h.Set("Content-Type", defaultContentType)
 			h.Set("X-Dw-Mode", fileMode(info))

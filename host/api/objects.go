@@ -42,6 +42,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -518,6 +519,11 @@ func uploadError(r *http.Request, what, name string, err error) error {
 	if !errors.Is(err, errBody) {
 		return callError(r, "put", what, name, err)
 	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// The body came too slowly (the host's body deadline): 408, although
+		// the failed read also ended the request's context.
+		return fmt.Errorf("put %s %s: %w", what, shown(name), err)
+	}
 	if r.Context().Err() != nil {
 		return fmt.Errorf("put %s %s: %w (the client went away)", what, shown(name), r.Context().Err())
 	}
@@ -623,7 +629,7 @@ func fill(r io.Reader, buf []byte) (int, error) {
 
 // objectMeta is what GET and HEAD answer of an object.
 func objectMeta(info *dwv1.ObjectInfo) bodyMeta {
-	return bodyMeta{size: info.GetSize(), etag: etagOf(info), modified: info.GetModifiedAt().AsTime(),
+	return bodyMeta{name: info.GetKey(), size: info.GetSize(), etag: etagOf(info), modified: info.GetModifiedAt().AsTime(),
 		headers: func(h http.Header) { setObjectHeaders(h, info) }}
 }
 
@@ -708,6 +714,9 @@ func (s *Server) getObject(w http.ResponseWriter, r *http.Request, store dwv1.Ob
 
 // bodyMeta is what GET and HEAD answer of a stored body.
 type bodyMeta struct {
+	// name is the object's key or the file's path: its last segment names
+	// the download of an active type (setStoredContentHeaders).
+	name string
 	size int64
 	// etag is the quoted ETag; empty: none (no If-None-Match or If-Range
 	// by tag matches).
@@ -778,12 +787,12 @@ func startedBody(m bodyMeta, hasInfo bool, offset, length int64, next func() ([]
 }
 
 // setBodyHeaders sets the headers GET and HEAD answer for a body (not
-// Content-Length).
+// Content-Length), also of a range.
 func setBodyHeaders(h http.Header, m bodyMeta) {
 	setValidators(h, m)
 	h.Set("Accept-Ranges", "bytes")
-	h.Set("X-Content-Type-Options", "nosniff")
 	m.headers(h)
+	setStoredContentHeaders(h, m.name)
 }
 
 // setValidators sets ETag and Last-Modified (also on a 304).
