@@ -21,7 +21,7 @@ import (
 // writer checkpoints once the WAL holds this much (wal_autocheckpoint, in
 // pages of the file's size), and a checkpoint that resets the WAL
 // truncates the file back to it (journal_size_limit).
-const walCap = 4 << 20
+const walCap = 16 << 20
 
 // txOverhead is what a write transaction may add to the WAL and to the
 // file besides its data: the b-tree pages it changes (a few pages of up
