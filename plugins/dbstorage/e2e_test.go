@@ -980,7 +980,7 @@ func TestFullDiskCostsTheFailedWriteOnly(t *testing.T) {
 		}
 		return fi.Size()
 	}
-	hosttest.WaitFor(t, 30*time.Second, "the WAL to be checkpointed back to zero", func() bool { return walSize() == 0 })
+	hosttest.WaitFor(t, 90*time.Second, "the WAL to be checkpointed back to zero", func() bool { return walSize() == 0 })
 
 	check := func(when string) {
 		t.Helper()

@@ -43,8 +43,9 @@ type collector struct {
 }
 
 // startCollector starts garbage collection with a pass, for garbage left
-// by the previous process.
-func startCollector(s *Store) *collector {
+// by the previous process, as s.gc (set before the goroutine starts: its
+// own writes reach s.gc through noteWrite).
+func startCollector(s *Store) {
 	c := &collector{
 		s:         s,
 		wakeC:     make(chan struct{}, 1),
@@ -54,8 +55,8 @@ func startCollector(s *Store) *collector {
 	}
 	c.ckpt.Store(true)
 	c.wake()
+	s.gc = c
 	go c.run()
-	return c
 }
 
 // wake asks for a pass; it never blocks.

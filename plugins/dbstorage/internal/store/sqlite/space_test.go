@@ -24,7 +24,7 @@ const volumeMiB = 64
 // bytes (the collector checkpoints in the background).
 func waitWAL(tb testing.TB, path string, limit int64) {
 	tb.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(90 * time.Second)
 	for fileSize(path+"-wal") > limit {
 		if time.Now().After(deadline) {
 			tb.Fatalf("the WAL stays at %d bytes (db %d bytes), want at most %d", fileSize(path+"-wal"), fileSize(path), limit)

@@ -163,8 +163,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.closeDBs()
 		return nil, fmt.Errorf("open sqlite strategy %q at %s: %w", cfg.Name, cfg.Path, err)
 	}
+	// The collector first: the committer's writes note failures to it.
+	startCollector(s)
 	s.commits = startCommitter(s)
-	s.gc = startCollector(s)
 	return s, nil
 }
 
