@@ -770,9 +770,10 @@ func TestHostKilledMidBackupResumes(t *testing.T) {
 	assertSameTree(t, want, restore(t, h2, done.Snapshot, "after-host-crash"))
 }
 
-// TestRestoreTargetsCannotEscape sends restore targets that try to leave
-// the restore root: refused, nothing written outside it.
-func TestRestoreTargetsCannotEscape(t *testing.T) {
+// smallBackup starts a host with a source of two files, backs it up in
+// full and returns the host, the snapshot and the source's manifest.
+func smallBackup(t *testing.T) (*hosttest.Host, api.Snapshot, map[string]entry) {
+	t.Helper()
 	src := t.TempDir()
 	w := &treeWriter{tb: t, root: src}
 	w.file("f.txt", []byte("content\n"), 0o644)
@@ -781,6 +782,13 @@ func TestRestoreTargetsCannotEscape(t *testing.T) {
 	want := manifest(t, src)
 	h := startDP(t, map[string]string{"src": src}, "")
 	_, snap := backup(t, h, "src", "full")
+	return h, snap, want
+}
+
+// TestRestoreTargetsCannotEscape sends restore targets that try to leave
+// the restore root: refused, nothing written outside it.
+func TestRestoreTargetsCannotEscape(t *testing.T) {
+	h, snap, want := smallBackup(t)
 	root := filepath.Join(h.DataDir, "restores")
 	outside := t.TempDir()
 	if err := os.WriteFile(filepath.Join(outside, "secret"), []byte("secret"), 0o644); err != nil {
@@ -1308,14 +1316,7 @@ func TestCancelledBackupLeavesNothing(t *testing.T) {
 // regular file in its place is refused with a 409 that names restore_root
 // and says what to do, not an internal error.
 func TestRestoreRootRemovedWhileRunning(t *testing.T) {
-	src := t.TempDir()
-	w := &treeWriter{tb: t, root: src}
-	w.file("f.txt", []byte("content\n"), 0o644)
-	w.file("d/g.txt", []byte("more\n"), 0o600)
-	w.finish()
-	want := manifest(t, src)
-	h := startDP(t, map[string]string{"src": src}, "")
-	_, snap := backup(t, h, "src", "full")
+	h, snap, want := smallBackup(t)
 	root := filepath.Join(h.DataDir, "restores")
 	assertSameTree(t, want, restore(t, h, snap.ID, "before"))
 

@@ -618,6 +618,16 @@ func TestListStream(t *testing.T) {
 	}
 }
 
+// healthJSON is GET /v1/subsystems/dbstorage/health.
+type healthJSON struct {
+	Status     string `json:"status"`
+	Components []struct {
+		Name    string `json:"name"`
+		Status  string `json:"status"`
+		Message string `json:"message"`
+	} `json:"components"`
+}
+
 // TestHungStrategy: a PostgreSQL strategy whose server accepts connections
 // and never answers is reported unhealthy at its health_timeout while the
 // SQLite strategy reports at once and keeps serving; requests to the hung
@@ -654,14 +664,7 @@ func TestHungStrategy(t *testing.T) {
 	h := hosttest.Start(t, dir, dbConfig([]string{sqliteStrategy, hung}, "primary", "{health_timeout: 700ms, health_interval: 1h}"))
 	h.WaitServing(t, "dbstorage", 60*time.Second)
 
-	var health struct {
-		Status     string `json:"status"`
-		Components []struct {
-			Name    string `json:"name"`
-			Status  string `json:"status"`
-			Message string `json:"message"`
-		} `json:"components"`
-	}
+	var health healthJSON
 	if code := h.JSON(t, "GET", "/v1/subsystems/dbstorage/health", nil, &health); code != 200 {
 		t.Fatalf("health: %d", code)
 	}
@@ -994,14 +997,7 @@ func TestFullDiskCostsTheFailedWriteOnly(t *testing.T) {
 	}
 	check("after the full disk")
 
-	var health struct {
-		Status     string `json:"status"`
-		Components []struct {
-			Name    string `json:"name"`
-			Status  string `json:"status"`
-			Message string `json:"message"`
-		} `json:"components"`
-	}
+	var health healthJSON
 	if code := h.JSON(t, "GET", "/v1/subsystems/dbstorage/health", nil, &health); code != 200 || len(health.Components) != 1 ||
 		!strings.Contains(health.Components[0].Message, "free_bytes=") {
 		t.Fatalf("health: %d %+v; want the volume's free_bytes", code, health)
