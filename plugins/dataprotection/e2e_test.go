@@ -770,9 +770,10 @@ func TestHostKilledMidBackupResumes(t *testing.T) {
 	assertSameTree(t, want, restore(t, h2, done.Snapshot, "after-host-crash"))
 }
 
-// TestRestoreTargetsCannotEscape sends restore targets that try to leave
-// the restore root: refused, nothing written outside it.
-func TestRestoreTargetsCannotEscape(t *testing.T) {
+// smallBackup starts a host with a source of two files, backs it up in
+// full and returns the host, the snapshot and the source's manifest.
+func smallBackup(t *testing.T) (*hosttest.Host, api.Snapshot, map[string]entry) {
+	t.Helper()
 	src := t.TempDir()
 	w := &treeWriter{tb: t, root: src}
 	w.file("f.txt", []byte("content\n"), 0o644)
@@ -781,6 +782,13 @@ func TestRestoreTargetsCannotEscape(t *testing.T) {
 	want := manifest(t, src)
 	h := startDP(t, map[string]string{"src": src}, "")
 	_, snap := backup(t, h, "src", "full")
+	return h, snap, want
+}
+
+// TestRestoreTargetsCannotEscape sends restore targets that try to leave
+// the restore root: refused, nothing written outside it.
+func TestRestoreTargetsCannotEscape(t *testing.T) {
+	h, snap, want := smallBackup(t)
 	root := filepath.Join(h.DataDir, "restores")
 	outside := t.TempDir()
 	if err := os.WriteFile(filepath.Join(outside, "secret"), []byte("secret"), 0o644); err != nil {
@@ -1301,4 +1309,39 @@ func TestCancelledBackupLeavesNothing(t *testing.T) {
 	// The source still backs up whole.
 	_, snap := backup(t, h, "src", "full")
 	assertSameTree(t, manifest(t, src), restore(t, h, snap.ID, "after-cancel"))
+}
+
+// TestRestoreRootRemovedWhileRunning: an operator removes restore_root
+// while the host runs; the next restore makes it again and succeeds. A
+// regular file in its place is refused with a 409 that names restore_root
+// and says what to do, not an internal error.
+func TestRestoreRootRemovedWhileRunning(t *testing.T) {
+	h, snap, want := smallBackup(t)
+	root := filepath.Join(h.DataDir, "restores")
+	assertSameTree(t, want, restore(t, h, snap.ID, "before"))
+
+	if err := os.RemoveAll(root); err != nil {
+		t.Fatal(err)
+	}
+	assertSameTree(t, want, restore(t, h, snap.ID, "after/removal"))
+	if fi, err := os.Stat(root); err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("restore_root made again: %v %v, want a folder of mode 0700", fi, err)
+	}
+
+	if err := os.RemoveAll(root); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(root, []byte("not a folder"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, body := startRestore(t, h, snap.ID, "onto/a/file")
+	msg := errorMessage(body)
+	if code != http.StatusConflict || !strings.Contains(msg, "restore_root") || !strings.Contains(msg, "not a folder") {
+		t.Fatalf("restore with a file as restore_root: %d %s; want 409 naming restore_root", code, body)
+	}
+	// Once the file is gone, restores work again.
+	if err := os.Remove(root); err != nil {
+		t.Fatal(err)
+	}
+	assertSameTree(t, want, restore(t, h, snap.ID, "again"))
 }

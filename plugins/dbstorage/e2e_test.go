@@ -29,6 +29,7 @@ import (
 
 	"github.com/datawarehouse/dw/internal/hosttest"
 	"github.com/datawarehouse/dw/internal/pgtest"
+	"github.com/datawarehouse/dw/plugins/internal/tmpfstest"
 )
 
 func TestMain(m *testing.M) {
@@ -617,6 +618,16 @@ func TestListStream(t *testing.T) {
 	}
 }
 
+// healthJSON is GET /v1/subsystems/dbstorage/health.
+type healthJSON struct {
+	Status     string `json:"status"`
+	Components []struct {
+		Name    string `json:"name"`
+		Status  string `json:"status"`
+		Message string `json:"message"`
+	} `json:"components"`
+}
+
 // TestHungStrategy: a PostgreSQL strategy whose server accepts connections
 // and never answers is reported unhealthy at its health_timeout while the
 // SQLite strategy reports at once and keeps serving; requests to the hung
@@ -653,14 +664,7 @@ func TestHungStrategy(t *testing.T) {
 	h := hosttest.Start(t, dir, dbConfig([]string{sqliteStrategy, hung}, "primary", "{health_timeout: 700ms, health_interval: 1h}"))
 	h.WaitServing(t, "dbstorage", 60*time.Second)
 
-	var health struct {
-		Status     string `json:"status"`
-		Components []struct {
-			Name    string `json:"name"`
-			Status  string `json:"status"`
-			Message string `json:"message"`
-		} `json:"components"`
-	}
+	var health healthJSON
 	if code := h.JSON(t, "GET", "/v1/subsystems/dbstorage/health", nil, &health); code != 200 {
 		t.Fatalf("health: %d", code)
 	}
@@ -939,4 +943,76 @@ func TestCLIObj(t *testing.T) {
 	if code, _, _ := request(t, http.MethodHead, objectURL(h, "cli/dir/file.bin", "")); code != 404 {
 		t.Fatalf("HEAD after rm: %d", code)
 	}
+}
+
+// TestFullDiskCostsTheFailedWriteOnly (the real plugin, its SQLite file on
+// a 64 MiB tmpfs): a PUT larger than the free space fails with 503 saying
+// the volume is full; afterwards the WAL is back to zero, a small PUT
+// succeeds, the earlier objects read whole, the health shows the free
+// space, and a plugin killed and restarted on the still-tight volume
+// reads and writes.
+func TestFullDiskCostsTheFailedWriteOnly(t *testing.T) {
+	vol := tmpfstest.Mount(t, 64)
+	dbPath := filepath.Join(vol, "db", "objects.sqlite")
+	dir := t.TempDir()
+	hosttest.Plugin(t, dir, "dbstorage")
+	h := hosttest.Start(t, dir, dbConfig([]string{fmt.Sprintf("{name: primary, driver: sqlite, dsn: %q}", dbPath)}, "primary", ""))
+	h.WaitServing(t, "dbstorage", 60*time.Second)
+
+	const keptSize = 4 * chunk
+	var keys []string
+	for i := range 4 {
+		key := fmt.Sprintf("kept/%d", i)
+		if code, _, e := put(t, h, key, "", newPattern(keptSize), keptSize, nil); code != 200 {
+			t.Fatalf("PUT %s: %d %+v", key, code, e)
+		}
+		keys = append(keys, key)
+	}
+	tmpfstest.Fill(t, filepath.Join(vol, "filler"), 16<<20)
+
+	// Of unknown size (chunked), so that it runs until the volume is full.
+	code, _, e := put(t, h, "big", "", io.LimitReader(newPattern(100<<20), 100<<20), -1, nil)
+	if code != http.StatusServiceUnavailable || !strings.Contains(e.Error.Message, "volume") || !strings.Contains(e.Error.Message, "free") {
+		t.Fatalf("PUT of 100 MiB on a 64 MiB volume: %d %+v; want 503 saying the volume is full", code, e)
+	}
+	t.Logf("PUT of 100 MiB: %d %s", code, e.Error.Message)
+	walSize := func() int64 {
+		fi, err := os.Stat(dbPath + "-wal")
+		if err != nil {
+			return 0
+		}
+		return fi.Size()
+	}
+	hosttest.WaitFor(t, 90*time.Second, "the WAL to be checkpointed back to zero", func() bool { return walSize() == 0 })
+
+	check := func(when string) {
+		t.Helper()
+		want := patternSum(t, keptSize)
+		for _, key := range keys {
+			if code, _, got, n := getHash(t, h, key, "", ""); code != 200 || got != want || n != keptSize {
+				t.Fatalf("%s: GET %s: %d, %d bytes", when, key, code, n)
+			}
+		}
+		putSmall(t, h, "small/"+strings.ReplaceAll(when, " ", "-"), "", "still writable")
+	}
+	check("after the full disk")
+
+	var health healthJSON
+	if code := h.JSON(t, "GET", "/v1/subsystems/dbstorage/health", nil, &health); code != 200 || len(health.Components) != 1 ||
+		!strings.Contains(health.Components[0].Message, "free_bytes=") {
+		t.Fatalf("health: %d %+v; want the volume's free_bytes", code, health)
+	}
+	if _, data, _ := request(t, http.MethodGet, h.URL+"/metrics"); !strings.Contains(string(data), `dw_dbstorage_volume_free_bytes{strategy="primary"}`) {
+		t.Fatalf("metrics lack the volume's free space:\n%s", grepLines(string(data), "dbstorage_"))
+	}
+
+	pid := h.Plugin(t, "dbstorage").PID
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	hosttest.WaitFor(t, 60*time.Second, "the plugin to be restarted", func() bool {
+		st := h.Plugin(t, "dbstorage")
+		return st.State == "serving" && st.PID != pid
+	})
+	check("after a restart")
 }

@@ -50,7 +50,11 @@
 // "..", no absolute path) inside restore_root; its parent folders are
 // made through os.Root on the restore root, so that a symlink cannot lead
 // them out, and the resolved target must lie inside the root. A target
-// that exists and is not an empty folder is refused (409).
+// that exists and is not an empty folder is refused (409). restore_root
+// itself is made again (mode 0700, as at start) by every restore that
+// finds it missing, so removing it while the host runs costs nothing; a
+// file in its place, or a restore_root that cannot be made, is refused
+// with 409 naming restore_root and what to do.
 //
 // # Retention
 //

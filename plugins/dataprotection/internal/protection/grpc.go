@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -65,9 +64,9 @@ func (s *Service) restoreTarget(t string) (string, error) {
 	if err := sdk.ValidateFilePath(t); err != nil {
 		return "", fmt.Errorf("restore target: %w (a target is a path inside restore_root %s)", err, s.settings.restoreRoot)
 	}
-	root, err := os.OpenRoot(s.settings.restoreRoot)
+	root, err := s.openRestoreRoot()
 	if err != nil {
-		return "", fmt.Errorf("restore root: %w", err)
+		return "", err
 	}
 	defer root.Close()
 	fi, err := root.Lstat(filepath.FromSlash(t))

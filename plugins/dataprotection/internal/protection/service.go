@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -128,7 +130,7 @@ func (s *Service) Configure(ctx context.Context, cfg sdk.Config) error {
 		return err
 	}
 	for _, dir := range []string{settings.repository, settings.restoreRoot} {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
+		if err := os.MkdirAll(dir, folderMode); err != nil {
 			return fmt.Errorf("create %s: %w", dir, err)
 		}
 	}
@@ -330,9 +332,9 @@ func (s *Service) warn(rec jobRecord, w engine.Warning) {
 // is not followed, and nothing lands outside restore_root. The caller
 // closes the Root.
 func (s *Service) prepareTarget(rec jobRecord) (*os.Root, error) {
-	root, err := os.OpenRoot(s.settings.restoreRoot)
+	root, err := s.openRestoreRoot()
 	if err != nil {
-		return nil, fmt.Errorf("restore root: %w", err)
+		return nil, err
 	}
 	defer root.Close()
 	rel := filepath.FromSlash(rec.Target)
@@ -349,6 +351,33 @@ func (s *Service) prepareTarget(rec jobRecord) (*os.Root, error) {
 		return nil, fmt.Errorf("open the restore target: %w: %v (a restore target must be a folder inside restore_root)", sdk.ErrInvalidArgument, err)
 	}
 	return target, nil
+}
+
+// folderMode is the mode of the folders the plugin makes for itself: the
+// repository and restore_root.
+const folderMode = 0o700
+
+// openRestoreRoot opens restore_root as an os.Root, making it again (with
+// the mode Configure gives it) when it is missing: an operator who cleared
+// the restores while the host ran by removing the folder itself gets a
+// working restore, not an internal error. A restore_root that cannot be
+// made or opened — a file in its place, a parent that is a file, no
+// permission — is refused with sdk.ErrFailedPrecondition (HTTP 409) and
+// a message that names restore_root and says what to do.
+func (s *Service) openRestoreRoot() (*os.Root, error) {
+	dir := s.settings.restoreRoot
+	const fix = "remove what is in its place or point subsystems.dataprotection.settings.restore_root at a folder"
+	if err := os.MkdirAll(dir, folderMode); err != nil {
+		if errors.Is(err, syscall.ENOTDIR) || errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("restore_root %s: %w: it, or one of its parents, is not a folder; %s", dir, sdk.ErrFailedPrecondition, fix)
+		}
+		return nil, fmt.Errorf("restore_root %s: %w: cannot create it: %v; %s", dir, sdk.ErrFailedPrecondition, err, fix)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("restore_root %s: %w: cannot open it: %v; %s", dir, sdk.ErrFailedPrecondition, err, fix)
+	}
+	return root, nil
 }
 
 // readDirNames lists a folder under root ("" for a missing one).

@@ -52,7 +52,13 @@
 // check ends: a hung strategy is reported unhealthy at its deadline, the
 // others at once. Concurrent callers share the check in flight. Changes
 // are logged (warn when a strategy becomes unhealthy, info when it
-// recovers) and exported as strategy_healthy{strategy}.
+// recovers) and exported as strategy_healthy{strategy}. A SQLite strategy
+// also reports its volume (store.SpaceReporter): the component's message
+// carries free_bytes (statfs of the database folder) and wal_bytes, also
+// exported as volume_free_bytes{strategy} and wal_bytes{strategy}, and
+// while its writes fail for lack of space it is reported degraded,
+// "read-only until space is freed", with the last refusal: it keeps
+// serving reads and is not taken out of service like an unhealthy one.
 //
 // # Metrics
 //

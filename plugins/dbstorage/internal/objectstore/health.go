@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/datawarehouse/dw/plugins/dbstorage/internal/store"
 	"github.com/datawarehouse/dw/sdk/v6"
 )
 
@@ -84,6 +85,7 @@ func (s *Service) checkStrategy(st *strategy, timeout time.Duration) {
 		}
 	} else {
 		next.message = fmt.Sprintf("%s answered in %s", st.driver, took.Round(time.Microsecond))
+		addSpace(ctx, st, next)
 	}
 	prev := st.health.Swap(next)
 	s.stats.healthChecks.Add(1)
@@ -92,6 +94,27 @@ func (s *Service) checkStrategy(st *strategy, timeout time.Duration) {
 		s.logger.Warn("strategy unhealthy", "strategy", st.name, "driver", st.driver, "error", next.message)
 	case next.ok && prev != nil && !prev.ok:
 		s.logger.Info("strategy healthy again", "strategy", st.name, "driver", st.driver, "took", took)
+	}
+}
+
+// addSpace adds to a healthy strategy's report the free space of its
+// volume (SQLite: free_bytes by statfs of the database folder, wal_bytes
+// the write-ahead log) and, while writes fail for space, says so: the
+// strategy is then degraded, reads go on.
+func addSpace(ctx context.Context, st *strategy, h *strategyHealth) {
+	sr, ok := st.store.(store.SpaceReporter)
+	if !ok {
+		return
+	}
+	sp, err := sr.Space(ctx)
+	if err != nil {
+		h.message += fmt.Sprintf("; free space unknown: %v", err)
+		return
+	}
+	h.message += fmt.Sprintf("; free_bytes=%d wal_bytes=%d", sp.FreeBytes, sp.LogBytes)
+	if sp.WritesFailing != "" {
+		h.writesFailing = true
+		h.message += "; read-only until space is freed: writes fail: " + sp.WritesFailing
 	}
 }
 
@@ -156,20 +179,27 @@ func (s *Service) Health(ctx context.Context) sdk.Health {
 // healthReport builds the report from the recorded states.
 func (s *Service) healthReport() sdk.Health {
 	var h sdk.Health
-	bad := 0
+	bad, readOnly := 0, 0
 	for _, name := range s.order {
 		st := s.strategies[name]
 		c := sdk.ComponentHealth{Name: name, Status: sdk.HealthServing, Message: "not checked yet"}
 		if r := st.health.Load(); r != nil {
 			c.Message, c.CheckedAt = r.message, r.checkedAt
-			if !r.ok {
+			switch {
+			case !r.ok:
 				c.Status = sdk.HealthNotServing
 				bad++
+			case r.writesFailing:
+				c.Status = sdk.HealthDegraded
+				readOnly++
 			}
 		}
 		h.Components = append(h.Components, c)
 	}
 	switch {
+	case bad == 0 && readOnly > 0:
+		h.Status = sdk.HealthDegraded
+		h.Message = fmt.Sprintf("%d of %d strategies read-only: their volume is full; writes to them get 503 until space is freed", readOnly, len(s.order))
 	case bad == 0:
 		h.Status = sdk.HealthServing
 		h.Message = fmt.Sprintf("%d strategies healthy", len(s.order))

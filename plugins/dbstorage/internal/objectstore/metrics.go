@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/datawarehouse/dw/plugins/dbstorage/internal/store"
 	"github.com/datawarehouse/dw/sdk/v6"
 )
 
@@ -145,6 +146,14 @@ func (s *Service) Metrics(context.Context) (sdk.Metrics, error) {
 			sdk.Gauge("strategy_healthy", "1 if the strategy passed its last health check, else 0.", healthy, "strategy", name, "driver", strat.driver),
 			sdk.Gauge("strategy_health_check_seconds", "Duration of the strategy's last health check.", took, "strategy", name),
 		)
+		if sr, ok := strat.store.(store.SpaceReporter); ok {
+			if sp, err := sr.Space(context.Background()); err == nil {
+				m.Values = append(m.Values,
+					sdk.Gauge("volume_free_bytes", "Free bytes of the volume holding the strategy's database file (SQLite strategies only).", float64(sp.FreeBytes), "strategy", name),
+					sdk.Gauge("wal_bytes", "Size of the strategy's write-ahead log file (SQLite strategies only).", float64(sp.LogBytes), "strategy", name),
+				)
+			}
+		}
 		for i, h := range strat.latency {
 			m.Values = append(m.Values, h.Metric("request_duration_seconds", requestDurationHelp, "operation", requestNames[i], "strategy", name))
 		}

@@ -98,6 +98,9 @@ type strategyHealth struct {
 	message   string
 	checkedAt time.Time
 	took      time.Duration
+	// writesFailing: the strategy answers (ok) but its volume is too full
+	// to write (store.Space); it is reported degraded and keeps serving.
+	writesFailing bool
 }
 
 // New returns an unconfigured Service.

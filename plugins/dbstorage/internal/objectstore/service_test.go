@@ -446,3 +446,47 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// spaceStore is a fakeStore on a local volume (store.SpaceReporter).
+type spaceStore struct {
+	fakeStore
+	space store.Space
+}
+
+func (f *spaceStore) Space(context.Context) (store.Space, error) { return f.space, nil }
+
+// TestHealthFullVolume: a strategy whose volume is too full to write is
+// degraded, says so with its free space, and keeps being picked (reads go
+// on); with room again it is serving. Metrics carry the free space.
+func TestHealthFullVolume(t *testing.T) {
+	full := &spaceStore{fakeStore: fakeStore{PingFunc: func(context.Context) error { return nil }},
+		space: store.Space{FreeBytes: 12345, LogBytes: 0, WritesFailing: "volume full: 12345 bytes free"}}
+	s := newTestService(t, DefaultLimits(), &strategy{name: "primary", driver: "sqlite", chunkSize: 1 << 20, store: full})
+	h := s.Health(context.Background())
+	if h.Status != sdk.HealthDegraded || !strings.Contains(h.Message, "read-only") {
+		t.Fatalf("health %+v; want degraded, read-only", h)
+	}
+	if c := h.Components[0]; c.Status != sdk.HealthDegraded || !strings.Contains(c.Message, "free_bytes=12345") || !strings.Contains(c.Message, "writes fail: volume full") {
+		t.Fatalf("component %+v", c)
+	}
+	if _, err := s.pick("primary"); err != nil {
+		t.Fatalf("a read-only strategy is not picked: %v", err)
+	}
+	m, err := s.Metrics(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, v := range m.Values {
+		if v.Name == "volume_free_bytes" && v.Value == 12345 {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no volume_free_bytes 12345 in %+v", m.Values)
+	}
+	full.space.WritesFailing = ""
+	if h := s.Health(context.Background()); h.Status != sdk.HealthServing || h.Components[0].Status != sdk.HealthServing {
+		t.Fatalf("health with room again %+v", h)
+	}
+}

@@ -5,7 +5,9 @@
 // and objects inserted or deleted meanwhile neither shift nor repeat
 // others). It is:
 //
-//   - opaque: base64url, no promise about what is inside;
+//   - opaque: base64url, no promise about what is inside; only its
+//     canonical spelling is accepted (package token64: no CR/LF, padding
+//     or standard-alphabet bytes, no stray bits);
 //   - versioned: the first byte is the format version (1); other versions
 //     are refused with a message saying which one this server issues;
 //   - tamper-evident: an HMAC-SHA256 over everything else, under a secret
@@ -32,12 +34,12 @@ package pagetoken
 import (
 	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/datawarehouse/dw/plugins/internal/token64"
 	"github.com/datawarehouse/dw/sdk/v6"
 )
 
@@ -128,7 +130,7 @@ func (c *Codec) Encode(q Query, lastKey string) string {
 	b = binary.AppendUvarint(b, uint64(len(lastKey)))
 	b = append(b, lastKey...)
 	b = append(b, c.mac(b)...)
-	return base64.RawURLEncoding.EncodeToString(b)
+	return token64.Encode(b)
 }
 
 // restart is the advice every refusal ends with.
@@ -141,10 +143,10 @@ func (c *Codec) Decode(q Query, token string) (string, error) {
 		return "", fmt.Errorf("%w: page_token is %d bytes, longer than any token this server issues (at most %d); %s",
 			sdk.ErrInvalidArgument, len(token), MaxTokenLen, restart)
 	}
-	b, err := base64.RawURLEncoding.DecodeString(token)
+	b, err := token64.Decode(token)
 	if err != nil {
-		return "", fmt.Errorf("%w: page_token is malformed (not a token this server issued); pass next_page_token unchanged or %s",
-			sdk.ErrInvalidArgument, restart)
+		return "", fmt.Errorf("%w: page_token is malformed (%v; not a token this server issued); pass next_page_token unchanged or %s",
+			sdk.ErrInvalidArgument, err, restart)
 	}
 	if len(b) < 1 {
 		return "", fmt.Errorf("%w: page_token is empty; %s", sdk.ErrInvalidArgument, restart)

@@ -73,6 +73,14 @@ func TestRefusals(t *testing.T) {
 		{"other prefix", Query{Strategy: "primary", Prefix: "log"}, good, "another query"},
 		{"other strategy", Query{Strategy: "archive", Prefix: "logs/"}, good, "another query"},
 		{"oversized", q, strings.Repeat("A", MaxTokenLen+1), "longer than"},
+		{"at the size bound", q, strings.Repeat("A", MaxTokenLen), "format version 0"},
+		{"CR inserted", q, good[:10] + "\r" + good[10:], `'\r' at offset 10`},
+		{"LF inserted", q, good[:10] + "\n" + good[10:], `'\n' at offset 10`},
+		{"CRLF appended", q, good + "\r\n", "not base64url"},
+		{"NUL", q, good[:5] + "\x00" + good[5:], `'\x00' at offset 5`},
+		{"padded", q, base64.URLEncoding.EncodeToString(raw), `'=' at offset`},
+		{"standard alphabet", q, strings.NewReplacer("-", "+", "_", "/").Replace(good) + "+/", "not base64url"},
+		{"stray bits", q, strayBits(t, c, q), "not canonical"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -86,11 +94,28 @@ func TestRefusals(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error %q does not say %q", err, tt.want)
 			}
-			if !strings.Contains(err.Error(), "without page_token") && tt.name != "not base64" {
+			if !strings.Contains(err.Error(), "without page_token") {
 				t.Fatalf("error %q does not say how to recover", err)
 			}
 		})
 	}
+}
+
+// strayBits returns a token of q whose length leaves spare bits in its
+// last character, with the lowest of them set: the same bytes, spelled
+// differently.
+func strayBits(t *testing.T, c *Codec, q Query) string {
+	t.Helper()
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	for key := "logs/x"; len(key) < 16; key += "x" {
+		tok := c.Encode(q, key)
+		if len(tok)%4 != 0 {
+			last := strings.IndexByte(alphabet, tok[len(tok)-1])
+			return tok[:len(tok)-1] + string(alphabet[last|1])
+		}
+	}
+	t.Fatal("no token length with spare bits")
+	return ""
 }
 
 func TestExpiry(t *testing.T) {

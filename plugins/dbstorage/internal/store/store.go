@@ -91,3 +91,23 @@ type Strategy interface {
 	// Close releases the database. Readers still open fail afterwards.
 	Close() error
 }
+
+// Space is what a strategy that keeps its database in local files knows
+// about their volume.
+type Space struct {
+	// FreeBytes is what the volume of the database folder has free for
+	// unprivileged writers (statfs).
+	FreeBytes int64
+	// LogBytes is the size of the database's write-ahead log.
+	LogBytes int64
+	// WritesFailing is, while writes fail for lack of space (since the
+	// last one refused, no Put has succeeded), the error of the last one;
+	// empty otherwise. Reads go on meanwhile.
+	WritesFailing string
+}
+
+// SpaceReporter is implemented by strategies on local files (SQLite);
+// PostgreSQL's storage is the server's business and is not reported.
+type SpaceReporter interface {
+	Space(ctx context.Context) (Space, error)
+}

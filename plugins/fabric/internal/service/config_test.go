@@ -134,6 +134,12 @@ func TestPageRequest(t *testing.T) {
 		{"token of no listing", &dwv1.ListNodesRequest{PageToken: base64.RawURLEncoding.EncodeToString([]byte("node-b"))}, 0, "", "not a token"},
 		{"token without an id", &dwv1.ListNodesRequest{PageToken: pageToken("")}, 0, "", "not a token"},
 		{"token oversized", &dwv1.ListNodesRequest{PageToken: strings.Repeat("A", maxTokenBytes+1)}, 0, "", "at most 512"},
+		{"token at the size bound", &dwv1.ListNodesRequest{PageToken: strings.Repeat("A", maxTokenBytes)}, 0, "", "not a token"},
+		{"token with CR/LF inserted", &dwv1.ListNodesRequest{PageToken: tok[:8] + "\r\n" + tok[8:]}, 0, "", `'\r' at offset 8`},
+		{"token with LF appended", &dwv1.ListNodesRequest{PageToken: tok + "\n"}, 0, "", `'\n' at offset`},
+		{"token with NUL", &dwv1.ListNodesRequest{PageToken: tok[:4] + "\x00" + tok[4:]}, 0, "", `'\x00' at offset 4`},
+		{"token in the standard alphabet", &dwv1.ListNodesRequest{PageToken: base64.StdEncoding.EncodeToString([]byte(tokenPrefix + "n?>"))}, 0, "", "not base64url"},
+		{"token with stray bits", &dwv1.ListNodesRequest{PageToken: "ZmFicmljLW5vZGVzL3YxAG4xMh"}, 0, "", "not canonical"}, // pageToken("n12") ends in "Mg"
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			size, after, err := pageRequest(tc.req)
@@ -166,6 +172,9 @@ func FuzzPageRequest(f *testing.F) {
 		}
 		if n < 1 || n > maxPageSize || (token == "") != (after == "") {
 			t.Fatalf("accepted size %d token %q as %d %q", size, token, n, after)
+		}
+		if token != "" && pageToken(after) != token {
+			t.Fatalf("accepted token %q, which is not the canonical %q", token, pageToken(after))
 		}
 	})
 }

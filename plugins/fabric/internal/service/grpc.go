@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"strings"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/datawarehouse/dw/plugins/fabric/internal/node"
+	"github.com/datawarehouse/dw/plugins/internal/token64"
 	"github.com/datawarehouse/dw/sdk/v6"
 	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
@@ -114,9 +114,12 @@ func pageRequest(req *dwv1.ListNodesRequest) (size int, after string, err error)
 	if len(tok) > maxTokenBytes {
 		return 0, "", fmt.Errorf("list fabric nodes: %w: page_token of %d bytes; at most %d; pass next_page_token of the previous page unchanged", sdk.ErrInvalidArgument, len(tok), maxTokenBytes)
 	}
-	b, err := base64.RawURLEncoding.DecodeString(tok)
+	b, err := token64.Decode(tok)
+	if err != nil {
+		return 0, "", fmt.Errorf("list fabric nodes: %w: page_token is not a token of this listing (%v); pass next_page_token of the previous page unchanged", sdk.ErrInvalidArgument, err)
+	}
 	after, ok := strings.CutPrefix(string(b), tokenPrefix)
-	if err != nil || !ok || after == "" {
+	if !ok || after == "" {
 		return 0, "", fmt.Errorf("list fabric nodes: %w: page_token is not a token of this listing; pass next_page_token of the previous page unchanged", sdk.ErrInvalidArgument)
 	}
 	return size, after, nil
@@ -128,7 +131,7 @@ const tokenPrefix = "fabric-nodes/v1\x00"
 
 // pageToken is the token of the page after the node id last.
 func pageToken(last string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(tokenPrefix + last))
+	return token64.Encode([]byte(tokenPrefix + last))
 }
 
 var stateProto = map[node.State]dwv1.NodeState{

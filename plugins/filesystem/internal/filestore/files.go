@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"container/heap"
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +13,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/datawarehouse/dw/plugins/internal/token64"
 	"github.com/datawarehouse/dw/sdk/v6"
 	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
@@ -171,7 +171,7 @@ const (
 // forged token can only name a place to start in a folder the caller may
 // list anyway.
 func pageToken(dir, after string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte("v1\x00" + dir + "\x00" + after))
+	return token64.Encode([]byte("v1\x00" + dir + "\x00" + after))
 }
 
 // parsePageToken returns the name to start after, checking the token was
@@ -186,9 +186,9 @@ func parsePageToken(tok, dir string) (string, error) {
 	if len(tok) > 2*(sdk.MaxFilePathBytes+sdk.MaxFileNameBytes) {
 		return "", bad("too long")
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(tok)
+	raw, err := token64.Decode(tok)
 	if err != nil {
-		return "", bad("not base64url")
+		return "", bad(err.Error())
 	}
 	parts := strings.Split(string(raw), "\x00")
 	if len(parts) != 3 || parts[0] != "v1" {

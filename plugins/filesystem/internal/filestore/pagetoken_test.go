@@ -22,6 +22,32 @@ func TestPageTokenRoundTrip(t *testing.T) {
 	}
 }
 
+// TestPageTokenCanonical: only the exact token a listing issued is
+// accepted; encoding/base64 alone would skip CR and LF and ignore stray
+// bits.
+func TestPageTokenCanonical(t *testing.T) {
+	good := pageToken("d", "name")
+	bound := 2 * (sdk.MaxFilePathBytes + sdk.MaxFileNameBytes)
+	for _, tc := range []struct{ name, tok, want string }{
+		{"CR/LF inserted", good[:4] + "\r\n" + good[4:], `'\r' at offset 4`},
+		{"LF appended", good + "\n", `'\n' at offset`},
+		{"NUL", good[:2] + "\x00" + good[2:], `'\x00' at offset 2`},
+		{"padded", good + "=", `'=' at offset`},
+		{"standard alphabet", "+/" + good, `'+' at offset 0`},
+		{"stray bits", pageToken("d", "nam")[:len(pageToken("d", "nam"))-1] + "B", "not canonical"},
+		{"impossible length", good + "A", "length"},
+		{"over the size bound", strings.Repeat("A", bound+1), "too long"},
+		{"at the size bound", strings.Repeat("A", bound), "malformed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parsePageToken(tc.tok, "d")
+			if !errors.Is(err, sdk.ErrInvalidArgument) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("token %.60q: %v; want ErrInvalidArgument saying %q", tc.tok, err, tc.want)
+			}
+		})
+	}
+}
+
 // FuzzParsePageToken: any token either fails with ErrInvalidArgument or
 // gives a single name (no '/') to start after in the folder asked for.
 func FuzzParsePageToken(f *testing.F) {

@@ -156,4 +156,12 @@
 //
 // key >= prefix AND key < store.PrefixEnd(prefix) AND key > after ORDER BY
 // key LIMIT OFFSET: an index range scan on the primary key.
+//
+// # Full disk
+//
+// Unlike the SQLite strategy (see its package doc, Full disk), this one
+// keeps no WAL or file of its own: the server owns its WAL and its disk.
+// A write the server cannot make fails as the server reports it and is
+// rolled back; there is no local checkpoint to run and no free space to
+// report, so the Store does not implement store.SpaceReporter.
 package postgres

@@ -185,6 +185,7 @@ func (c *committer) commitGroup() bool {
 		if err != nil && results[i] == nil {
 			results[i] = err
 		}
+		c.s.noteWrite(results[i])
 		w.done <- results[i]
 	}
 	return true

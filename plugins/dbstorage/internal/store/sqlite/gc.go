@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,28 +21,42 @@ const gcRetry = time.Second
 // collector is the Store's garbage collection goroutine: it deletes the
 // chunks of the versions in dw_garbage, a few per transaction, then their
 // garbage rows. Readers are unaffected: they read from their snapshot.
+//
+// It also owns the recovery from a full volume (see the package doc, Full
+// disk): it hands to garbage collection the uploads of a dead process
+// that Open could not, and runs a TRUNCATE checkpoint at start, after a
+// write failed for space, and after each pass while writes fail for
+// space; a checkpoint that fails or finds readers in the way is retried
+// every gcRetry until it succeeds.
 type collector struct {
 	s     *Store
 	wakeC chan struct{} // buffered 1: a pending wake-up
 	stopC chan struct{}
 	done  chan struct{}
 
+	ckpt      atomic.Bool // a checkpoint is wanted
+	leftovers []string    // owned by run: uploads still to adopt
+	ckptFails int         // owned by run: checkpoints failed in a row
+
 	mu      sync.Mutex
 	waiters []chan error // WaitIdle calls waiting for the next full pass
 }
 
 // startCollector starts garbage collection with a pass, for garbage left
-// by the previous process.
-func startCollector(s *Store) *collector {
+// by the previous process, as s.gc (set before the goroutine starts: its
+// own writes reach s.gc through noteWrite).
+func startCollector(s *Store) {
 	c := &collector{
-		s:     s,
-		wakeC: make(chan struct{}, 1),
-		stopC: make(chan struct{}),
-		done:  make(chan struct{}),
+		s:         s,
+		wakeC:     make(chan struct{}, 1),
+		stopC:     make(chan struct{}),
+		done:      make(chan struct{}),
+		leftovers: s.leftovers,
 	}
+	c.ckpt.Store(true)
 	c.wake()
+	s.gc = c
 	go c.run()
-	return c
 }
 
 // wake asks for a pass; it never blocks.
@@ -50,6 +65,12 @@ func (c *collector) wake() {
 	case c.wakeC <- struct{}{}:
 	default:
 	}
+}
+
+// wantCheckpoint asks for a TRUNCATE checkpoint after the next pass.
+func (c *collector) wantCheckpoint() {
+	c.ckpt.Store(true)
+	c.wake()
 }
 
 // stop ends the goroutine and waits for it; waiters get an error.
@@ -89,7 +110,10 @@ func (c *collector) run() {
 		}
 		retry = nil
 		waiters := c.takeWaiters()
-		err := c.pass()
+		err := c.adoptLeftovers()
+		if err == nil {
+			err = c.pass()
+		}
 		if errors.Is(err, errStopped) {
 			c.release(waiters, c.s.errClosed())
 			return
@@ -99,7 +123,47 @@ func (c *collector) run() {
 			retry = time.After(gcRetry)
 		}
 		c.release(waiters, err)
+		if !c.checkpoint() {
+			retry = time.After(gcRetry)
+		}
 	}
+}
+
+// adoptLeftovers hands to garbage collection the uploads of a dead
+// process that Open could not (the volume was full).
+func (c *collector) adoptLeftovers() error {
+	if len(c.leftovers) == 0 {
+		return nil
+	}
+	if err := c.s.adoptUploads(context.Background(), c.leftovers); err != nil {
+		return fmt.Errorf("drop the uploads left unfinished by a previous process: %w", err)
+	}
+	c.s.log.Info("dropping uploads left unfinished by a previous process", "uploads", len(c.leftovers))
+	c.leftovers = nil
+	return nil
+}
+
+// checkpoint runs the TRUNCATE checkpoint when one is wanted or writes
+// fail for space; it reports false when it should be tried again.
+func (c *collector) checkpoint() bool {
+	if !c.ckpt.Swap(false) && !c.s.volumeFull() {
+		return true
+	}
+	busy, err := c.s.checkpoint(context.Background())
+	if err == nil && !busy {
+		if c.ckptFails > 0 {
+			c.s.log.Info("write-ahead log checkpointed again", "after_failures", c.ckptFails)
+		}
+		c.ckptFails = 0
+		return true
+	}
+	c.ckpt.Store(true)
+	c.ckptFails++
+	if err != nil && c.ckptFails == 1 {
+		// Once per streak: a full volume fails it every second.
+		c.s.log.Warn("checkpoint of the write-ahead log failed; retrying every second", "error", err)
+	}
+	return false
 }
 
 func (c *collector) takeWaiters() []chan error {

@@ -49,6 +49,9 @@ const minChunkSize = 1 << 10
 // pageSize is the page size of new database files (see the package doc).
 const pageSize = 65536
 
+// busyTimeoutMillis is how long a connection waits for a lock.
+const busyTimeoutMillis = 10000
+
 // schemaVersion is the PRAGMA user_version of the schema below.
 const schemaVersion = 1
 
@@ -104,6 +107,13 @@ type Store struct {
 
 	gc      *collector
 	commits *committer // group commit of the durable writes
+
+	space spaceState // for Space
+	// leftovers are the uploads of a dead process that Open could not
+	// hand to garbage collection (a full disk); the collector retries.
+	leftovers []string
+	// noSpaceCheck turns checkSpace off (tests of SQLite's own SQLITE_FULL).
+	noSpaceCheck bool
 }
 
 var _ store.Strategy = (*Store)(nil)
@@ -153,8 +163,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.closeDBs()
 		return nil, fmt.Errorf("open sqlite strategy %q at %s: %w", cfg.Name, cfg.Path, err)
 	}
+	// The collector first: the committer's writes note failures to it.
+	startCollector(s)
 	s.commits = startCommitter(s)
-	s.gc = startCollector(s)
 	return s, nil
 }
 
@@ -163,19 +174,23 @@ func dsn(path string, params url.Values) string {
 	return path + "?" + params.Encode()
 }
 
-func (s *Store) open(ctx context.Context, maxReaders int) error {
+// openWriter opens the writer pool (one connection) with the WAL
+// checkpointed every walCap bytes of pages of pageBytes.
+func (s *Store) openWriter(pageBytes int) error {
 	// The writer: IMMEDIATE transactions take the write lock at BEGIN, so a
 	// transaction never fails half-way for want of it. synchronous=NORMAL
 	// is the connection's default; durable commits switch to FULL (see
 	// write).
 	w := url.Values{}
-	w.Add("_pragma", "busy_timeout(10000)")
+	w.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeoutMillis))
 	// page_size is in the _pragma list, which runs before _journal_mode:
 	// it can only change before the file is in WAL mode.
 	w.Add("_pragma", fmt.Sprintf("page_size(%d)", pageSize))
 	w.Add("_journal_mode", "WAL")
 	w.Add("_pragma", "synchronous(NORMAL)")
-	w.Add("_pragma", "journal_size_limit(67108864)")
+	// The WAL cap (see the package doc, Full disk).
+	w.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", max(1, walCap/pageBytes)))
+	w.Add("_pragma", fmt.Sprintf("journal_size_limit(%d)", walCap))
 	// The savepoints of a group commit keep their undo records (the
 	// statement journal) in memory: on disk, a 64 KiB page spills at once.
 	w.Add("_pragma", "temp_store(MEMORY)")
@@ -189,9 +204,29 @@ func (s *Store) open(ctx context.Context, maxReaders int) error {
 	wdb.SetMaxIdleConns(1)
 	wdb.SetConnMaxIdleTime(0)
 	wdb.SetConnMaxLifetime(0)
+	return nil
+}
 
+func (s *Store) open(ctx context.Context, maxReaders int) error {
+	if err := s.openWriter(pageSize); err != nil {
+		return err
+	}
 	if err := s.migrate(ctx); err != nil {
 		return err
+	}
+	// An existing file keeps its page size: the WAL cap is counted in its
+	// pages.
+	var pageBytes int
+	if err := s.wdb.QueryRowContext(ctx, "PRAGMA page_size").Scan(&pageBytes); err != nil {
+		return fmt.Errorf("read page size: %w", err)
+	}
+	if pageBytes != pageSize {
+		if err := s.wdb.Close(); err != nil {
+			return err
+		}
+		if err := s.openWriter(pageBytes); err != nil {
+			return err
+		}
 	}
 
 	r := url.Values{}
@@ -211,7 +246,9 @@ func (s *Store) open(ctx context.Context, maxReaders int) error {
 	return s.dropLeftoverUploads(ctx)
 }
 
-// migrate creates the schema, or checks that the file's is ours.
+// migrate creates the schema, or checks that the file's is ours. A file
+// of the current schema is only read: opening it writes nothing, so that
+// a full volume does not keep the objects from being read.
 func (s *Store) migrate(ctx context.Context) error {
 	var mode string
 	if err := s.wdb.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
@@ -219,6 +256,13 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	if !strings.EqualFold(mode, "wal") {
 		return fmt.Errorf("journal mode is %q; WAL could not be enabled", mode)
+	}
+	var current int
+	if err := s.wdb.QueryRowContext(ctx, "PRAGMA user_version").Scan(&current); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if current == schemaVersion {
+		return nil
 	}
 	return s.write(ctx, true, func(tx *sql.Tx) error {
 		var v int
@@ -242,32 +286,77 @@ func (s *Store) migrate(ctx context.Context) error {
 
 // dropLeftoverUploads hands the versions of unfinished uploads to garbage
 // collection. Only this process uses the file (see the flock), so every
-// uploads row at Open is from a process that died.
+// uploads row at Open is from a process that died. When the volume is too
+// full to write it, Open goes on (reads work) and the collector retries
+// with the versions found here.
 func (s *Store) dropLeftoverUploads(ctx context.Context) error {
-	var n int64
-	err := s.write(ctx, false, func(tx *sql.Tx) error {
-		now := time.Now().UnixNano()
-		res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO dw_garbage (version, since) SELECT version, ? FROM dw_uploads`, now)
-		if err != nil {
-			return err
-		}
-		n, _ = res.RowsAffected()
-		_, err = tx.ExecContext(ctx, `DELETE FROM dw_uploads`)
-		return err
-	})
+	var versions []string
+	rows, err := s.wdb.QueryContext(ctx, `SELECT version FROM dw_uploads`)
 	if err != nil {
 		return fmt.Errorf("drop unfinished uploads: %w", err)
 	}
-	if n > 0 {
-		s.log.Info("dropping uploads left unfinished by a previous process", "uploads", n)
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			rows.Close()
+			return fmt.Errorf("drop unfinished uploads: %w", err)
+		}
+		versions = append(versions, v)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("drop unfinished uploads: %w", err)
+	}
+	if len(versions) == 0 {
+		return nil
+	}
+	err = s.adoptUploads(ctx, versions)
+	switch {
+	case isFull(err):
+		s.log.Warn("the volume is full: the chunks of uploads left unfinished by a previous process are dropped once it has room", "uploads", len(versions), "error", err)
+		s.leftovers = versions
+	case err != nil:
+		return fmt.Errorf("drop unfinished uploads: %w", err)
+	default:
+		s.log.Info("dropping uploads left unfinished by a previous process", "uploads", len(versions))
 	}
 	return nil
 }
 
+// adoptUploads hands the given upload versions to garbage collection.
+func (s *Store) adoptUploads(ctx context.Context, versions []string) error {
+	return s.write(ctx, false, func(tx *sql.Tx) error {
+		now := time.Now().UnixNano()
+		for _, v := range versions {
+			res, err := tx.ExecContext(ctx, `DELETE FROM dw_uploads WHERE version = ?`, v)
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil || n == 0 {
+				if err != nil {
+					return err
+				}
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO dw_garbage (version, since) VALUES (?, ?)`, v, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // write runs fn in one IMMEDIATE transaction on the writer connection.
 // When durable, the commit runs with synchronous=FULL so that it, and every
-// commit before it, is on disk when write returns.
+// commit before it, is on disk when write returns. A failure for space is
+// noted (noteWrite).
 func (s *Store) write(ctx context.Context, durable bool, fn func(tx *sql.Tx) error) error {
+	err := s.writeTx(ctx, durable, fn)
+	s.noteWrite(err)
+	return err
+}
+
+func (s *Store) writeTx(ctx context.Context, durable bool, fn func(tx *sql.Tx) error) error {
 	conn, err := s.wdb.Conn(ctx)
 	if err != nil {
 		return err
@@ -347,6 +436,15 @@ func (s *Store) Put(ctx context.Context, req store.PutRequest, data io.Reader) (
 		return s.publish(ctx, req, ch, version, meta, chunk, false)
 	}
 	err = s.write(ctx, false, func(tx *sql.Tx) error {
+		// An announced size that cannot fit is refused before anything is
+		// written; the chunks are checked again one by one.
+		size := int64(s.chunkSize)
+		if req.Size >= 0 {
+			size = req.Size
+		}
+		if err := s.checkSpace(ctx, tx, size, min(size, walCap+int64(s.chunkSize))); err != nil {
+			return err
+		}
 		now := time.Now().UnixNano()
 		_, err := tx.ExecContext(ctx, `INSERT INTO dw_uploads (version, key, started_at, touched_at) VALUES (?, ?, ?, ?)`, version, []byte(req.Key), now, now)
 		return err
@@ -383,6 +481,9 @@ func nextChunk(ctx context.Context, key string, ch *store.Chunker) (int64, []byt
 func (s *Store) putChunks(ctx context.Context, req store.PutRequest, ch *store.Chunker, version, meta string, seq int64, chunk []byte) (store.Object, error) {
 	for {
 		err := s.write(ctx, false, func(tx *sql.Tx) error {
+			if err := s.checkSpace(ctx, tx, int64(len(chunk)), int64(len(chunk))); err != nil {
+				return err
+			}
 			if _, err := tx.ExecContext(ctx, `INSERT INTO dw_chunks (version, seq, data) VALUES (?, ?, ?)`, version, seq, chunk); err != nil {
 				return err
 			}
@@ -441,6 +542,9 @@ func (s *Store) publish(ctx context.Context, req store.PutRequest, ch *store.Chu
 		obj.CreatedAt, obj.ModifiedAt = now, now
 		key := []byte(req.Key)
 		if inline != nil {
+			if err := s.checkSpace(ctx, tx, int64(len(inline)), int64(len(inline))); err != nil {
+				return err
+			}
 			if _, err := tx.ExecContext(ctx, `INSERT INTO dw_chunks (version, seq, data) VALUES (?, 0, ?)`, version, inline); err != nil {
 				return err
 			}
@@ -477,6 +581,7 @@ func (s *Store) publish(ctx context.Context, req store.PutRequest, ch *store.Chu
 	if err != nil {
 		return store.Object{}, s.dbError(ctx, fmt.Sprintf("put %q: publish", req.Key), err)
 	}
+	s.notePut()
 	if replaced {
 		s.gc.wake()
 	}
