@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -1134,15 +1135,25 @@ func (c configAPI) ValidateConfig(ctx context.Context, yaml []byte) any {
 }
 
 // checkAuditPath checks, changing nothing, that the audit file path can
-// be opened: its folder exists and it is not a folder itself.
+// be opened: it is not a folder, and its folder exists or can be made
+// (the nearest existing ancestor is a folder; the audit log makes the
+// rest, 0700, when it opens the file).
 func checkAuditPath(path string) error {
 	if path == "" {
 		return nil
 	}
-	if fi, err := os.Stat(filepath.Dir(path)); err != nil {
-		return fmt.Errorf("folder of the audit log: %w", err)
-	} else if !fi.IsDir() {
-		return fmt.Errorf("folder of the audit log %s is not a folder", filepath.Dir(path))
+	for dir := filepath.Dir(path); ; dir = filepath.Dir(dir) {
+		fi, err := os.Stat(dir)
+		if errors.Is(err, fs.ErrNotExist) && dir != filepath.Dir(dir) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("folder of the audit log: %w", err)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("folder of the audit log: %s is not a folder", dir)
+		}
+		break
 	}
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		return fmt.Errorf("%s is a folder; name a file", path)

@@ -866,9 +866,9 @@ func BenchmarkReloadLimits(b *testing.B) {
 	}
 }
 
-// server.audit reloads live: a path whose folder does not exist (or is a
-// file) rejects the reload and keeps the audit log in force; a good one
-// switches to it.
+// server.audit reloads live: a path under a file, or a folder, rejects
+// the reload and keeps the audit log in force; a good one switches to it,
+// making its missing folders (0700).
 func TestReloadAudit(t *testing.T) {
 	r := newReloadHost(t, []string{"alpha"}, "subsystems:\n  alpha: {limits: {max_items: 10}}\n")
 	head := r.head
@@ -877,15 +877,18 @@ func TestReloadAudit(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, bad := range []string{filepath.Join(dir, "missing", "audit.log"), filepath.Join(file, "audit.log"), dir} {
+	for _, bad := range []string{filepath.Join(file, "audit.log"), filepath.Join(file, "sub", "audit.log"), dir} {
 		r.head = strings.Replace(head, "server: {listen: 127.0.0.1:0}", "server: {listen: 127.0.0.1:0, audit: {path: "+bad+"}}", 1)
 		res := r.mustFail(r.reload("subsystems:\n  alpha: {limits: {max_items: 10}}\n"))
 		wantProblem(t, res, "server.audit.path", "", "")
 	}
-	good := filepath.Join(dir, "audit.log")
+	good := filepath.Join(dir, "missing", "audit.log")
 	r.head = strings.Replace(head, "server: {listen: 127.0.0.1:0}", "server: {listen: 127.0.0.1:0, audit: {path: "+good+"}}", 1)
 	r.mustOK(r.reload("subsystems:\n  alpha: {limits: {max_items: 10}}\n"))
 	if fi, err := os.Stat(good); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("audit file after the reload: %v %v", fi, err)
+	}
+	if fi, err := os.Stat(filepath.Dir(good)); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("audit folder made by the reload: %v %v", fi, err)
 	}
 }

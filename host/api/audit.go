@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -168,6 +169,11 @@ func openAuditFile(c config.Audit) (*auditFile, error) {
 }
 
 func (a *auditFile) open() error {
+	// The folder is made as data_dir is: an audit path under data_dir
+	// works on a fresh machine.
+	if err := os.MkdirAll(filepath.Dir(a.path), 0o700); err != nil {
+		return fmt.Errorf("open audit log %s (server.audit.path): %w", a.path, err)
+	}
 	f, err := os.OpenFile(a.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return fmt.Errorf("open audit log %s (server.audit.path): %w", a.path, err)
