@@ -555,9 +555,22 @@ func sendObject(ctx context.Context, cancel context.CancelFunc, store dwv1.Objec
 // fails cancels the call (cancel), so that the plugin sees an aborted
 // stream, never a normal end; the error then wraps errBody. Other errors
 // are the plugin's (sdk errors: the connection converts them).
+//
+// The plugin's stream is opened, and the large buffer taken, only once the
+// body's first bytes (or its end) have arrived: a client that sends the
+// headers of a PUT and stalls holds firstReadBytes of the host and nothing
+// of the plugin until the body deadline ends it.
 func sendBody[Req, Resp any](ctx context.Context, cancel context.CancelFunc,
 	put func(context.Context, ...grpc.CallOption) (grpc.ClientStreamingClient[Req, Resp], error),
 	header *Req, size int64, body io.Reader, data func([]byte) *Req) (*Resp, error) {
+	buf := make([]byte, firstReadBytes)
+	if size >= 0 && size < firstReadBytes {
+		buf = make([]byte, size+1) // one read also sees the end
+	}
+	n, rerr := readSome(body, buf)
+	if rerr != nil && rerr != io.EOF {
+		return nil, fmt.Errorf("%w: %w", errBody, rerr)
+	}
 	stream, err := put(ctx)
 	if err != nil {
 		return nil, err
@@ -576,24 +589,49 @@ func sendBody[Req, Resp any](ctx context.Context, cancel context.CancelFunc,
 	if err := stream.Send(header); err != nil {
 		return nil, sendFailed(err)
 	}
-	buf, release := putBuffer(size)
-	defer release()
+	if rerr == nil && len(buf) == firstReadBytes {
+		// More is coming: the buffer of the size's messages.
+		big, release := putBuffer(size)
+		defer release()
+		n = copy(big, buf[:n])
+		buf = big
+	}
 	for {
-		n, rerr := fill(body, buf)
-		if rerr != nil && rerr != io.EOF {
-			cancel()
-			return nil, fmt.Errorf("%w: %w", errBody, rerr)
+		if rerr == nil {
+			var m int
+			m, rerr = fill(body, buf[n:])
+			n += m
+			if rerr != nil && rerr != io.EOF {
+				cancel()
+				return nil, fmt.Errorf("%w: %w", errBody, rerr)
+			}
 		}
 		if n > 0 {
 			if err := stream.Send(data(buf[:n])); err != nil {
 				return nil, sendFailed(err)
 			}
+			n = 0
 		}
 		if rerr == io.EOF {
 			break
 		}
 	}
 	return stream.CloseAndRecv()
+}
+
+// firstReadBytes bounds the first read of an upload's body, made before
+// the plugin's stream is opened (sendBody).
+const firstReadBytes = 16 << 10
+
+// readSome reads into buf until it holds at least one byte, or the body
+// ends (io.EOF) or fails.
+func readSome(r io.Reader, buf []byte) (int, error) {
+	for {
+		n, err := r.Read(buf)
+		if n > 0 || err != nil {
+			return n, err
+		}
+	}
 }
 
 // putBuffers recycles the 1 MiB message buffers of large uploads: zeroing
