@@ -250,15 +250,27 @@ const (
 // ioPath is the I/O path chosen from the last probe.
 type ioPath struct {
 	name   string // "direct" or "buffered"
-	direct bool   // large transfers use O_DIRECT
+	direct bool   // low-priority bulk transfers use O_DIRECT (useDirect)
 	reason string
 	since  time.Time
 }
 
-// directThreshold is the transfer size from which the direct path, when
-// available, reads and writes with O_DIRECT: below it, the page cache
-// serves better (small reads hit it; small writes are cheap to buffer).
+// directThreshold is the transfer size from which a low-priority transfer
+// on the direct path, when available, reads and writes with O_DIRECT:
+// below it, the page cache serves better (small reads hit it; small
+// writes are cheap to buffer).
 const directThreshold = 8 << 20
+
+// useDirect reports whether a transfer of class and length (bytes) on
+// path bypasses the page cache. Only low-priority bulk transfers do: they
+// are the background work (backups reading, bulk copies) whose data would
+// push hot files out of the cache. Normal and high priority go through
+// the page cache, as any file server's reads do: a hot file is served
+// from memory (O_DIRECT read it from the disk every time, a third of
+// http.FileServer's speed on a cached file).
+func useDirect(path *ioPath, class scheduler.Class, length int64) bool {
+	return path.direct && class == scheduler.Low && length >= directThreshold
+}
 
 // choosePath decides the I/O path from a probe result.
 func choosePath(r probe.Result) ioPath {
@@ -266,7 +278,7 @@ func choosePath(r probe.Result) ioPath {
 	switch {
 	case r.ODirect.Available:
 		p.name, p.direct = "direct", true
-		p.reason = fmt.Sprintf("O_DIRECT is available: transfers of %d MiB and more bypass the page cache with aligned buffers; smaller ones are buffered", directThreshold>>20)
+		p.reason = fmt.Sprintf("O_DIRECT is available: low-priority transfers of %d MiB and more bypass the page cache with aligned buffers; the others use the page cache", directThreshold>>20)
 	default:
 		p.reason = "O_DIRECT is not available (" + r.ODirect.Detail + "): every transfer is buffered"
 	}

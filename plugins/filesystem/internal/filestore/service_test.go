@@ -598,6 +598,58 @@ func TestQueueFullRefusesAtOnce(t *testing.T) {
 	}
 }
 
+// On the direct path only low-priority bulk transfers bypass the page
+// cache: normal and high priority read and write through it, so a hot file
+// is served from memory.
+func TestPageCacheByDefault(t *testing.T) {
+	e := start(t, nil, true)
+	ctx := context.Background()
+	transfers := func(path string) float64 {
+		m, _ := e.s.Metrics(ctx)
+		return metric(m, "transfers_total", "path", path)
+	}
+	big := randomBytes(directThreshold+100, 9)
+	for _, tc := range []struct {
+		prio      dwv1.Priority
+		length    int64
+		putDirect bool // the whole file, 8 MiB + 100 bytes
+		getDirect bool // length bytes of it
+	}{
+		{dwv1.Priority_PRIORITY_UNSPECIFIED, -1, false, false},
+		{dwv1.Priority_PRIORITY_NORMAL, -1, false, false},
+		{dwv1.Priority_PRIORITY_HIGH, -1, false, false},
+		{dwv1.Priority_PRIORITY_LOW, -1, true, true},
+		{dwv1.Priority_PRIORITY_LOW, directThreshold, true, true},
+		{dwv1.Priority_PRIORITY_LOW, directThreshold - 1, true, false},
+	} {
+		name := fmt.Sprintf("p%d-%d", tc.prio, tc.length)
+		d, b := transfers("direct"), transfers("buffered")
+		if _, err := e.put(t, name, big, tc.prio); err != nil {
+			t.Fatal(err)
+		}
+		got, _, err := e.get(ctx, name, 0, tc.length, tc.prio)
+		want := big
+		if tc.length >= 0 {
+			want = big[:tc.length]
+		}
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s: get: %v", name, err)
+		}
+		// The put and the get both count.
+		wantD, wantB := d, b
+		for _, direct := range []bool{tc.putDirect, tc.getDirect} {
+			if direct {
+				wantD++
+			} else {
+				wantB++
+			}
+		}
+		if transfers("direct") != wantD || transfers("buffered") != wantB {
+			t.Errorf("%s: direct %v buffered %v transfers, want %v and %v", name, transfers("direct"), transfers("buffered"), wantD, wantB)
+		}
+	}
+}
+
 func TestPathSwitchesLive(t *testing.T) {
 	e := start(t, nil, false)
 	big := randomBytes(directThreshold+100, 7)
@@ -619,18 +671,18 @@ func TestPathSwitchesLive(t *testing.T) {
 		t.Fatalf("path %s after O_DIRECT appeared", p)
 	}
 	before := transfers("direct")
-	got, _, err := e.get(ctx, "big", 0, -1, 0)
+	got, _, err := e.get(ctx, "big", 0, -1, dwv1.Priority_PRIORITY_LOW)
 	if err != nil || !bytes.Equal(got, big) {
 		t.Fatalf("get on the direct path: %v", err)
 	}
 	if transfers("direct") != before+1 {
-		t.Errorf("the large get did not take the direct path")
+		t.Errorf("the large low-priority get did not take the direct path")
 	}
 	// And back.
 	e.probes.direct.Store(false)
 	e.s.detector.Redetect()
 	before = transfers("buffered")
-	if got, _, err := e.get(ctx, "big", 0, -1, 0); err != nil || !bytes.Equal(got, big) {
+	if got, _, err := e.get(ctx, "big", 0, -1, dwv1.Priority_PRIORITY_LOW); err != nil || !bytes.Equal(got, big) {
 		t.Fatalf("get on the buffered path: %v", err)
 	}
 	if transfers("buffered") != before+1 || e.s.path.Load().name != "buffered" {

@@ -217,8 +217,7 @@ func (s *Service) getFile(ctx context.Context, t *transfer, p string, offset int
 	if length == 0 {
 		return nil
 	}
-	path := s.path.Load()
-	direct := path.direct && length >= directThreshold
+	direct := useDirect(s.path.Load(), t.class, length)
 	src := f
 	if direct {
 		// A second descriptor with O_DIRECT on the same inode: the check
@@ -325,7 +324,7 @@ func (s *Service) startUpload(ctx context.Context, t *transfer, p string, size i
 		u.sum = sha256.New()
 	}
 	u.tmp = stagingDir + "/" + strconv.FormatInt(int64(os.Getpid()), 36) + "-" + strconv.FormatUint(uploadSeq.Add(1), 36) + ".part"
-	u.direct = s.path.Load().direct && size >= directThreshold
+	u.direct = useDirect(s.path.Load(), t.class, size)
 	err := t.run(ctx, func() error {
 		// The target's parent folders are made here, so that a path
 		// whose parent is a file fails before any data is taken.
