@@ -9,12 +9,14 @@ package main_test
 // and of reading the same file straight from disk, with the peak RSS of
 // the host and the plugin above their idle size. BenchmarkHighPriorityLatency
 // reports the p50 and p99 of high-priority 4 KiB reads, alone and under a
-// low-priority flood, and their ratio.
+// low-priority flood, and their ratio. BenchmarkFileGETvsFileServer
+// compares a warm 1 GiB GET through the host with net/http's FileServer.
 
 import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -212,4 +214,62 @@ func BenchmarkHighPriorityLatency(b *testing.B) {
 			b.ReportMetric(m["dispatched_total{class=low}"], flood+"-low-dispatches")
 		}
 	}
+}
+
+// BenchmarkFileGETvsFileServer is issue #15's yardstick: a 1 GiB file with
+// a warm page cache, read through the host (GET /v1/files/…) and by
+// net/http's FileServer (sendfile) from the same folder, alternately in
+// each iteration. It reports both throughputs and their ratio, measured in
+// one run on the same machine state:
+//
+//	go test -run '^$' -bench FileGETvsFileServer -benchtime 3x ./plugins/filesystem/
+func BenchmarkFileGETvsFileServer(b *testing.B) {
+	const size = 1 << 30
+	h := startFS(b, "")
+	req, _ := http.NewRequest("PUT", fileURL(h, "bench/large"), &repeating{block: randomData(1<<20, 9), left: size})
+	req.ContentLength = size
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		b.Fatalf("PUT: %d", resp.StatusCode)
+	}
+	fs := &http.Server{Handler: http.FileServer(http.Dir(filepath.Join(h.DataDir, "files")))}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go fs.Serve(ln)
+	b.Cleanup(func() { fs.Close() })
+
+	get := func(url string) time.Duration {
+		start := time.Now()
+		resp, err := http.Get(url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil || n != size || resp.StatusCode != 200 {
+			b.Fatalf("GET %s: %d, %d bytes, %v", url, resp.StatusCode, n, err)
+		}
+		return time.Since(start)
+	}
+	dwURL, fsURL := fileURL(h, "bench/large"), "http://"+ln.Addr().String()+"/bench/large"
+	get(fsURL) // warm the page cache
+	b.SetBytes(2 * size)
+	b.ResetTimer()
+	var dw, fileServer time.Duration
+	for i := 0; i < b.N; i++ {
+		dw += get(dwURL)
+		fileServer += get(fsURL)
+	}
+	b.StopTimer()
+	mbps := func(d time.Duration) float64 { return float64(b.N) * size / d.Seconds() / 1e6 }
+	b.ReportMetric(mbps(dw), "dw-MB/s")
+	b.ReportMetric(mbps(fileServer), "fileserver-MB/s")
+	b.ReportMetric(mbps(dw)/mbps(fileServer), "ratio")
 }
