@@ -10,8 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -207,6 +209,7 @@ func (r scanRules) discover(dir string, prev map[string]*binary) (map[string]*bi
 	if wait > 0 {
 		r.sleep(wait)
 	}
+	var toHash []candidate
 	for _, c := range cands {
 		if c.young {
 			fi, reason := inspect(c.path)
@@ -223,16 +226,40 @@ func (r scanRules) discover(dir string, prev map[string]*binary) (map[string]*bi
 			found[c.name] = old
 			continue
 		}
-		sum, id, err := hashBinary(c.path)
-		switch {
-		case errors.Is(err, errOpenForWriting):
+		toHash = append(toHash, c)
+	}
+	// Hashing is most of a scan (a plugin binary is 20–35 MB: about 20 ms
+	// each here), and the host's start waits for it: the files are hashed
+	// in parallel, as many at once as there are CPUs, and the results taken
+	// in order.
+	type hashed struct {
+		sum string
+		id  fileID
+		err error
+	}
+	results := make([]hashed, len(toHash))
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, max(runtime.GOMAXPROCS(0), 1))
+	for i, c := range toHash {
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			sum, id, err := hashBinary(c.path)
+			results[i] = hashed{sum, id, err}
+		}()
+	}
+	wg.Wait()
+	for i, c := range toHash {
+		switch res := results[i]; {
+		case errors.Is(res.err, errOpenForWriting):
 			pending(c, "open for writing by another process (still being copied?): it is loaded once it is closed and unchanged")
-			continue
-		case err != nil:
-			skips = append(skips, skipped{path: c.path, reason: fmt.Sprintf("cannot read it: %v", err)})
-			continue
+		case res.err != nil:
+			skips = append(skips, skipped{path: c.path, reason: fmt.Sprintf("cannot read it: %v", res.err)})
+		default:
+			found[c.name] = &binary{path: c.path, sha256: res.sum, id: res.id}
 		}
-		found[c.name] = &binary{path: c.path, sha256: sum, id: id}
 	}
 	sort.Slice(skips, func(i, j int) bool { return skips[i].path < skips[j].path })
 	return found, skips, nil
