@@ -287,14 +287,10 @@ func (c *Config) check(lookup func(string) (string, bool)) []issue {
 		case !envNameRE.MatchString(t.TokenEnv):
 			add(env, "must be an environment variable name (letters, digits, _), got %s", describe(t.TokenEnv))
 		default:
-			v, ok := lookup(t.TokenEnv)
+			v, problem := tokenValue(t, lookup)
 			switch j, dup := values[v]; {
-			case !ok:
-				add(env, "environment variable %s is not set", t.TokenEnv)
-			case v == "":
-				add(env, "environment variable %s is empty", t.TokenEnv)
-			case len(v) < MinTokenBytes:
-				add(env, "environment variable %s holds a token of %d bytes; tokens must be at least %d bytes (openssl rand -hex 32 makes one)", t.TokenEnv, len(v), MinTokenBytes)
+			case problem != "":
+				add(env, "%s", problem)
 			case dup:
 				add(env, "environment variable %s holds the same token as server.auth.tokens[%d]", t.TokenEnv, j)
 			default:
@@ -402,25 +398,19 @@ func isLoopback(s string) bool {
 // lookupOS looks an environment variable up in the process environment.
 func lookupOS(name string) (string, bool) { return os.LookupEnv(name) }
 
-// TokenValues reads every token of server.auth.tokens from its environment
-// variable and returns token value to token name, for the host's
-// authentication. It fails when a variable is unset or empty, or when two
-// tokens have the same value.
-func (c *Config) TokenValues() (map[string]string, error) {
-	return c.tokenValues(lookupOS)
-}
-
-// tokenValues is TokenValues with a given variable lookup.
-func (c *Config) tokenValues(lookup func(string) (string, bool)) (map[string]string, error) {
-	creds, err := c.credentials(lookup)
-	if err != nil {
-		return nil, err
+// tokenValue reads t's token from its environment variable; problem says
+// what is wrong with it ("" for nothing), never showing the value.
+func tokenValue(t Token, lookup func(string) (string, bool)) (value, problem string) {
+	v, ok := lookup(t.TokenEnv)
+	switch {
+	case !ok:
+		return "", fmt.Sprintf("environment variable %s is not set", t.TokenEnv)
+	case v == "":
+		return "", fmt.Sprintf("environment variable %s is empty", t.TokenEnv)
+	case len(v) < MinTokenBytes:
+		return "", fmt.Sprintf("environment variable %s holds a token of %d bytes; tokens must be at least %d bytes (openssl rand -hex 32 makes one)", t.TokenEnv, len(v), MinTokenBytes)
 	}
-	out := make(map[string]string, len(creds))
-	for _, cr := range creds {
-		out[cr.Value] = cr.Name
-	}
-	return out, nil
+	return v, ""
 }
 
 // Credential is a token of server.auth.tokens with its value, read from
@@ -433,8 +423,8 @@ type Credential struct {
 }
 
 // Credentials reads every token of server.auth.tokens from its
-// environment variable, in the order of the file, with the same checks
-// as TokenValues.
+// environment variable, in the order of the file, with the checks of
+// Validate (the environment may have changed since).
 func (c *Config) Credentials() ([]Credential, error) {
 	return c.credentials(lookupOS)
 }
@@ -442,21 +432,16 @@ func (c *Config) Credentials() ([]Credential, error) {
 // credentials is Credentials with a given variable lookup.
 func (c *Config) credentials(lookup func(string) (string, bool)) ([]Credential, error) {
 	out := make([]Credential, 0, len(c.Server.Auth.Tokens))
-	seen := make(map[string]string, len(c.Server.Auth.Tokens))
+	seen := make(map[string]int, len(c.Server.Auth.Tokens))
 	for i, t := range c.Server.Auth.Tokens {
-		v, ok := lookup(t.TokenEnv)
-		switch {
-		case !ok:
-			return nil, fmt.Errorf("config: server.auth.tokens[%d].token_env: environment variable %s is not set", i, t.TokenEnv)
-		case v == "":
-			return nil, fmt.Errorf("config: server.auth.tokens[%d].token_env: environment variable %s is empty", i, t.TokenEnv)
-		case len(v) < MinTokenBytes:
-			return nil, fmt.Errorf("config: server.auth.tokens[%d].token_env: environment variable %s holds a token of %d bytes; tokens must be at least %d bytes", i, t.TokenEnv, len(v), MinTokenBytes)
+		v, problem := tokenValue(t, lookup)
+		if problem != "" {
+			return nil, fmt.Errorf("config: server.auth.tokens[%d].token_env: %s", i, problem)
 		}
-		if prev, dup := seen[v]; dup {
-			return nil, fmt.Errorf("config: server.auth.tokens[%d].token_env: environment variable %s holds the same token as the token named %q", i, t.TokenEnv, prev)
+		if j, dup := seen[v]; dup {
+			return nil, fmt.Errorf("config: server.auth.tokens[%d].token_env: environment variable %s holds the same token as server.auth.tokens[%d]", i, t.TokenEnv, j)
 		}
-		seen[v] = t.Name
+		seen[v] = i
 		t.Policy = t.PolicyOrAdmin()
 		t.Subsystems = slices.Clone(t.Subsystems)
 		out = append(out, Credential{Token: t, Value: v})

@@ -670,15 +670,24 @@ func TestValidateBoundaries(t *testing.T) {
 	}
 }
 
-func TestTokenValues(t *testing.T) {
+// tokenNames maps each credential's value to its name.
+func tokenNames(creds []Credential) map[string]string {
+	out := map[string]string{}
+	for _, c := range creds {
+		out[c.Value] = c.Name
+	}
+	return out
+}
+
+func TestCredentialValues(t *testing.T) {
 	c := designDefaults(t)
 	c.Server.Auth.Tokens = []Token{{Name: "admin", TokenEnv: "DW_T_A"}, {Name: "ci", TokenEnv: "DW_T_B"}}
 	const aaa, bbb = "aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"
-	got, err := c.tokenValues(environLookup(envOf("DW_T_A="+aaa, "DW_T_B="+bbb)))
+	creds, err := c.credentials(environLookup(envOf("DW_T_A="+aaa, "DW_T_B="+bbb)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := map[string]string{aaa: "admin", bbb: "ci"}; !reflect.DeepEqual(got, want) {
+	if got, want := tokenNames(creds), map[string]string{aaa: "admin", bbb: "ci"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("got %v, want %v", got, want)
 	}
 	for env, want := range map[string][]string{
@@ -687,7 +696,7 @@ func TestTokenValues(t *testing.T) {
 		"same":  {"DW_T_A=" + aaa, "DW_T_B=" + aaa},
 		"short": {"DW_T_A=" + aaa, "DW_T_B=" + bbb[:15]},
 	} {
-		_, err := c.tokenValues(environLookup(envOf(want...)))
+		_, err := c.credentials(environLookup(envOf(want...)))
 		if err == nil || !strings.Contains(err.Error(), "server.auth.tokens[1].token_env") || strings.Contains(err.Error(), "aaaa") || strings.Contains(err.Error(), "bbbb") {
 			t.Errorf("%s: err = %v, want one naming the key and not the token", env, err)
 		}
@@ -695,9 +704,9 @@ func TestTokenValues(t *testing.T) {
 
 	t.Setenv("DW_T_A", "from-os-0123456789")
 	t.Setenv("DW_T_B", "also-from-os-0123456789")
-	got, err = c.TokenValues()
-	if err != nil || got["from-os-0123456789"] != "admin" || got["also-from-os-0123456789"] != "ci" {
-		t.Errorf("TokenValues() = %v, %v", got, err)
+	creds, err = c.Credentials()
+	if got := tokenNames(creds); err != nil || got["from-os-0123456789"] != "admin" || got["also-from-os-0123456789"] != "ci" {
+		t.Errorf("Credentials() = %v, %v", got, err)
 	}
 }
 

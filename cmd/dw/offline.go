@@ -150,9 +150,12 @@ func loadConfigForPlugins(path string, explicit bool) (*config.Config, error) {
 // their schemas by name (nil for a plugin of sdk 6.0); a plugin that
 // cannot be probed is reported through warn and left out.
 func pluginSchemas(ctx context.Context, cfg *config.Config, warn func(string)) (map[string]*pluginhost.Schema, error) {
-	bins, err := supervisor.Binaries(cfg.Plugins.Dir)
+	bins, skipped, err := supervisor.Binaries(cfg.Plugins.Dir)
 	if err != nil {
 		return nil, err
+	}
+	for _, path := range slices.Sorted(maps.Keys(skipped)) {
+		warn(fmt.Sprintf("plugins.dir: %s is left out: %s", path, skipped[path]))
 	}
 	out := map[string]*pluginhost.Schema{}
 	for _, name := range slices.Sorted(maps.Keys(bins)) {

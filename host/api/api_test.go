@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/datawarehouse/dw/config"
 	"github.com/datawarehouse/dw/host/supervisor"
 	"github.com/datawarehouse/dw/sdk/v6"
 	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
@@ -47,13 +48,22 @@ func (f *fakePlugins) Restart(ctx context.Context, name string) error {
 	return f.RestartFunc(ctx, name)
 }
 
+// adminTokens turns token value → caller name into admin credentials.
+func adminTokens(tokens map[string]string) []config.Credential {
+	var out []config.Credential
+	for value, name := range tokens {
+		out = append(out, config.Credential{Token: config.Token{Name: name, Policy: config.PolicyAdmin}, Value: value})
+	}
+	return out
+}
+
 // tok is a token of the tests.
 const tok = "tok-0123456789abcdef"
 
 func newTestServer(t testing.TB, p Plugins, tokens map[string]string) (*Server, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	s, err := New(Options{Plugins: p, Tokens: tokens, Registry: reg, Version: "1.2.3", ScrapeTimeout: 100 * time.Millisecond})
+	s, err := New(Options{Plugins: p, Credentials: adminTokens(tokens), Registry: reg, Version: "1.2.3", ScrapeTimeout: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -385,7 +395,7 @@ func TestNewRejectsBadTokens(t *testing.T) {
 		{"good-s3cret-0123456789": ""},
 		{"short-s3cret": "alice"},
 	} {
-		_, err := New(Options{Plugins: &fakePlugins{}, Tokens: tokens})
+		_, err := New(Options{Plugins: &fakePlugins{}, Credentials: adminTokens(tokens)})
 		if err == nil {
 			t.Errorf("tokens %q accepted", tokens)
 			continue

@@ -84,15 +84,6 @@ var policyReach = map[string]Scope{
 	config.PolicyAdmin: ScopeAdmin,
 }
 
-// credentialsOf merges Options.Tokens (admin tokens) into creds.
-func credentialsOf(tokens map[string]string, creds []config.Credential) []config.Credential {
-	out := slices.Clone(creds)
-	for value, name := range tokens {
-		out = append(out, config.Credential{Token: config.Token{Name: name, Policy: config.PolicyAdmin}, Value: value})
-	}
-	return out
-}
-
 const challenge = `Bearer realm="dw"`
 
 // errInvalidToken is the answer to a token that matches none.

@@ -130,8 +130,8 @@ func startEcho(t testing.TB, opts Options) *echoEnv {
 	}}
 	opts.Plugins = live
 	opts.Registry = prometheus.NewRegistry()
-	if opts.Tokens == nil {
-		opts.Tokens = map[string]string{testToken: "alice"}
+	if opts.Credentials == nil {
+		opts.Credentials = adminTokens(map[string]string{testToken: "alice"})
 	}
 	s, err := New(opts)
 	if err != nil {

@@ -378,7 +378,7 @@ func newAPIEnv(t testing.TB, subsystem string, client *pluginhost.Client, logger
 		}
 		return client, nil
 	}}
-	s, err := New(Options{Plugins: p, Tokens: map[string]string{objectToken: "alice"}, Registry: prometheus.NewRegistry(),
+	s, err := New(Options{Plugins: p, Credentials: adminTokens(map[string]string{objectToken: "alice"}), Registry: prometheus.NewRegistry(),
 		Version: "1.2.3", ScrapeTimeout: 100 * time.Millisecond, Logger: logger})
 	if err != nil {
 		t.Fatal(err)

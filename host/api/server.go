@@ -49,14 +49,10 @@ type Options struct {
 	// Plugins is the plugin manager. Required.
 	Plugins Plugins
 	// Credentials are the accepted bearer tokens with their names,
-	// policies and subsystems (config.Config.Credentials). With none (and
-	// no Tokens) there is no authentication, which the host allows only on
-	// a loopback listener. Tokens shorter than config.MinTokenBytes are
-	// refused.
+	// policies and subsystems (config.Config.Credentials). With none
+	// there is no authentication, which the host allows only on a loopback
+	// listener. Tokens shorter than config.MinTokenBytes are refused.
 	Credentials []config.Credential
-	// Tokens maps more bearer token values to caller names, each with the
-	// admin policy and every subsystem: a shorthand for Credentials.
-	Tokens map[string]string
 	// Audit is where the audit log goes (see audit.go); its zero value
 	// writes it to Logger, named "audit". MaxSize may be below the
 	// config's minimum here (tests of rotation).
@@ -140,7 +136,7 @@ func New(opts Options) (*Server, error) {
 	if s.registry == nil {
 		s.registry = prometheus.NewRegistry()
 	}
-	auth, err := newAuthenticator(credentialsOf(opts.Tokens, opts.Credentials))
+	auth, err := newAuthenticator(opts.Credentials)
 	if err != nil {
 		return nil, fmt.Errorf("new admin api: %w", err)
 	}

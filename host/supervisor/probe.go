@@ -207,26 +207,32 @@ func BinaryPath(dir, name string) (string, error) {
 
 // Binaries lists the plugin binaries of dir (name → path), without
 // hashing them or waiting for files still being written, as dw config
-// schema needs; files named dw-plugin-* that the host would skip are
-// left out. A dir that does not exist holds none.
-func Binaries(dir string) (map[string]string, error) {
+// schema needs. Files named dw-plugin-* that the host would skip are
+// returned in skipped (path → why), for the caller to report. A dir that
+// does not exist holds none.
+func Binaries(dir string) (found, skipped map[string]string, err error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
-		return map[string]string{}, nil
+		return map[string]string{}, map[string]string{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read plugins.dir %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("read plugins.dir %s: %w", dir, err)
 	}
-	out := map[string]string{}
+	found, skipped = map[string]string{}, map[string]string{}
 	for _, e := range entries {
-		name, ok, _ := pluginFileName(e.Name())
+		path := filepath.Join(dir, e.Name())
+		name, ok, invalid := pluginFileName(e.Name())
 		if !ok {
+			if invalid != "" {
+				skipped[path] = invalid
+			}
 			continue
 		}
-		path := filepath.Join(dir, e.Name())
-		if _, reason := inspect(path); reason == "" {
-			out[name] = path
+		if _, reason := inspect(path); reason != "" {
+			skipped[path] = reason
+			continue
 		}
+		found[name] = path
 	}
-	return out, nil
+	return found, skipped, nil
 }

@@ -110,12 +110,22 @@ func TestBinaryPath(t *testing.T) {
 	if _, err := BinaryPath(dir, "dbstorage"); err == nil || !strings.Contains(err.Error(), "no dw-plugin-dbstorage in plugins.dir") {
 		t.Errorf("BinaryPath(dbstorage) = %v", err)
 	}
-	bins, err := Binaries(dir)
-	if err != nil || len(bins) != 1 || bins["good"] == "" {
-		t.Errorf("Binaries = %v, %v", bins, err)
+	bins, skipped, err := Binaries(dir)
+	if err != nil || len(bins) != 1 || bins["good"] == "" || len(skipped) != 0 {
+		t.Errorf("Binaries = %v, %v, %v", bins, skipped, err)
 	}
-	if bins, err := Binaries(filepath.Join(dir, "nope")); err != nil || len(bins) != 0 {
+	if bins, _, err := Binaries(filepath.Join(dir, "nope")); err != nil || len(bins) != 0 {
 		t.Errorf("Binaries of a missing folder = %v, %v", bins, err)
+	}
+	// A file the host would skip is named with the reason, not left out
+	// in silence.
+	notExec := filepath.Join(dir, "dw-plugin-notexec")
+	if err := os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bins, skipped, err = Binaries(dir)
+	if err != nil || len(bins) != 1 || skipped[notExec] == "" {
+		t.Errorf("Binaries with a file that is not executable = %v, %v, %v", bins, skipped, err)
 	}
 }
 

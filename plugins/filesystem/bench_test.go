@@ -57,6 +57,22 @@ func processMiB(b *testing.B, read func(int) (int64, error), pid int) float64 {
 	return float64(n) / (1 << 20)
 }
 
+// putLarge stores size bytes of a repeated random MiB at p through the
+// host.
+func putLarge(b *testing.B, h *hosttest.Host, p string, size int64) {
+	req, _ := http.NewRequest("PUT", fileURL(h, p), &repeating{block: randomData(1<<20, 9), left: size})
+	req.ContentLength = size
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		b.Fatalf("PUT: %d", resp.StatusCode)
+	}
+}
+
 func BenchmarkLargeFile(b *testing.B) {
 	const size = 1 << 30
 	h := startFS(b, "")
@@ -78,19 +94,7 @@ func BenchmarkLargeFile(b *testing.B) {
 		b.ReportMetric(processMiB(b, hosttest.PeakRSS, plugin)-idleP, "plugin-peak-MiB")
 	}
 	b.Run("put", func(b *testing.B) {
-		measure(b, func(b *testing.B) {
-			req, _ := http.NewRequest("PUT", fileURL(h, "bench/large"), &repeating{block: randomData(1<<20, 9), left: size})
-			req.ContentLength = size
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				b.Fatal(err)
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusCreated {
-				b.Fatalf("PUT: %d", resp.StatusCode)
-			}
-		})
+		measure(b, func(b *testing.B) { putLarge(b, h, "bench/large", size) })
 	})
 	b.Run("get", func(b *testing.B) {
 		measure(b, func(b *testing.B) {
@@ -226,17 +230,7 @@ func BenchmarkHighPriorityLatency(b *testing.B) {
 func BenchmarkFileGETvsFileServer(b *testing.B) {
 	const size = 1 << 30
 	h := startFS(b, "")
-	req, _ := http.NewRequest("PUT", fileURL(h, "bench/large"), &repeating{block: randomData(1<<20, 9), left: size})
-	req.ContentLength = size
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		b.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		b.Fatalf("PUT: %d", resp.StatusCode)
-	}
+	putLarge(b, h, "bench/large", size)
 	fs := &http.Server{Handler: http.FileServer(http.Dir(filepath.Join(h.DataDir, "files")))}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
