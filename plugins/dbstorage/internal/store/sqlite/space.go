@@ -93,16 +93,11 @@ func (s *Store) checkSpace(ctx context.Context, tx *sql.Tx, data, walBytes int64
 	if s.noSpaceCheck {
 		return nil
 	}
-	var pages, freePages, pageBytes int64
-	if err := tx.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
-		return err
+	var pages, freePages int64
+	if err := tx.QueryRowContext(ctx, "SELECT * FROM pragma_page_count(), pragma_freelist_count()").Scan(&pages, &freePages); err != nil {
+		return fmt.Errorf("read the database's page counts: %w", err)
 	}
-	if err := tx.QueryRowContext(ctx, "PRAGMA freelist_count").Scan(&freePages); err != nil {
-		return err
-	}
-	if err := tx.QueryRowContext(ctx, "PRAGMA page_size").Scan(&pageBytes); err != nil {
-		return err
-	}
+	pageBytes := s.pageBytes
 	free, err := freeBytes(filepath.Dir(s.path))
 	if err != nil {
 		s.log.Warn("cannot tell the volume's free space; writing without the check", "error", err)

@@ -95,6 +95,7 @@ type Store struct {
 	name      string
 	path      string
 	chunkSize int
+	pageBytes int64 // the file's page size, read once at open
 	log       hclog.Logger
 	lock      *os.File // the flock on path+".lock"
 
@@ -220,6 +221,7 @@ func (s *Store) open(ctx context.Context, maxReaders int) error {
 	if err := s.wdb.QueryRowContext(ctx, "PRAGMA page_size").Scan(&pageBytes); err != nil {
 		return fmt.Errorf("read page size: %w", err)
 	}
+	s.pageBytes = int64(pageBytes)
 	if pageBytes != pageSize {
 		if err := s.wdb.Close(); err != nil {
 			return err
