@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -138,12 +140,20 @@ func joinPath(section, p string) string {
 // looks in: the file given with --config, or config/dw.yaml when it
 // exists, else the embedded defaults (as dw serve does).
 func loadConfigForPlugins(path string, explicit bool) (*config.Config, error) {
+	return config.Load(configPath(path, explicit))
+}
+
+// configPath is the config file a command reads: path when given with
+// --config (explicit), else the default path when it exists, else ""
+// (the embedded defaults). Only a default file that does not exist falls
+// back: one that cannot be read (permissions) is reported by the load.
+func configPath(path string, explicit bool) string {
 	if !explicit {
-		if _, err := os.Stat(path); err != nil {
-			path = ""
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return ""
 		}
 	}
-	return config.Load(path)
+	return path
 }
 
 // pluginSchemas probes every plugin binary of plugins.dir and returns

@@ -362,3 +362,27 @@ func TestPluginDocsByName(t *testing.T) {
 		t.Fatalf("a plugin that is not there: exit %d\n%s", code, out)
 	}
 }
+
+// Only a default config file that does not exist falls back to the
+// embedded defaults; one that is there but cannot be reached is loaded,
+// so that its error is reported instead of running on other settings.
+func TestConfigPathFallsBackOnlyWhenMissing(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "config", "dw.yaml")
+	if got := configPath(missing, false); got != "" {
+		t.Errorf("missing default file: %q, want the embedded defaults", got)
+	}
+	if got := configPath(missing, true); got != missing {
+		t.Errorf("missing --config file: %q, want it kept (its load fails)", got)
+	}
+	blocked := filepath.Join(dir, "file", "dw.yaml") // "file" is a file: ENOTDIR
+	if err := os.WriteFile(filepath.Join(dir, "file"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := configPath(blocked, false); got != blocked {
+		t.Errorf("unreachable default file: %q, want it kept so that its error shows", got)
+	}
+	if _, err := loadConfigForPlugins(blocked, false); err == nil {
+		t.Error("an unreachable default config file loaded without an error")
+	}
+}

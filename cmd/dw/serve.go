@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -37,11 +36,7 @@ func newServeCmd() *cobra.Command {
 }
 
 func serve(ctx context.Context, path string, explicit bool, drain time.Duration) error {
-	if !explicit {
-		if _, err := os.Stat(path); err != nil {
-			path = ""
-		}
-	}
+	path = configPath(path, explicit)
 	opts := host.Options{ConfigPath: path, DrainTimeout: drain}
 	var cfg *config.Config
 	if path == "" {
