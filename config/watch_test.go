@@ -1,7 +1,6 @@
 package config
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,6 +18,8 @@ import (
 	"github.com/fsnotify/fsnotify"
 	"github.com/hashicorp/go-hclog"
 	"go.uber.org/goleak"
+
+	"github.com/datawarehouse/dw/internal/syncbuf"
 )
 
 // waitFor is how long a test waits for something it expects.
@@ -676,7 +676,7 @@ func TestWatchFolderDeletedAndRecreated(t *testing.T) {
 
 func TestWatchOversizedFile(t *testing.T) {
 	path, hc := newConfigFile(t, "v: 1\n")
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	hc.opts.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Info, Output: io.MultiWriter(&logs, testLogWriter{t})})
 	h := startWatch(t, path, hc)
 	writeFile(t, path, "#"+strings.Repeat("x", MaxFileSize))
@@ -692,7 +692,7 @@ func TestWatchOversizedFile(t *testing.T) {
 
 func TestWatchNotRegularFile(t *testing.T) {
 	path, hc := newConfigFile(t, "v: 1\n")
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	hc.opts.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Info, Output: io.MultiWriter(&logs, testLogWriter{t})})
 	h := startWatch(t, path, hc)
 	if err := os.Remove(path); err != nil {
@@ -851,26 +851,6 @@ func waitUntil(tb testing.TB, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-}
-
-// lockedBuffer is a bytes.Buffer safe for concurrent use.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-// Write appends p.
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// String returns what was written.
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // BenchmarkWatchLatency measures the time from the write of a new content

@@ -1,7 +1,6 @@
 package host_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -23,28 +22,11 @@ import (
 	"github.com/datawarehouse/dw/host"
 	"github.com/datawarehouse/dw/host/internal/testplugins"
 	"github.com/datawarehouse/dw/host/supervisor"
+	"github.com/datawarehouse/dw/internal/syncbuf"
 )
 
 // These tests run a Host in process with real plugin processes, change its
 // config file and reload it.
-
-// lockedBuffer is a log sink safe for concurrent writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // reloadHost is a running Host over a config file in a temporary folder.
 type reloadHost struct {
@@ -53,7 +35,7 @@ type reloadHost struct {
 	pluginsDir string
 	cfgPath    string
 	head       string // the host part of every config written
-	logs       *lockedBuffer
+	logs       *syncbuf.Buffer
 	logger     hclog.Logger
 	h          *host.Host
 	client     *http.Client
@@ -70,7 +52,7 @@ func newReloadHost(t testing.TB, names []string, subsystemsYAML string) *reloadH
 	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
 
 	dir := t.TempDir()
-	r := &reloadHost{t: t, dir: dir, pluginsDir: filepath.Join(dir, "plugins"), cfgPath: filepath.Join(dir, "dw.yaml"), logs: &lockedBuffer{}}
+	r := &reloadHost{t: t, dir: dir, pluginsDir: filepath.Join(dir, "plugins"), cfgPath: filepath.Join(dir, "dw.yaml"), logs: &syncbuf.Buffer{}}
 	if err := os.MkdirAll(r.pluginsDir, 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package sdk
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/datawarehouse/dw/sdk/v6/internal/syncbuf"
 	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
@@ -83,31 +82,13 @@ func markLine() {
 	panicLine.Store(strconv.Itoa(line + 1))
 }
 
-// syncBuffer is a log output safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // startDomain serves a domainSubsystem in process, configured unless
 // configure is false, and returns it, its client, a FileStore client and
 // the plugin's log.
-func startDomain(t *testing.T, configure bool) (*domainSubsystem, *testClient, dwv1.FileStoreClient, *syncBuffer) {
+func startDomain(t *testing.T, configure bool) (*domainSubsystem, *testClient, dwv1.FileStoreClient, *syncbuf.Buffer) {
 	t.Helper()
 	d := &domainSubsystem{testSubsystem: &testSubsystem{}, files: &fakeFileStore{}}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	logger := hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug})
 	c := serveInProcess[wireLimits](t, d, logger)
 	if configure {

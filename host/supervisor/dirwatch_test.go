@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/datawarehouse/dw/host/internal/testplugins"
+	"github.com/datawarehouse/dw/internal/syncbuf"
 	"github.com/datawarehouse/dw/sdk/v6"
 	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
 )
@@ -686,7 +687,7 @@ func TestDirWatcherRecoversFromWatcherErrors(t *testing.T) {
 	write("dw-plugin-same", "same")
 	write("dw-plugin-changed", "v1")
 	write("dw-plugin-gone", "x")
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	d := &dirWatcher{dir: dir, opts: DirWatchOptions{Settle: DefaultSettle, PollInterval: time.Minute},
 		log: hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug}), files: newSettler(DefaultSettle)}
 	defer d.disarm()
@@ -730,7 +731,7 @@ func TestDirWatcherFolderBackBeforeTheRemovalIsHandled(t *testing.T) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	d := &dirWatcher{dir: dir, opts: DirWatchOptions{Settle: DefaultSettle, PollInterval: time.Minute},
 		log: hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug}), files: newSettler(DefaultSettle)}
 	defer d.disarm()

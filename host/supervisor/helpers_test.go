@@ -18,6 +18,7 @@ import (
 
 	"github.com/datawarehouse/dw/host/internal/testplugins"
 	"github.com/datawarehouse/dw/host/kvstore"
+	"github.com/datawarehouse/dw/internal/syncbuf"
 	"github.com/datawarehouse/dw/sdk/v6/pluginhost"
 )
 
@@ -42,31 +43,13 @@ func buildTestPlugins(t testing.TB) string {
 	return testplugins.Build(t)
 }
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // harness is a plugins folder, a KV store and a manager over them; its
 // cleanup stops the manager and checks that every process it saw is gone.
 type harness struct {
 	t    testing.TB
 	dir  string
 	data string
-	logs *syncBuffer
+	logs *syncbuf.Buffer
 	kv   *kvstore.Store
 	opts Options
 	m    *Manager
@@ -81,7 +64,7 @@ func newHarness(t testing.TB, variants []string, edit func(*Options)) *harness {
 	t.Helper()
 	buildTestPlugins(t)
 	root := t.TempDir()
-	h := &harness{t: t, dir: filepath.Join(root, "plugins"), data: filepath.Join(root, "data"), logs: &syncBuffer{}, pids: map[int]bool{}}
+	h := &harness{t: t, dir: filepath.Join(root, "plugins"), data: filepath.Join(root, "data"), logs: &syncbuf.Buffer{}, pids: map[int]bool{}}
 	if err := os.MkdirAll(h.dir, 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/datawarehouse/dw/config"
 	"github.com/datawarehouse/dw/internal/pki"
+	"github.com/datawarehouse/dw/internal/syncbuf"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -100,25 +101,7 @@ func (f files) write(t testing.TB, p *pki.Pair) {
 
 func (f files) spec() config.TLS { return config.TLS{CertFile: f.cert, KeyFile: f.key} }
 
-// syncBuffer is a log sink safe for concurrent use.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func testLogger(buf *syncBuffer) hclog.Logger {
+func testLogger(buf *syncbuf.Buffer) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Output: buf, Level: hclog.Trace, JSONFormat: true})
 }
 
@@ -331,7 +314,7 @@ func TestBadPairsRejected(t *testing.T) {
 	ca := newTestCA(t)
 	good := ca.issue(t, false)
 	f := newFiles(t, good)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	r := newReloader(t, Options{TLS: f.spec(), Logger: testLogger(&logs), PollInterval: -1, PairGrace: 50 * time.Millisecond})
 	addr := server(t, r)
 
@@ -386,7 +369,7 @@ func TestPairWrittenOneFileAfterTheOther(t *testing.T) {
 	ca := newTestCA(t)
 	first, second := ca.issue(t, false), ca.issue(t, false)
 	f := newFiles(t, first)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	r := newReloader(t, Options{TLS: f.spec(), Logger: testLogger(&logs), PollInterval: 20 * time.Millisecond, PairGrace: time.Hour})
 	addr := server(t, r)
 

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
@@ -16,6 +15,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/datawarehouse/dw/sdk/v6"
+	"github.com/datawarehouse/dw/sdk/v6/internal/syncbuf"
 	dwv1 "github.com/datawarehouse/dw/sdk/v6/proto/dw/v1"
 )
 
@@ -36,24 +36,6 @@ func (f *fakeKV) Get(ctx context.Context, key string) ([]byte, error) {
 func (f *fakeKV) Delete(context.Context, string) error { return nil }
 func (f *fakeKV) List(ctx context.Context, prefix string, fn func(string, []byte) error) error {
 	return f.ListFunc(ctx, prefix, fn)
-}
-
-// syncBuffer is a log output safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // serveKV serves kv as the host does (a server made with ServerOptions)
@@ -86,7 +68,7 @@ func serveKV(t *testing.T, kv sdk.KV, logger hclog.Logger) dwv1.HostKVClient {
 // plugin as sdk errors, through ServerOptions and DialOptions alone.
 func TestHostKVErrors(t *testing.T) {
 	ctx := context.Background()
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	kv := &fakeKV{
 		GetFunc: func(_ context.Context, key string) ([]byte, error) {
 			if key == "bug" {
