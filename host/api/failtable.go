@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
+
+	"github.com/datawarehouse/dw/host/internal/netguard"
 )
 
 // Refused-token slowdown: a remote address that keeps presenting wrong
@@ -59,12 +61,7 @@ func failKeyOf(remoteAddr string) (k failKey, ok bool) {
 	if err != nil {
 		return k, false
 	}
-	a = a.Unmap()
-	if a.Is4() {
-		return a.As16(), true
-	}
-	p, _ := a.Prefix(64)
-	return p.Addr().As16(), true
+	return netguard.ClientKey(a).As16(), true
 }
 
 type failEntry struct {

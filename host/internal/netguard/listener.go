@@ -173,15 +173,23 @@ func addrKey(a net.Addr) (netip.Addr, bool) {
 			return netip.Addr{}, false
 		}
 	}
-	ip := ap.Addr().Unmap().WithZone("")
-	if !ip.IsValid() {
+	if !ap.Addr().IsValid() {
 		return netip.Addr{}, false
 	}
+	return ClientKey(ap.Addr()), true
+}
+
+// ClientKey is what a client's IP address counts under, for the
+// connection cap and the API's refused-token slowdown alike: an IPv4
+// address (IPv4-mapped IPv6 unmapped), or the /64 of an IPv6 one (a
+// host's share of its network; the zone dropped).
+func ClientKey(ip netip.Addr) netip.Addr {
+	ip = ip.Unmap().WithZone("")
 	if ip.Is6() {
 		p, _ := ip.Prefix(64)
-		return p.Addr(), true
+		return p.Addr()
 	}
-	return ip, true
+	return ip
 }
 
 // conn counts down its address once, on its first Close.
